@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Builds one libFuzzer harness with clang (ASan+UBSan) against the modules it
+# names and runs it for its stated time over a copy of its committed corpus.
+# Usage: run.sh tests/fuzz/fuzz_<name>.c [seconds]
+set -euo pipefail
+harness=$1
+src=${FERRY_SRC:-$(cd "$(dirname "$0")/../.." && pwd)}
+build=${FERRY_BUILD:-$src/build}
+name=$(basename "$harness" .c)
+if ! command -v clang >/dev/null; then
+    echo "SKIP: clang not installed; $name not run"
+    exit 77
+fi
+mods=$(sed -n 's|^// FUZZ_MODULES:||p' "$harness" | head -1)
+secs=${2:-$(sed -n 's|^// FUZZ_SECONDS:||p' "$harness" | head -1 | tr -d ' ')}
+secs=${secs:-10}
+libs=$(sed -n 's|^// FUZZ_LIBS:||p' "$harness" | head -1)
+out="$build/fuzz/$name"
+mkdir -p "$out/obj"
+flags=(-g -O1 -std=gnu11 -D_GNU_SOURCE -DFERRY_VERSION=\"fuzz\" -DFERRY_COMMIT=\"fuzz\"
+       -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=undefined
+       -I"$src/src" $(pkg-config --cflags $libs 2>/dev/null || true))
+objs=()
+for m in $mods; do
+    for f in "$src"/src/"$m"/*.c; do
+        [[ $(basename "$f") == main.c ]] && continue
+        extra=()
+        [[ $f == *_avx2.c ]] && extra=(-mavx2 -mfma -mf16c)
+        o="$out/obj/${m}_$(basename "$f" .c).o"
+        clang "${flags[@]}" "${extra[@]}" -c "$f" -o "$o"
+        objs+=("$o")
+    done
+done
+clang "${flags[@]}" -fsanitize=fuzzer -c "$harness" -o "$out/obj/harness.o"
+clang -fsanitize=fuzzer,address,undefined "$out/obj/harness.o" "${objs[@]}" \
+    $(pkg-config --libs $libs 2>/dev/null || true) -lpthread -lm -o "$out/$name"
+work="$out/corpus"
+rm -rf "$work"
+mkdir -p "$work"
+seeds="$src/tests/fuzz/corpus/${name#fuzz_}"
+[[ -d $seeds ]] && cp -r "$seeds"/. "$work"/
+echo "fuzz: $name for ${secs}s"
+cd "$out"
+"$out/$name" -max_total_time="$secs" -rss_limit_mb=2048 -timeout=10 -print_final_stats=1 "$work"
