@@ -384,7 +384,6 @@ size_t kv_seq_match_prefix(kv_cache *kv, int32_t id, const int32_t *prompt, size
 {
     kv_seq *s = seq_get(kv, id);
     ASSERT(s->n_tokens == 0 && s->n_blocks == 0);
-    kv->queries_tokens += n;
     if (!kv->cfg.prefix_cache || n == 0)
         return 0;
     /* Leave at least one token to compute: its logits start generation. */
@@ -405,8 +404,13 @@ size_t kv_seq_match_prefix(kv_cache *kv, int32_t id, const int32_t *prompt, size
     }
     s->n_tokens = i * kv->bt;
     s->tail_hash = h;
-    kv->hits_tokens += s->n_tokens;
     return s->n_tokens;
+}
+
+void kv_note_prefix_query(kv_cache *kv, size_t n_query, size_t n_hit)
+{
+    kv->queries_tokens += n_query;
+    kv->hits_tokens += n_hit;
 }
 
 size_t kv_seq_blocks_needed(const kv_cache *kv, int32_t id, size_t n_total)

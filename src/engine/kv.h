@@ -119,10 +119,14 @@ int kv_seq_open(kv_cache *kv, int32_t *out_id) MUST_USE;
  * every cached block of the longest cached full-block prefix, leaving at least
  * one prompt token to compute (its logits are needed). Returns the number of
  * prompt tokens now present (a multiple of block_tokens; 0 when nothing hit),
- * which the caller skips computing. Counts the lookup in queries_tokens and
- * hits_tokens. Never fails.
+ * which the caller skips computing. Never fails. Does not count: the caller
+ * calls kv_note_prefix_query once the sequence is really admitted.
  */
 size_t kv_seq_match_prefix(kv_cache *kv, int32_t id, const int32_t *prompt, size_t n);
+
+/* Adds a lookup of n_query prompt tokens of which n_hit were cached to the
+ * queries_tokens / hits_tokens counters. */
+void kv_note_prefix_query(kv_cache *kv, size_t n_query, size_t n_hit);
 
 /*
  * Additional blocks id needs to hold n_total tokens (0 if it already does).
