@@ -32,14 +32,14 @@ _Static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "gguf.c reads little-e
 
 struct gguf_value {
     uint32_t type;
-    uint32_t elem_type;       // arrays only
-    uint64_t n;               // arrays: element count
-    const uint8_t *enc;       // encoding after the type tag
+    uint32_t elem_type; // arrays only
+    uint64_t n;         // arrays: element count
+    const uint8_t *enc; // encoding after the type tag
     size_t enc_len;
-    const uint8_t *data;      // scalar bytes, string bytes, or first array element
-    size_t data_len;          // string length
-    str *strs;                // arrays of strings: n slices
-    struct gguf_value *arrs;  // arrays of arrays: n values
+    const uint8_t *data;     // scalar bytes, string bytes, or first array element
+    size_t data_len;         // string length
+    str *strs;               // arrays of strings: n slices
+    struct gguf_value *arrs; // arrays of arrays: n values
 };
 
 typedef struct gguf_kv {
@@ -63,8 +63,8 @@ struct gguf_file {
 };
 
 static const char *const type_names[GGUF_TYPE_COUNT] = {
-    "uint8", "int8", "uint16", "int16", "uint32", "int32", "float32",
-    "bool",  "string", "array", "uint64", "int64", "float64",
+    "uint8", "int8",   "uint16", "int16",  "uint32", "int32",   "float32",
+    "bool",  "string", "array",  "uint64", "int64",  "float64",
 };
 static const uint8_t type_sizes[GGUF_TYPE_COUNT] = {1, 1, 2, 2, 4, 4, 4, 1, 0, 0, 8, 8, 8};
 
@@ -184,9 +184,8 @@ static int parse_value(rd *r, uint32_t type, int depth, gguf_value *v, const cha
         v->data_len = s.n;
     } else if (type == GGUF_TYPE_ARRAY) {
         if (depth >= GGUF_ARRAY_DEPTH_MAX)
-            return err_set(r->e, ERR_FORMAT,
-                           "gguf: %s nests arrays deeper than the limit of %d", what,
-                           GGUF_ARRAY_DEPTH_MAX);
+            return err_set(r->e, ERR_FORMAT, "gguf: %s nests arrays deeper than the limit of %d",
+                           what, GGUF_ARRAY_DEPTH_MAX);
         uint32_t et;
         uint64_t n;
         if ((rc = rd_u32(r, &et, what)) || (rc = rd_u64(r, &n, what)))
@@ -300,7 +299,8 @@ static int parse_kvs(gguf_file *f, rd *r, uint64_t n_kv)
         return err_set(e, ERR_NOMEM, "gguf: out of memory");
     for (size_t i = 0; i < f->n_kv; i++)
         f->kv_by_key[i] = i;
-    qsort_r(f->kv_by_key, f->n_kv, sizeof(size_t), cmp_kv_idx, f->kvs);
+    if (f->n_kv > 1)
+        qsort_r(f->kv_by_key, f->n_kv, sizeof(size_t), cmp_kv_idx, f->kvs);
     for (size_t i = 1; i < f->n_kv; i++)
         if (str_eq(f->kvs[f->kv_by_key[i]].key, f->kvs[f->kv_by_key[i - 1]].key))
             return err_set(e, ERR_FORMAT, "gguf: duplicate metadata key \"%s\"",
@@ -341,8 +341,9 @@ static int parse_tensor_info(gguf_file *f, rd *r, uint64_t i)
     if ((rc = rd_u32(r, &t->n_dims, what)))
         return rc;
     if (t->n_dims < 1 || t->n_dims > GGUF_DIMS_MAX)
-        return err_set(e, ERR_FORMAT, "gguf: tensor \"%s\" has %" PRIu32 " dimensions, outside 1..%d",
-                       nm, t->n_dims, GGUF_DIMS_MAX);
+        return err_set(e, ERR_FORMAT,
+                       "gguf: tensor \"%s\" has %" PRIu32 " dimensions, outside 1..%d", nm,
+                       t->n_dims, GGUF_DIMS_MAX);
     uint64_t nel = 1;
     for (uint32_t d = 0; d < GGUF_DIMS_MAX; d++) {
         t->ne[d] = 1;
@@ -351,8 +352,7 @@ static int parse_tensor_info(gguf_file *f, rd *r, uint64_t i)
         if ((rc = rd_u64(r, &t->ne[d], what)))
             return rc;
         if (t->ne[d] == 0)
-            return err_set(e, ERR_FORMAT, "gguf: tensor \"%s\": dimension %" PRIu32 " is 0", nm,
-                           d);
+            return err_set(e, ERR_FORMAT, "gguf: tensor \"%s\": dimension %" PRIu32 " is 0", nm, d);
         if (!u64_mul_ok(nel, t->ne[d], &nel) || nel > (uint64_t)INT64_MAX)
             return err_set(e, ERR_OVERFLOW,
                            "gguf: tensor \"%s\": dimensions overflow (ne[%" PRIu32 "] = %" PRIu64
@@ -364,10 +364,11 @@ static int parse_tensor_info(gguf_file *f, rd *r, uint64_t i)
     if (!tensor_type_supported(t->type)) {
         const char *tn = tensor_type_name(t->type);
         if (strcmp(tn, "unknown") == 0)
-            return err_set(e, ERR_UNSUPPORTED, "gguf: tensor \"%s\" has unknown type %" PRIu32,
-                           nm, t->type);
+            return err_set(e, ERR_UNSUPPORTED, "gguf: tensor \"%s\" has unknown type %" PRIu32, nm,
+                           t->type);
         return err_set(e, ERR_UNSUPPORTED,
-                       "gguf: tensor \"%s\" has type %s (%" PRIu32 "), which ferry does not support",
+                       "gguf: tensor \"%s\" has type %s (%" PRIu32
+                       "), which ferry does not support",
                        nm, tn, t->type);
     }
     size_t row;
@@ -432,8 +433,10 @@ static int parse_tensors(gguf_file *f, rd *r, uint64_t n_tensors)
     }
     for (size_t i = 0; i < f->n_tensors; i++)
         f->t_by_name[i] = by_off[i] = i;
-    qsort_r(f->t_by_name, f->n_tensors, sizeof(size_t), cmp_tensor_name, f->tensors);
-    qsort_r(by_off, f->n_tensors, sizeof(size_t), cmp_tensor_off, f->tensors);
+    if (f->n_tensors > 1) {
+        qsort_r(f->t_by_name, f->n_tensors, sizeof(size_t), cmp_tensor_name, f->tensors);
+        qsort_r(by_off, f->n_tensors, sizeof(size_t), cmp_tensor_off, f->tensors);
+    }
     rc = 0;
     for (size_t i = 1; i < f->n_tensors && !rc; i++) {
         const gguf_tensor *a = &f->tensors[f->t_by_name[i - 1]], *b = &f->tensors[f->t_by_name[i]];
@@ -465,8 +468,8 @@ static int parse(gguf_file *f, err_msg *e)
     if (memcmp(f->base, GGUF_MAGIC, 4) != 0) {
         uint32_t m;
         memcpy(&m, f->base, 4);
-        return err_set(e, ERR_FORMAT, "gguf: bad magic 0x%08" PRIx32 " (expected \"GGUF\"): not a GGUF file",
-                       m);
+        return err_set(e, ERR_FORMAT,
+                       "gguf: bad magic 0x%08" PRIx32 " (expected \"GGUF\"): not a GGUF file", m);
     }
     if (f->size < HEADER_BYTES)
         return err_set(e, ERR_FORMAT,
@@ -674,14 +677,53 @@ static void read_int(uint32_t t, const uint8_t *p, int64_t *s, uint64_t *u, bool
 {
     *is_neg = false;
     switch (t) {
-    case GGUF_TYPE_UINT8: *u = p[0]; break;
-    case GGUF_TYPE_INT8: *s = (int8_t)p[0]; *is_neg = *s < 0; *u = (uint64_t)*s; break;
-    case GGUF_TYPE_UINT16: { uint16_t x; memcpy(&x, p, 2); *u = x; break; }
-    case GGUF_TYPE_INT16: { int16_t x; memcpy(&x, p, 2); *s = x; *is_neg = x < 0; *u = (uint64_t)*s; break; }
-    case GGUF_TYPE_UINT32: { uint32_t x; memcpy(&x, p, 4); *u = x; break; }
-    case GGUF_TYPE_INT32: { int32_t x; memcpy(&x, p, 4); *s = x; *is_neg = x < 0; *u = (uint64_t)*s; break; }
-    case GGUF_TYPE_UINT64: memcpy(u, p, 8); break;
-    default: { int64_t x; memcpy(&x, p, 8); *s = x; *is_neg = x < 0; *u = (uint64_t)x; break; }
+    case GGUF_TYPE_UINT8:
+        *u = p[0];
+        break;
+    case GGUF_TYPE_INT8:
+        *s = (int8_t)p[0];
+        *is_neg = *s < 0;
+        *u = (uint64_t)*s;
+        break;
+    case GGUF_TYPE_UINT16: {
+        uint16_t x;
+        memcpy(&x, p, 2);
+        *u = x;
+        break;
+    }
+    case GGUF_TYPE_INT16: {
+        int16_t x;
+        memcpy(&x, p, 2);
+        *s = x;
+        *is_neg = x < 0;
+        *u = (uint64_t)*s;
+        break;
+    }
+    case GGUF_TYPE_UINT32: {
+        uint32_t x;
+        memcpy(&x, p, 4);
+        *u = x;
+        break;
+    }
+    case GGUF_TYPE_INT32: {
+        int32_t x;
+        memcpy(&x, p, 4);
+        *s = x;
+        *is_neg = x < 0;
+        *u = (uint64_t)*s;
+        break;
+    }
+    case GGUF_TYPE_UINT64:
+        memcpy(u, p, 8);
+        break;
+    default: {
+        int64_t x;
+        memcpy(&x, p, 8);
+        *s = x;
+        *is_neg = x < 0;
+        *u = (uint64_t)x;
+        break;
+    }
     }
     if (!*is_neg)
         *s = (int64_t)*u; // may wrap for u64 > INT64_MAX; callers check
@@ -989,8 +1031,8 @@ static void fmt_shape(char *b, size_t cap, uint32_t n_dims, const uint64_t *ne)
         snprintf(b + used, cap - used, "]");
 }
 
-int gguf_require_tensor(const gguf_file *f, const char *name, uint32_t n_dims,
-                        const uint64_t *ne, const gguf_tensor **out, err_msg *e)
+int gguf_require_tensor(const gguf_file *f, const char *name, uint32_t n_dims, const uint64_t *ne,
+                        const gguf_tensor **out, err_msg *e)
 {
     ASSERT(n_dims >= 1 && n_dims <= GGUF_DIMS_MAX);
     *out = NULL;
@@ -1277,8 +1319,9 @@ int gguf_writer_add_tensor(gguf_writer *w, const char *name, uint32_t type, uint
         return err_set(e, ERR_INVAL, "gguf: tensor name of %zu bytes is outside 1..%d", nl,
                        GGUF_TENSOR_NAME_MAX);
     if (!tensor_type_supported(type))
-        return err_set(e, ERR_UNSUPPORTED, "gguf: tensor \"%s\": type %s (%" PRIu32 ") is not supported",
-                       name, tensor_type_name(type), type);
+        return err_set(e, ERR_UNSUPPORTED,
+                       "gguf: tensor \"%s\": type %s (%" PRIu32 ") is not supported", name,
+                       tensor_type_name(type), type);
     if (n_dims < 1 || n_dims > GGUF_DIMS_MAX)
         return err_set(e, ERR_INVAL, "gguf: tensor \"%s\": %" PRIu32 " dimensions, outside 1..%d",
                        name, n_dims, GGUF_DIMS_MAX);
@@ -1296,7 +1339,8 @@ int gguf_writer_add_tensor(gguf_writer *w, const char *name, uint32_t type, uint
     size_t row;
     int rc = tensor_row_bytes((tensor_type)type, ne[0], &row);
     if (rc)
-        return err_set(e, rc, "gguf: tensor \"%s\": row of %" PRIu64 " elements does not fit type %s",
+        return err_set(e, rc,
+                       "gguf: tensor \"%s\": row of %" PRIu64 " elements does not fit type %s",
                        name, ne[0], tensor_type_name(type));
     if (!size_mul_ok(row, (size_t)(nel / ne[0]), &t.size))
         return err_set(e, ERR_OVERFLOW, "gguf: tensor \"%s\": byte size overflows", name);
@@ -1344,7 +1388,8 @@ int gguf_writer_begin(gguf_writer *w, FILE *fp, err_msg *e)
     uint64_t off = 0;
     for (size_t i = 0; i < w->n_t; i++) {
         w->ts[i].offset = off;
-        uint64_t padded = w->ts[i].size + (w->alignment - w->ts[i].size % w->alignment) % w->alignment;
+        uint64_t padded =
+            w->ts[i].size + (w->alignment - w->ts[i].size % w->alignment) % w->alignment;
         if (!u64_add_ok(off, padded, &off))
             return err_set(e, ERR_OVERFLOW, "gguf: tensor data size overflows");
     }
@@ -1353,11 +1398,11 @@ int gguf_writer_begin(gguf_writer *w, FILE *fp, err_msg *e)
     uint64_t nt = w->n_t, nkv = w->n_kv;
     uint64_t pos = 0;
     int rc;
-#define OUT(p, n)                                 \
-    do {                                          \
-        if ((rc = w_out(w, (p), (n), e)))         \
-            return rc;                            \
-        pos += (n);                               \
+#define OUT(p, n)                                                                                  \
+    do {                                                                                           \
+        if ((rc = w_out(w, (p), (n), e)))                                                          \
+            return rc;                                                                             \
+        pos += (n);                                                                                \
     } while (0)
     OUT(GGUF_MAGIC, 4);
     OUT(&version, 4);

@@ -56,12 +56,12 @@
 #include "base/str.h"
 
 #define GGUF_MAGIC "GGUF"
-#define GGUF_VERSION 3                /* what the writer writes */
-#define GGUF_DEFAULT_ALIGNMENT 32     /* when "general.alignment" is absent */
-#define GGUF_ALIGNMENT_MAX 65536      /* larger alignments are refused as insane */
-#define GGUF_DIMS_MAX 4               /* GGML_MAX_DIMS */
-#define GGUF_TENSOR_NAME_MAX 63       /* GGML_MAX_NAME - 1: names are 64-byte C strings there */
-#define GGUF_ARRAY_DEPTH_MAX 8        /* nesting limit of arrays in arrays */
+#define GGUF_VERSION 3            /* what the writer writes */
+#define GGUF_DEFAULT_ALIGNMENT 32 /* when "general.alignment" is absent */
+#define GGUF_ALIGNMENT_MAX 65536  /* larger alignments are refused as insane */
+#define GGUF_DIMS_MAX 4           /* GGML_MAX_DIMS */
+#define GGUF_TENSOR_NAME_MAX 63   /* GGML_MAX_NAME - 1: names are 64-byte C strings there */
+#define GGUF_ARRAY_DEPTH_MAX 8    /* nesting limit of arrays in arrays */
 #define GGUF_KEY_ALIGNMENT "general.alignment"
 
 /* Metadata value types, as numbered in the file. */
@@ -231,8 +231,8 @@ uint64_t gguf_tensor_nelems(const gguf_tensor *t);
  * ERR_NOT_FOUND ("missing tensor "x"") or ERR_FORMAT (naming the tensor, the
  * shape found and the shape expected), with the sentence in e.
  */
-int gguf_require_tensor(const gguf_file *f, const char *name, uint32_t n_dims,
-                        const uint64_t *ne, const gguf_tensor **out, err_msg *e) MUST_USE;
+int gguf_require_tensor(const gguf_file *f, const char *name, uint32_t n_dims, const uint64_t *ne,
+                        const gguf_tensor **out, err_msg *e) MUST_USE;
 
 /* ---------------------------------------------------------------- writing */
 
