@@ -1,0 +1,898 @@
+/*
+ * model/llama — loading llama/qwen2 GGUF models and the batched forward pass.
+ *
+ * Sections: model loading (metadata, tensors, checks) · paged KV storage ·
+ * context (buffers) · the forward pass, one function per step.
+ *
+ * Shapes in comments: B = tokens in the step, R = logits rows, dim, kv_dim,
+ * ffn, n_vocab from llama_hparams. Weight matrices are GGUF tensors with
+ * ne = [n_in, n_out]: n_out rows of n_in elements, and y = W x.
+ */
+#include "model/llama.h"
+
+#include <math.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "model/gguf.h"
+#include "model/tensor.h"
+
+/* ================================================================ the model */
+
+/* A weight matrix in the mapping: n_out rows of n_in elements of type. */
+typedef struct llama_weight {
+    tensor_type type;
+    size_t n_in, n_out;
+    size_t row_bytes;
+    const uint8_t *data;
+} llama_weight;
+
+typedef struct llama_layer {
+    const float *attn_norm;   // (dim)
+    llama_weight wq;          // (dim, dim)
+    llama_weight wk, wv;      // (kv_dim, dim)
+    llama_weight wo;          // (dim, dim)
+    const float *bq;          // (dim), qwen2 only
+    const float *bk, *bv;     // (kv_dim), qwen2 only
+    const float *ffn_norm;    // (dim)
+    llama_weight w_gate;      // (ffn, dim)
+    llama_weight w_up;        // (ffn, dim)
+    llama_weight w_down;      // (dim, ffn)
+} llama_layer;
+
+struct model {
+    atomic_int refs;
+    gguf_file *f;
+    llama_hparams hp;
+    llama_weight tok_embd;    // (n_vocab, dim)
+    const float *out_norm;    // (dim)
+    llama_weight output;      // (n_vocab, dim); tok_embd when tied
+    const float *rope_freqs;  // (rope_dim / 2) divisors of the frequencies, or NULL
+    llama_layer *layers;      // (n_layer)
+    float *vecs;              // one allocation: every f32 vector above
+    size_t n_vecs, cap_vecs;  // floats used / allocated in vecs
+    uint64_t weight_bytes;    // read per decode token
+};
+
+/* Reads an integer hyperparameter "<arch>.<key>" in [lo, hi]; def when absent
+ * (def < 0: required). */
+static int hp_int(const gguf_file *f, const char *arch, const char *key, int64_t lo, int64_t hi,
+                  int64_t def, uint32_t *out, err_msg *e)
+{
+    char name[128];
+    snprintf(name, sizeof name, "%s.%s", arch, key);
+    int64_t v;
+    int rc = gguf_get_int(f, name, lo, hi, &v, e);
+    if (rc == ERR_NOT_FOUND) {
+        if (def < 0)
+            return err_set(e, ERR_FORMAT, "model: missing metadata key \"%s\"", name);
+        v = def;
+    } else if (rc < 0) {
+        return rc;
+    }
+    *out = (uint32_t)v;
+    return 0;
+}
+
+static int hp_float(const gguf_file *f, const char *arch, const char *key, double def,
+                    float *out, err_msg *e)
+{
+    char name[128];
+    snprintf(name, sizeof name, "%s.%s", arch, key);
+    double v;
+    int rc = gguf_get_float(f, name, &v, e);
+    if (rc == ERR_NOT_FOUND)
+        v = def;
+    else if (rc < 0)
+        return rc;
+    if (!isfinite(v))
+        return err_set(e, ERR_FORMAT, "model: metadata \"%s\" is not finite", name);
+    *out = (float)v;
+    return 0;
+}
+
+static int read_hparams(const gguf_file *f, llama_hparams *hp, const char **arch_out, err_msg *e)
+{
+    memset(hp, 0, sizeof *hp);
+    str a;
+    int rc = gguf_get_str(f, "general.architecture", &a, e);
+    if (rc == ERR_NOT_FOUND)
+        return err_set(e, ERR_FORMAT, "model: missing metadata key \"general.architecture\"");
+    if (rc < 0)
+        return rc;
+    if (str_eq_cstr(a, "llama")) {
+        hp->arch = LLAMA_ARCH_LLAMA;
+        *arch_out = "llama";
+    } else if (str_eq_cstr(a, "qwen2")) {
+        hp->arch = LLAMA_ARCH_QWEN2;
+        hp->is_neox = true;
+        *arch_out = "qwen2";
+    } else {
+        return err_set(e, ERR_UNSUPPORTED,
+                       "model: architecture \"%.*s\" is not supported (llama, qwen2 are)",
+                       (int)(a.n > 64 ? 64 : a.n), a.p);
+    }
+    const char *arch = *arch_out;
+    const int64_t big = 1 << 20;
+    if ((rc = hp_int(f, arch, "embedding_length", 1, big, -1, &hp->dim, e)) ||
+        (rc = hp_int(f, arch, "block_count", 1, 4096, -1, &hp->n_layer, e)) ||
+        (rc = hp_int(f, arch, "attention.head_count", 1, 4096, -1, &hp->n_head, e)) ||
+        (rc = hp_int(f, arch, "feed_forward_length", 1, big, -1, &hp->ffn, e)) ||
+        (rc = hp_int(f, arch, "context_length", 1, LLAMA_CTX_MAX, 2048, &hp->n_ctx_train, e)) ||
+        (rc = hp_int(f, arch, "attention.head_count_kv", 1, 4096, hp->n_head, &hp->n_kv_head,
+                     e)))
+        return rc;
+    if (hp->dim % hp->n_head)
+        return err_set(e, ERR_FORMAT, "model: embedding_length %u is not a multiple of "
+                       "head_count %u", hp->dim, hp->n_head);
+    if (hp->n_head % hp->n_kv_head)
+        return err_set(e, ERR_FORMAT, "model: head_count %u is not a multiple of "
+                       "head_count_kv %u", hp->n_head, hp->n_kv_head);
+    hp->head_dim = hp->dim / hp->n_head;
+    hp->kv_dim = hp->n_kv_head * hp->head_dim;
+    if ((rc = hp_int(f, arch, "rope.dimension_count", 2, hp->head_dim, hp->head_dim,
+                     &hp->rope_dim, e)))
+        return rc;
+    if (hp->rope_dim % 2)
+        return err_set(e, ERR_FORMAT, "model: rope.dimension_count %u is odd", hp->rope_dim);
+    if ((rc = hp_float(f, arch, "rope.freq_base", 10000.0, &hp->rope_base, e)) ||
+        (rc = hp_float(f, arch, "attention.layer_norm_rms_epsilon", 1e-5, &hp->rms_eps, e)))
+        return rc;
+    if (!(hp->rope_base > 0) || !(hp->rms_eps > 0))
+        return err_set(e, ERR_FORMAT, "model: rope.freq_base %g and rms epsilon %g must be "
+                       "positive", (double)hp->rope_base, (double)hp->rms_eps);
+    // RoPE scaling: linear divides positions by the factor; other kinds are refused
+    hp->rope_scale = 1.0f;
+    char key[128];
+    snprintf(key, sizeof key, "%s.rope.scaling.type", arch);
+    str st = {0};
+    rc = gguf_get_str(f, key, &st, e);
+    if (rc < 0 && rc != ERR_NOT_FOUND)
+        return rc;
+    float factor = 0;
+    if ((rc = hp_float(f, arch, "rope.scaling.factor", 0.0, &factor, e)))
+        return rc;
+    if (st.n == 0) {  // older files: rope.scale_linear
+        if ((rc = hp_float(f, arch, "rope.scale_linear", 0.0, &factor, e)))
+            return rc;
+        if (factor > 0)
+            st = STR_LIT("linear");
+    }
+    if (st.n && !str_eq_cstr(st, "none")) {
+        if (!str_eq_cstr(st, "linear"))
+            return err_set(e, ERR_UNSUPPORTED, "model: rope scaling \"%.*s\" is not supported "
+                           "(none, linear are)", (int)(st.n > 32 ? 32 : st.n), st.p);
+        if (factor > 0)
+            hp->rope_scale = factor;
+    }
+    return 0;
+}
+
+/* Looks up a weight matrix of n_out rows of n_in elements. */
+static int get_weight(const gguf_file *f, const char *name, size_t n_in, size_t n_out,
+                      llama_weight *w, err_msg *e)
+{
+    const uint64_t ne[2] = {n_in, n_out};
+    const gguf_tensor *t;
+    int rc = gguf_require_tensor(f, name, 2, ne, &t, e);
+    if (rc == ERR_NOT_FOUND)
+        return err_set(e, ERR_FORMAT, "model: missing tensor \"%s\"", name);
+    if (rc < 0)
+        return rc;
+    if (!tensor_type_supported(t->type))
+        return err_set(e, ERR_UNSUPPORTED, "model: tensor \"%s\" has type %s, which the "
+                       "kernels do not support", name, tensor_type_name(t->type));
+    w->type = (tensor_type)t->type;
+    w->n_in = n_in;
+    w->n_out = n_out;
+    if ((rc = tensor_row_bytes(w->type, n_in, &w->row_bytes)) < 0)
+        return err_set(e, rc, "model: tensor \"%s\": rows of %zu elements do not fit type %s",
+                       name, n_in, tensor_type_name(t->type));
+    w->data = t->data;
+    return 0;
+}
+
+/* Copies a vector tensor of n elements (any supported type) into m->vecs. *out
+ * stays NULL when the tensor is absent and optional. */
+static int get_vec(model *m, const char *name, size_t n, bool optional, const float **out,
+                   err_msg *e)
+{
+    *out = NULL;
+    const uint64_t ne[1] = {n};
+    const gguf_tensor *t;
+    int rc = gguf_require_tensor(m->f, name, 1, ne, &t, e);
+    if (rc == ERR_NOT_FOUND) {
+        if (optional)
+            return 0;
+        return err_set(e, ERR_FORMAT, "model: missing tensor \"%s\"", name);
+    }
+    if (rc < 0)
+        return rc;
+    if (tensor_type_block_elems((tensor_type)t->type) != 1 || !tensor_type_supported(t->type))
+        return err_set(e, ERR_UNSUPPORTED, "model: vector \"%s\" has type %s (f32, f16, bf16 "
+                       "are supported)", name, tensor_type_name(t->type));
+    if (NEVER(m->n_vecs + n > m->cap_vecs))
+        return err_set(e, ERR_INTERNAL, "model: vector space exhausted at \"%s\"", name);
+    float *dst = m->vecs + m->n_vecs;
+    tensor_dequantize_row((tensor_type)t->type, t->data, dst, n);
+    m->n_vecs += n;
+    *out = dst;
+    return 0;
+}
+
+static uint64_t weight_bytes(const llama_weight *w)
+{
+    return (uint64_t)w->row_bytes * w->n_out;
+}
+
+static int load_tensors(model *m, err_msg *e)
+{
+    const llama_hparams *hp = &m->hp;
+    const gguf_file *f = m->f;
+    const gguf_tensor *te = gguf_tensor_find(f, "token_embd.weight");
+    if (!te)
+        return err_set(e, ERR_FORMAT, "model: missing tensor \"token_embd.weight\"");
+    if (te->n_dims != 2 || te->ne[0] != hp->dim || te->ne[1] < 1 || te->ne[1] > INT32_MAX)
+        return err_set(e, ERR_FORMAT, "model: tensor \"token_embd.weight\" has shape "
+                       "[%llu, %llu], expected [%u, n_vocab]", (unsigned long long)te->ne[0],
+                       (unsigned long long)te->ne[1], hp->dim);
+    m->hp.n_vocab = (uint32_t)te->ne[1];
+    int rc = get_weight(f, "token_embd.weight", hp->dim, hp->n_vocab, &m->tok_embd, e);
+    if (rc < 0)
+        return rc;
+
+    // the tokenizer must describe exactly the embedding's rows
+    const gguf_value *toks;
+    rc = gguf_get_arr(f, "tokenizer.ggml.tokens", GGUF_TYPE_STRING, &toks, e);
+    if (rc == 0 && gguf_arr_len(toks) != hp->n_vocab)
+        return err_set(e, ERR_FORMAT, "model: vocabulary size mismatch: tokenizer.ggml.tokens "
+                       "has %zu tokens but token_embd.weight has %u rows", gguf_arr_len(toks),
+                       hp->n_vocab);
+    if (rc < 0 && rc != ERR_NOT_FOUND)
+        return rc;
+
+    // all f32 vectors in one allocation: norms, biases, rope factors
+    size_t per_layer = 2 * (size_t)hp->dim + (size_t)hp->dim + 2 * (size_t)hp->kv_dim;
+    m->cap_vecs = (size_t)hp->n_layer * per_layer + hp->dim + hp->rope_dim;
+    m->vecs = malloc(m->cap_vecs * sizeof(float));
+    m->layers = calloc(hp->n_layer, sizeof *m->layers);
+    if (!m->vecs || !m->layers)
+        return err_set(e, ERR_NOMEM, "model: out of memory for %u layers", hp->n_layer);
+
+    if ((rc = get_vec(m, "output_norm.weight", hp->dim, false, &m->out_norm, e)) < 0)
+        return rc;
+    if (gguf_tensor_find(f, "output.weight")) {
+        if ((rc = get_weight(f, "output.weight", hp->dim, hp->n_vocab, &m->output, e)) < 0)
+            return rc;
+    } else {
+        m->output = m->tok_embd;
+        m->hp.is_tied_output = true;
+    }
+    if ((rc = get_vec(m, "rope_freqs.weight", hp->rope_dim / 2, true, &m->rope_freqs, e)) < 0)
+        return rc;
+    m->weight_bytes = weight_bytes(&m->output);
+
+    for (uint32_t i = 0; i < hp->n_layer; i++) {
+        llama_layer *L = &m->layers[i];
+        char n[96];
+#define W_(field, nm, in, out)                                                         \
+    do {                                                                               \
+        snprintf(n, sizeof n, "blk.%u." nm ".weight", i);                              \
+        if ((rc = get_weight(f, n, (in), (out), &L->field, e)) < 0)                    \
+            return rc;                                                                 \
+        m->weight_bytes += weight_bytes(&L->field);                                    \
+    } while (0)
+#define V_(field, nm, suffix, len, opt)                                                \
+    do {                                                                               \
+        snprintf(n, sizeof n, "blk.%u." nm "." suffix, i);                             \
+        if ((rc = get_vec(m, n, (len), (opt), &L->field, e)) < 0)                      \
+            return rc;                                                                 \
+    } while (0)
+        V_(attn_norm, "attn_norm", "weight", hp->dim, false);
+        W_(wq, "attn_q", hp->dim, hp->dim);
+        W_(wk, "attn_k", hp->dim, hp->kv_dim);
+        W_(wv, "attn_v", hp->dim, hp->kv_dim);
+        W_(wo, "attn_output", hp->dim, hp->dim);
+        bool bias = hp->arch == LLAMA_ARCH_QWEN2;
+        V_(bq, "attn_q", "bias", hp->dim, !bias);
+        V_(bk, "attn_k", "bias", hp->kv_dim, !bias);
+        V_(bv, "attn_v", "bias", hp->kv_dim, !bias);
+        V_(ffn_norm, "ffn_norm", "weight", hp->dim, false);
+        W_(w_gate, "ffn_gate", hp->dim, hp->ffn);
+        W_(w_up, "ffn_up", hp->dim, hp->ffn);
+        W_(w_down, "ffn_down", hp->ffn, hp->dim);
+#undef W_
+#undef V_
+        if (L->bq || L->bk || L->bv) {
+            if (!L->bq || !L->bk || !L->bv)
+                return err_set(e, ERR_FORMAT, "model: layer %u has some but not all of the "
+                               "attn_q/attn_k/attn_v biases", i);
+            m->hp.has_qkv_bias = true;
+        }
+    }
+    return 0;
+}
+
+static void model_free(model *m)
+{
+    if (!m)
+        return;
+    free(m->layers);
+    free(m->vecs);
+    gguf_close(m->f);
+    free(m);
+}
+
+int model_load(const char *path, model **out, err_msg *e)
+{
+    *out = NULL;
+    model *m = calloc(1, sizeof *m);
+    if (!m)
+        return err_set(e, ERR_NOMEM, "model: out of memory");
+    atomic_init(&m->refs, 1);
+    const char *arch = NULL;
+    int rc = gguf_open(path, &m->f, e);
+    if (rc < 0)
+        goto fail;
+    if ((rc = read_hparams(m->f, &m->hp, &arch, e)) < 0)
+        goto fail;
+    if ((rc = load_tensors(m, e)) < 0)
+        goto fail;
+    *out = m;
+    return 0;
+fail:
+    model_free(m);
+    return rc;
+}
+
+model *model_ref(model *m)
+{
+    atomic_fetch_add_explicit(&m->refs, 1, memory_order_relaxed);
+    return m;
+}
+
+void model_unref(model *m)
+{
+    if (m && atomic_fetch_sub_explicit(&m->refs, 1, memory_order_acq_rel) == 1)
+        model_free(m);
+}
+
+const llama_hparams *model_hparams(const model *m)
+{
+    return &m->hp;
+}
+
+const struct gguf_file *model_gguf(const model *m)
+{
+    return m->f;
+}
+
+uint64_t model_weight_bytes_per_token(const model *m)
+{
+    return m->weight_bytes;
+}
+
+uint64_t model_n_params(const model *m)
+{
+    uint64_t n = 0;
+    for (size_t i = 0; i < gguf_tensor_count(m->f); i++)
+        n += gguf_tensor_nelems(gguf_tensor_at(m->f, i));
+    return n;
+}
+
+/* ================================================================ paged KV storage */
+
+struct llama_kv {
+    size_t n_layer, n_blocks, block_tokens, kv_dim;
+    size_t layer_stride;  // elements per layer: n_blocks * block_tokens * kv_dim
+    uint16_t *k;          // (n_layer, n_blocks, block_tokens, kv_dim) f16
+    uint16_t *v;          // (n_layer, n_blocks, block_tokens, kv_dim) f16
+};
+
+size_t llama_kv_token_bytes(const llama_hparams *hp)
+{
+    return (size_t)hp->n_layer * hp->kv_dim * 2 * sizeof(uint16_t);
+}
+
+int llama_kv_new(const model *m, size_t n_blocks, size_t block_tokens, llama_kv **out,
+                 err_msg *e)
+{
+    *out = NULL;
+    if (n_blocks == 0 || block_tokens == 0 || n_blocks > INT32_MAX)
+        return err_set(e, ERR_INVAL, "kv: %zu blocks of %zu tokens is not a valid pool",
+                       n_blocks, block_tokens);
+    const llama_hparams *hp = &m->hp;
+    size_t per_layer, total;
+    if (!size_mul_ok(n_blocks, block_tokens, &per_layer) ||
+        !size_mul_ok(per_layer, hp->kv_dim, &per_layer) ||
+        !size_mul_ok(per_layer, hp->n_layer, &total) || !size_mul_ok(total, 2, &total))
+        return err_set(e, ERR_OVERFLOW, "kv: %zu blocks of %zu tokens overflow", n_blocks,
+                       block_tokens);
+    llama_kv *kv = calloc(1, sizeof *kv);
+    if (!kv)
+        return err_set(e, ERR_NOMEM, "kv: out of memory");
+    kv->n_layer = hp->n_layer;
+    kv->n_blocks = n_blocks;
+    kv->block_tokens = block_tokens;
+    kv->kv_dim = hp->kv_dim;
+    kv->layer_stride = per_layer;
+    kv->k = calloc(total, sizeof(uint16_t));
+    if (!kv->k) {
+        free(kv);
+        return err_set(e, ERR_NOMEM, "kv: out of memory for %zu bytes of KV",
+                       total * sizeof(uint16_t));
+    }
+    kv->v = kv->k + total / 2;
+    *out = kv;
+    return 0;
+}
+
+void llama_kv_free(llama_kv *kv)
+{
+    if (!kv)
+        return;
+    free(kv->k);
+    free(kv);
+}
+
+size_t llama_kv_n_blocks(const llama_kv *kv)
+{
+    return kv->n_blocks;
+}
+
+size_t llama_kv_block_tokens(const llama_kv *kv)
+{
+    return kv->block_tokens;
+}
+
+int llama_kv_copy_block(llama_kv *kv, int32_t dst, int32_t src)
+{
+    if (dst < 0 || src < 0 || (size_t)dst >= kv->n_blocks || (size_t)src >= kv->n_blocks)
+        return ERR_INVAL;
+    size_t blk = kv->block_tokens * kv->kv_dim;
+    for (size_t l = 0; l < kv->n_layer; l++) {
+        size_t base = l * kv->layer_stride;
+        memcpy(kv->k + base + (size_t)dst * blk, kv->k + base + (size_t)src * blk, blk * 2);
+        memcpy(kv->v + base + (size_t)dst * blk, kv->v + base + (size_t)src * blk, blk * 2);
+    }
+    return 0;
+}
+
+/* K (or V) row of layer l, position p of the sequence whose table is blocks. */
+static inline uint16_t *kv_row(const llama_kv *kv, uint16_t *base, size_t l,
+                               const int32_t *blocks, size_t p)
+{
+    size_t b = (size_t)blocks[p / kv->block_tokens];
+    return base + l * kv->layer_stride + (b * kv->block_tokens + p % kv->block_tokens) * kv->kv_dim;
+}
+
+/* ================================================================ context */
+
+struct llama_ctx {
+    model *m;
+    llama_config cfg;
+    // per token of the step
+    int32_t *tok;       // (B) token ids
+    int32_t *pos;       // (B) positions
+    uint32_t *span;     // (B) span index of each token
+    float *rope;        // (B, rope_dim) cos, sin pairs per frequency
+    float *x;           // (B, dim) residual stream
+    float *xb;          // (B, dim) normed input of a sub-layer
+    float *q;           // (B, dim) queries
+    float *k, *v;       // (B, kv_dim) keys and values of this step
+    float *att;         // (B, dim) attention output (heads concatenated)
+    float *xb2;         // (B, dim) sub-layer output before the residual add
+    float *hb, *hb2;    // (B, ffn) gate and up projections
+    float *xo;          // (max_logits, dim) final normed rows that want logits
+    float *scores;      // (n_threads, max_ctx) attention scores of one (token, head)
+    float *wrow;        // (n_threads, max(dim, ffn)) one dequantized weight row
+    size_t n_threads;   // participants of cfg.pool
+    size_t wmax;        // max(dim, ffn)
+};
+
+llama_config llama_config_default(void)
+{
+    llama_config c;
+    c.max_batch_tokens = 512;
+    c.max_ctx = 0;
+    c.max_logits = 64;
+    c.pool = NULL;
+    return c;
+}
+
+int llama_ctx_new(model *m, const llama_config *cfg, llama_ctx **out, err_msg *e)
+{
+    *out = NULL;
+    const llama_hparams *hp = &m->hp;
+    llama_config c = *cfg;
+    if (c.max_ctx == 0)
+        c.max_ctx = hp->n_ctx_train;
+    if (c.max_ctx > LLAMA_CTX_MAX)
+        return err_set(e, ERR_INVAL, "llama: max_ctx %zu exceeds %u", c.max_ctx, LLAMA_CTX_MAX);
+    if (c.max_batch_tokens < 1 || c.max_batch_tokens > LLAMA_BATCH_MAX)
+        return err_set(e, ERR_INVAL, "llama: max_batch_tokens %zu is outside [1, %d]",
+                       c.max_batch_tokens, LLAMA_BATCH_MAX);
+    if (c.max_logits < 1 || c.max_logits > c.max_batch_tokens)
+        return err_set(e, ERR_INVAL, "llama: max_logits %zu is outside [1, max_batch_tokens]",
+                       c.max_logits);
+    size_t B = c.max_batch_tokens;
+    size_t nt = (size_t)pool_threads(c.pool);
+    llama_ctx *x = calloc(1, sizeof *x);
+    if (!x)
+        return err_set(e, ERR_NOMEM, "llama: out of memory");
+    x->cfg = c;
+    x->n_threads = nt;
+    size_t wmax = hp->dim > hp->ffn ? hp->dim : hp->ffn;
+    x->tok = malloc(B * sizeof *x->tok);
+    x->pos = malloc(B * sizeof *x->pos);
+    x->span = malloc(B * sizeof *x->span);
+    x->rope = malloc(B * hp->rope_dim * sizeof(float));
+    x->x = malloc(B * hp->dim * sizeof(float));
+    x->xb = malloc(B * hp->dim * sizeof(float));
+    x->q = malloc(B * hp->dim * sizeof(float));
+    x->k = malloc(B * hp->kv_dim * sizeof(float));
+    x->v = malloc(B * hp->kv_dim * sizeof(float));
+    x->att = malloc(B * hp->dim * sizeof(float));
+    x->xb2 = malloc(B * hp->dim * sizeof(float));
+    x->hb = malloc(B * hp->ffn * sizeof(float));
+    x->hb2 = malloc(B * hp->ffn * sizeof(float));
+    x->xo = malloc(c.max_logits * hp->dim * sizeof(float));
+    x->wmax = wmax;
+    x->scores = malloc(nt * c.max_ctx * sizeof(float));
+    x->wrow = malloc(nt * wmax * sizeof(float));
+    if (!x->tok || !x->pos || !x->span || !x->rope || !x->x || !x->xb || !x->q || !x->k ||
+        !x->v || !x->att || !x->xb2 || !x->hb || !x->hb2 || !x->xo || !x->scores || !x->wrow) {
+        llama_ctx_free(x);
+        return err_set(e, ERR_NOMEM, "llama: out of memory for a batch of %zu tokens", B);
+    }
+    x->m = model_ref(m);
+    *out = x;
+    return 0;
+}
+
+void llama_ctx_free(llama_ctx *c)
+{
+    if (!c)
+        return;
+    free(c->tok);
+    free(c->pos);
+    free(c->span);
+    free(c->rope);
+    free(c->x);
+    free(c->xb);
+    free(c->q);
+    free(c->k);
+    free(c->v);
+    free(c->att);
+    free(c->xb2);
+    free(c->hb);
+    free(c->hb2);
+    free(c->xo);
+    free(c->scores);
+    free(c->wrow);
+    model_unref(c->m);
+    free(c);
+}
+
+const llama_config *llama_ctx_config(const llama_ctx *c)
+{
+    return &c->cfg;
+}
+
+const model *llama_ctx_model(const llama_ctx *c)
+{
+    return c->m;
+}
+
+/* ================================================================ the forward pass */
+
+typedef struct matmul_job {
+    llama_ctx *c;
+    const llama_weight *w;
+    const float *X;
+    size_t n;
+    float *Y;
+} matmul_job;
+
+static void matmul_rows(void *arg, size_t begin, size_t end, int tid)
+{
+    const matmul_job *j = arg;
+    const llama_weight *w = j->w;
+    float *wrow = j->c->wrow + (size_t)tid * j->c->wmax;
+    for (size_t o = begin; o < end; o++) {
+        tensor_dequantize_row(w->type, w->data + o * w->row_bytes, wrow, w->n_in);
+        for (size_t t = 0; t < j->n; t++) {
+            const float *xr = j->X + t * w->n_in;
+            float s = 0;
+            for (size_t i = 0; i < w->n_in; i++)
+                s += xr[i] * wrow[i];
+            j->Y[t * w->n_out + o] = s;
+        }
+    }
+}
+
+/*
+ * Y (n, w->n_out) = X (n, w->n_in) · Wᵀ. Each output element is one dot product
+ * over the row in index order, so a row of Y does not depend on n or on the
+ * thread count. By far the most time of a step is spent here.
+ */
+static void matmul(llama_ctx *c, const llama_weight *w, const float *X, size_t n, float *Y)
+{
+    matmul_job j = {c, w, X, n, Y};
+    pool_for(c->cfg.pool, w->n_out, 1, matmul_rows, &j);
+}
+
+/* out (n, dim) = x / sqrt(mean(x²) + eps) * g, per row. */
+static void rmsnorm(const float *x, const float *g, size_t n, size_t dim, float eps, float *out)
+{
+    for (size_t t = 0; t < n; t++) {
+        const float *xr = x + t * dim;
+        float ss = 0;
+        for (size_t i = 0; i < dim; i++)
+            ss += xr[i] * xr[i];
+        float inv = 1.0f / sqrtf(ss / (float)dim + eps);
+        for (size_t i = 0; i < dim; i++)
+            out[t * dim + i] = xr[i] * inv * g[i];
+    }
+}
+
+/* y (n, len) += b, per row. */
+static void add_bias(float *y, const float *b, size_t n, size_t len)
+{
+    for (size_t t = 0; t < n; t++)
+        for (size_t i = 0; i < len; i++)
+            y[t * len + i] += b[i];
+}
+
+/*
+ * RoPE tables for the step: for token t and frequency i < rope_dim/2,
+ *   theta = pos_t / rope_scale * rope_base^(-2i / rope_dim) [/ rope_freqs[i]]
+ * rope (B, rope_dim) holds cos(theta), sin(theta) interleaved. Computed in
+ * double so the table does not depend on the order positions arrive in.
+ */
+static void rope_tables(llama_ctx *c, size_t n)
+{
+    const llama_hparams *hp = &c->m->hp;
+    size_t half = hp->rope_dim / 2;
+    for (size_t t = 0; t < n; t++) {
+        double p = (double)c->pos[t] / (double)hp->rope_scale;
+        for (size_t i = 0; i < half; i++) {
+            double inv = pow((double)hp->rope_base, -2.0 * (double)i / (double)hp->rope_dim);
+            if (c->m->rope_freqs)
+                inv /= (double)c->m->rope_freqs[i];
+            double th = p * inv;
+            c->rope[t * hp->rope_dim + 2 * i] = (float)cos(th);
+            c->rope[t * hp->rope_dim + 2 * i + 1] = (float)sin(th);
+        }
+    }
+}
+
+/*
+ * Rotates the first rope_dim dims of each head of x (n, n_heads * head_dim):
+ *   llama (normal): pairs (x[2i], x[2i+1])
+ *   qwen2 (NeoX):   pairs (x[i], x[i + rope_dim/2])
+ *   (a, b) -> (a cos - b sin, a sin + b cos)
+ */
+static void rope_apply(const llama_ctx *c, float *x, size_t n, size_t n_heads)
+{
+    const llama_hparams *hp = &c->m->hp;
+    size_t half = hp->rope_dim / 2, hd = hp->head_dim;
+    for (size_t t = 0; t < n; t++) {
+        const float *cs = c->rope + t * hp->rope_dim;
+        for (size_t h = 0; h < n_heads; h++) {
+            float *v = x + (t * n_heads + h) * hd;
+            for (size_t i = 0; i < half; i++) {
+                size_t ia = hp->is_neox ? i : 2 * i, ib = hp->is_neox ? i + half : 2 * i + 1;
+                float a = v[ia], b = v[ib], co = cs[2 * i], si = cs[2 * i + 1];
+                v[ia] = a * co - b * si;
+                v[ib] = a * si + b * co;
+            }
+        }
+    }
+}
+
+/* Stores this step's K/V rows (n, kv_dim) as F16 at each token's position. */
+static void kv_store(llama_ctx *c, llama_kv *kv, size_t l, const llama_span *spans, size_t n)
+{
+    size_t kd = kv->kv_dim;
+    for (size_t t = 0; t < n; t++) {
+        const llama_span *s = &spans[c->span[t]];
+        uint16_t *kr = kv_row(kv, kv->k, l, s->blocks, (size_t)c->pos[t]);
+        uint16_t *vr = kv_row(kv, kv->v, l, s->blocks, (size_t)c->pos[t]);
+        for (size_t i = 0; i < kd; i++) {
+            kr[i] = tensor_f32_to_f16(c->k[t * kd + i]);
+            vr[i] = tensor_f32_to_f16(c->v[t * kd + i]);
+        }
+    }
+}
+
+typedef struct attn_job {
+    llama_ctx *c;
+    const llama_kv *kv;
+    size_t l;
+    const llama_span *spans;
+} attn_job;
+
+/* Attention of items [begin, end), item = token * n_head + head. */
+static void attention_items(void *arg, size_t begin, size_t end, int tid)
+{
+    const attn_job *jb = arg;
+    llama_ctx *c = jb->c;
+    const llama_kv *kv = jb->kv;
+    const llama_hparams *hp = &c->m->hp;
+    size_t hd = hp->head_dim, grp = hp->n_head / hp->n_kv_head, l = jb->l;
+    float scale = 1.0f / sqrtf((float)hd);
+    float *sc = c->scores + (size_t)tid * c->cfg.max_ctx;
+    for (size_t it = begin; it < end; it++) {
+        size_t t = it / hp->n_head, h = it % hp->n_head;
+        const llama_span *s = &jb->spans[c->span[t]];
+        size_t np = (size_t)c->pos[t] + 1;
+        const float *q = c->q + t * hp->dim + h * hd;
+        size_t kvh = h / grp;
+        float mx = -INFINITY;
+        for (size_t j = 0; j < np; j++) {
+            const uint16_t *kr = kv_row(kv, kv->k, l, s->blocks, j) + kvh * hd;
+            float d = 0;
+            for (size_t i = 0; i < hd; i++)
+                d += q[i] * tensor_f16_to_f32(kr[i]);
+            sc[j] = d * scale;
+            if (sc[j] > mx)
+                mx = sc[j];
+        }
+        float sum = 0;
+        for (size_t j = 0; j < np; j++) {
+            sc[j] = expf(sc[j] - mx);
+            sum += sc[j];
+        }
+        float *o = c->att + t * hp->dim + h * hd;
+        memset(o, 0, hd * sizeof *o);
+        for (size_t j = 0; j < np; j++) {
+            const uint16_t *vr = kv_row(kv, kv->v, l, s->blocks, j) + kvh * hd;
+            float p = sc[j];
+            for (size_t i = 0; i < hd; i++)
+                o[i] += p * tensor_f16_to_f32(vr[i]);
+        }
+        float inv = 1.0f / sum;
+        for (size_t i = 0; i < hd; i++)
+            o[i] *= inv;
+    }
+}
+
+/*
+ * Causal attention of every token over its own sequence's positions 0..pos:
+ *   out_h = Σ_j softmax_j(q_h · k_j / sqrt(head_dim)) v_j, for query head h and KV
+ *   head h / (n_head / n_kv_head), j in position order.
+ * att (n, dim) gets the heads concatenated. Each (token, head) is one item
+ * computed whole by one thread, so the result does not depend on the split.
+ */
+static void attention(llama_ctx *c, const llama_kv *kv, size_t l, const llama_span *spans,
+                      size_t n)
+{
+    attn_job j = {c, kv, l, spans};
+    pool_for(c->cfg.pool, n * c->m->hp.n_head, 1, attention_items, &j);
+}
+
+/* hb (n, ffn) = silu(hb) * hb2, silu(g) = g / (1 + e^-g). */
+static void swiglu(float *hb, const float *hb2, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        float g = hb[i];
+        hb[i] = g / (1.0f + expf(-g)) * hb2[i];
+    }
+}
+
+/* x (n, len) += y (n, len). */
+static void add_into(float *x, const float *y, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        x[i] += y[i];
+}
+
+/* Checks the spans and lays out tok/pos/span per token. Returns the token count. */
+static int plan_tokens(llama_ctx *c, const llama_kv *kv, const llama_span *spans,
+                       size_t n_spans, size_t *n_tok, size_t *n_rows, err_msg *e)
+{
+    const llama_hparams *hp = &c->m->hp;
+    size_t B = 0, R = 0;
+    if (kv->kv_dim != hp->kv_dim || kv->n_layer != hp->n_layer)
+        return err_set(e, ERR_INVAL, "llama: KV storage was made for another model shape");
+    for (size_t i = 0; i < n_spans; i++) {
+        const llama_span *s = &spans[i];
+        if (s->n == 0 || s->n_logits > s->n)
+            return err_set(e, ERR_INVAL, "llama: span %zu has %zu tokens and wants %zu logits",
+                           i, s->n, s->n_logits);
+        if (s->n > c->cfg.max_batch_tokens - B)
+            return err_set(e, ERR_INVAL, "llama: batch exceeds max_batch_tokens %zu at span %zu",
+                           c->cfg.max_batch_tokens, i);
+        if (s->n_logits > c->cfg.max_logits - R)
+            return err_set(e, ERR_INVAL, "llama: batch wants more than max_logits %zu rows",
+                           c->cfg.max_logits);
+        if (s->pos > c->cfg.max_ctx || s->n > c->cfg.max_ctx - s->pos)
+            return err_set(e, ERR_INVAL, "llama: span %zu reaches position %zu, context is %zu",
+                           i, s->pos + s->n, c->cfg.max_ctx);
+        size_t end = s->pos + s->n;
+        size_t need = (end + kv->block_tokens - 1) / kv->block_tokens;
+        if (s->n_blocks < need)
+            return err_set(e, ERR_INVAL, "llama: span %zu needs %zu blocks for %zu positions, "
+                           "its table has %zu", i, need, end, s->n_blocks);
+        for (size_t b = 0; b < need; b++)
+            if (s->blocks[b] < 0 || (size_t)s->blocks[b] >= kv->n_blocks)
+                return err_set(e, ERR_INVAL, "llama: span %zu: block id %d outside the pool "
+                               "of %zu", i, (int)s->blocks[b], kv->n_blocks);
+        for (size_t j = 0; j < s->n; j++) {
+            if (s->tokens[j] < 0 || (uint32_t)s->tokens[j] >= hp->n_vocab)
+                return err_set(e, ERR_INVAL, "llama: span %zu: token id %d outside the "
+                               "vocabulary of %u", i, (int)s->tokens[j], hp->n_vocab);
+            c->tok[B + j] = s->tokens[j];
+            c->pos[B + j] = (int32_t)(s->pos + j);
+            c->span[B + j] = (uint32_t)i;
+        }
+        B += s->n;
+        R += s->n_logits;
+    }
+    *n_tok = B;
+    *n_rows = R;
+    return 0;
+}
+
+int llama_forward(llama_ctx *c, llama_kv *kv, const llama_span *spans, size_t n_spans,
+                  float *logits, err_msg *e)
+{
+    const model *m = c->m;
+    const llama_hparams *hp = &m->hp;
+    size_t B = 0, R = 0;
+    int rc = plan_tokens(c, kv, spans, n_spans, &B, &R, e);
+    if (rc < 0)
+        return rc;
+    if (B == 0)
+        return 0;
+    size_t dim = hp->dim, kvd = hp->kv_dim, ffn = hp->ffn;
+
+    // x (B, dim) = token_embd[tok]
+    for (size_t t = 0; t < B; t++)
+        tensor_dequantize_row(m->tok_embd.type,
+                              m->tok_embd.data + (size_t)c->tok[t] * m->tok_embd.row_bytes,
+                              c->x + t * dim, dim);
+    rope_tables(c, B);
+
+    for (size_t l = 0; l < hp->n_layer; l++) {
+        const llama_layer *L = &m->layers[l];
+        // attention block
+        rmsnorm(c->x, L->attn_norm, B, dim, hp->rms_eps, c->xb);
+        matmul(c, &L->wq, c->xb, B, c->q);  // (B, dim)
+        matmul(c, &L->wk, c->xb, B, c->k);  // (B, kv_dim)
+        matmul(c, &L->wv, c->xb, B, c->v);  // (B, kv_dim)
+        if (L->bq) {
+            add_bias(c->q, L->bq, B, dim);
+            add_bias(c->k, L->bk, B, kvd);
+            add_bias(c->v, L->bv, B, kvd);
+        }
+        rope_apply(c, c->q, B, hp->n_head);
+        rope_apply(c, c->k, B, hp->n_kv_head);
+        kv_store(c, kv, l, spans, B);
+        attention(c, kv, l, spans, B);
+        matmul(c, &L->wo, c->att, B, c->xb2);  // (B, dim)
+        add_into(c->x, c->xb2, B * dim);
+        // feed-forward block
+        rmsnorm(c->x, L->ffn_norm, B, dim, hp->rms_eps, c->xb);
+        matmul(c, &L->w_gate, c->xb, B, c->hb);  // (B, ffn)
+        matmul(c, &L->w_up, c->xb, B, c->hb2);   // (B, ffn)
+        swiglu(c->hb, c->hb2, B * ffn);
+        matmul(c, &L->w_down, c->hb, B, c->xb2);  // (B, dim)
+        add_into(c->x, c->xb2, B * dim);
+    }
+
+    // logits (R, n_vocab) for the last n_logits tokens of each span
+    if (R == 0)
+        return 0;
+    size_t r = 0, t0 = 0;
+    for (size_t i = 0; i < n_spans; i++) {
+        for (size_t j = spans[i].n - spans[i].n_logits; j < spans[i].n; j++)
+            memcpy(c->xo + (r++) * dim, c->x + (t0 + j) * dim, dim * sizeof(float));
+        t0 += spans[i].n;
+    }
+    rmsnorm(c->xo, m->out_norm, R, dim, hp->rms_eps, c->xo);
+    matmul(c, &m->output, c->xo, R, logits);
+    return 0;
+}
