@@ -620,7 +620,9 @@ static void matmul_rows(void *arg, size_t begin, size_t end, int tid)
 static void matmul(llama_ctx *c, const llama_weight *w, const float *X, size_t n, float *Y)
 {
     matmul_job j = {c, w, X, n, Y};
-    pool_for(c->cfg.pool, w->n_out, 1, matmul_rows, &j);
+    // below ~64k multiply-adds a hand-off to other threads costs more than it saves
+    bool small = (uint64_t)w->n_out * w->n_in * n < 65536;
+    pool_for(small ? NULL : c->cfg.pool, w->n_out, 1, matmul_rows, &j);
 }
 
 /* out (n, dim) = x / sqrt(mean(x²) + eps) * g, per row. */
@@ -770,7 +772,10 @@ static void attention(llama_ctx *c, const llama_kv *kv, size_t l, const llama_sp
                       size_t n)
 {
     attn_job j = {c, kv, l, spans};
-    pool_for(c->cfg.pool, n * c->m->hp.n_head, 1, attention_items, &j);
+    uint64_t work = 0;  // multiply-adds: 2 * head_dim per (token, head, position)
+    for (size_t t = 0; t < n; t++)
+        work += 2 * (uint64_t)c->m->hp.dim * ((uint64_t)c->pos[t] + 1);
+    pool_for(work < 65536 ? NULL : c->cfg.pool, n * c->m->hp.n_head, 1, attention_items, &j);
 }
 
 /* hb (n, ffn) = silu(hb) * hb2, silu(g) = g / (1 + e^-g). */

@@ -100,8 +100,9 @@ class Model:
             y[..., 1:d:2] = a * s + b * c
         return y
 
-    def forward(self, ids):
-        """Logits (T, vocab) for every position of ids (positions 0..T-1)."""
+    def forward(self, ids, last_only=False):
+        """Logits (T, vocab) for every position of ids (positions 0..T-1), or
+        (1, vocab) for the last position only."""
         ids = np.asarray(ids, dtype=np.int64)
         T = len(ids)
         hd, nh, nkv = self.head_dim, self.n_head, self.n_kv_head
@@ -138,6 +139,8 @@ class Model:
             gt = h @ L["ffn_gate"].T
             up = h @ L["ffn_up"].T
             x = x + ((gt / (1.0 + np.exp(-gt))) * up) @ L["ffn_down"].T
+        if last_only:
+            x = x[-1:]
         x = self.rmsnorm(x, self.out_norm)
         return x @ self.out.T
 
@@ -146,7 +149,7 @@ class Model:
         seq = list(ids)
         out = []
         for _ in range(n):
-            t = int(np.argmax(self.forward(seq)[-1]))
+            t = int(np.argmax(self.forward(seq, last_only=True)[-1]))
             out.append(t)
             seq.append(t)
             if eos is not None and t == eos:
