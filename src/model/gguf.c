@@ -499,12 +499,12 @@ static int parse(gguf_file *f, err_msg *e)
     size_t left = f->size - r.pos;
     if (n_kv > left / MIN_KV_BYTES)
         return err_set(e, ERR_FORMAT,
-                       "gguf: header claims %" PRIu64
+                       "gguf: truncated file: header claims %" PRIu64
                        " metadata pairs, more than the %zu bytes after it can hold",
                        n_kv, left);
     if (n_tensors > left / MIN_TENSOR_BYTES)
         return err_set(e, ERR_FORMAT,
-                       "gguf: header claims %" PRIu64
+                       "gguf: truncated file: header claims %" PRIu64
                        " tensors, more than the %zu bytes after it can hold",
                        n_tensors, left);
     if ((rc = parse_kvs(f, &r, n_kv)))

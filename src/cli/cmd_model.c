@@ -1,0 +1,1037 @@
+/*
+ * cli/cmd_model — `ferry model info|init|quantize`: inspect a GGUF model,
+ * write a model of a real architecture and shape with seeded random weights,
+ * and requantize a model.
+ *
+ * Synthetic weights (`model init`) are deterministic: tensor T of a model made
+ * with seed S draws from xoshiro256** seeded through splitmix64 with
+ * S ^ fnv1a64(T's name), so a tensor's values depend only on (S, name, shape)
+ * and not on the order of writing. Each pair of uniforms u1 in (0,1], u2 in
+ * [0,1) (the top 53 bits of a draw, times 2^-53) gives two normals by
+ * Box-Muller: r = sqrt(-2 ln u1), r cos(2 pi u2), r sin(2 pi u2); scaled by
+ * 0.02. Norm weights are 1.0 and biases 0.0.
+ *
+ * Files are written tensor by tensor, row by row (a row generated or
+ * dequantized, quantized and written), so even the 3B shape needs only a row
+ * of memory. The output goes to OUT.tmp and is renamed over OUT when complete.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+#include "base/base.h"
+#include "base/buf.h"
+#include "base/str.h"
+#include "cli/cli.h"
+#include "model/gguf.h"
+#include "model/tensor.h"
+
+/* llama.cpp's general.file_type values (enum llama_ftype). */
+enum {
+    FTYPE_ALL_F32 = 0,
+    FTYPE_MOSTLY_F16 = 1,
+    FTYPE_MOSTLY_Q4_0 = 2,
+    FTYPE_MOSTLY_Q8_0 = 7,
+    FTYPE_MOSTLY_Q4_K_M = 15,
+    FTYPE_MOSTLY_BF16 = 32,
+};
+
+/* A target weight format: the type of most 2-D weights, and the file type. */
+typedef struct wformat {
+    const char *name;
+    uint32_t type;
+    uint32_t ftype;
+} wformat;
+
+static const wformat FORMATS[] = {
+    {"f32", TENSOR_F32, FTYPE_ALL_F32},           {"f16", TENSOR_F16, FTYPE_MOSTLY_F16},
+    {"bf16", TENSOR_BF16, FTYPE_MOSTLY_BF16},     {"q8_0", TENSOR_Q8_0, FTYPE_MOSTLY_Q8_0},
+    {"q4_0", TENSOR_Q4_0, FTYPE_MOSTLY_Q4_0},     {"q4_k", TENSOR_Q4_K, FTYPE_MOSTLY_Q4_K_M},
+    {"q4_k_m", TENSOR_Q4_K, FTYPE_MOSTLY_Q4_K_M},
+};
+
+static const wformat *format_find(const char *s)
+{
+    for (size_t i = 0; i < ARRAY_LEN(FORMATS); i++)
+        if (strcasecmp(s, FORMATS[i].name) == 0)
+            return &FORMATS[i];
+    return NULL;
+}
+
+static int block_layer(const char *name)
+{
+    int64_t v;
+    const char *p = name + 4, *dot;
+    char num[16];
+    if (strncmp(name, "blk.", 4) != 0 || !(dot = strchr(p, '.')) || dot - p >= (long)sizeof num)
+        return -1;
+    memcpy(num, p, (size_t)(dot - p));
+    num[dot - p] = 0;
+    return parse_i64(num, 0, 1 << 20, &v) == 0 ? (int)v : -1;
+}
+
+static bool ends_with(const char *s, const char *suffix)
+{
+    size_t a = strlen(s), b = strlen(suffix);
+    return a >= b && strcmp(s + a - b, suffix) == 0;
+}
+
+/*
+ * The type a 2-D weight gets in format fmt. For q4_k it follows llama.cpp's
+ * Q4_K_M mix: Q6_K for the output matrix (token_embd when tied), and for
+ * attn_v and ffn_down in the first and last eighth of the layers and every
+ * third layer between; Q4_K elsewhere. A K-quant whose block (256) does not
+ * divide the row falls back to the 32-element type of similar size (Q4_K ->
+ * Q4_0, Q6_K -> Q8_0), as llama.cpp falls back for such rows.
+ */
+static uint32_t weight_type(const wformat *fmt, const char *name, uint64_t ne0, int n_layer,
+                            bool is_output)
+{
+    uint32_t t = fmt->type;
+    if (t == TENSOR_Q4_K) {
+        int il = block_layer(name);
+        bool more_bits =
+            il >= 0 && (il < n_layer / 8 || il >= 7 * n_layer / 8 || (il - n_layer / 8) % 3 == 2);
+        if (is_output ||
+            (more_bits && (ends_with(name, "attn_v.weight") || ends_with(name, "ffn_down.weight"))))
+            t = TENSOR_Q6_K;
+    }
+    if (ne0 % TENSOR_QK_K != 0) {
+        if (t == TENSOR_Q4_K)
+            t = TENSOR_Q4_0;
+        else if (t == TENSOR_Q6_K)
+            t = TENSOR_Q8_0;
+    }
+    if (ne0 % TENSOR_QK != 0 && t != TENSOR_F32 && t != TENSOR_F16 && t != TENSOR_BF16)
+        t = TENSOR_F16;
+    return t;
+}
+
+/* ---------------------------------------------------------------- PRNG */
+
+static uint64_t splitmix64(uint64_t *x)
+{
+    uint64_t z = (*x += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+typedef struct rng {
+    uint64_t s[4];
+    bool has_spare;
+    double spare;
+} rng;
+
+static uint64_t rotl(uint64_t x, int k)
+{
+    return (x << k) | (x >> (64 - k));
+}
+
+static uint64_t rng_next(rng *r)
+{
+    uint64_t *s = r->s;
+    uint64_t result = rotl(s[1] * 5, 7) * 9;
+    uint64_t t = s[1] << 17;
+    s[2] ^= s[0];
+    s[3] ^= s[1];
+    s[1] ^= s[2];
+    s[0] ^= s[3];
+    s[2] ^= t;
+    s[3] = rotl(s[3], 45);
+    return result;
+}
+
+static void rng_seed(rng *r, uint64_t seed, const char *name)
+{
+    uint64_t h = 0xcbf29ce484222325ull; // FNV-1a 64
+    for (const char *p = name; *p; p++)
+        h = (h ^ (uint8_t)*p) * 0x100000001b3ull;
+    uint64_t x = seed ^ h;
+    for (int i = 0; i < 4; i++)
+        r->s[i] = splitmix64(&x);
+    r->has_spare = false;
+    r->spare = 0.0;
+}
+
+static double rng_normal(rng *r)
+{
+    if (r->has_spare) {
+        r->has_spare = false;
+        return r->spare;
+    }
+    double u1 = (double)((rng_next(r) >> 11) + 1) * 0x1.0p-53; // (0, 1]
+    double u2 = (double)(rng_next(r) >> 11) * 0x1.0p-53;       // [0, 1)
+    double rad = sqrt(-2.0 * log(u1));
+    r->spare = rad * sin(2.0 * M_PI * u2);
+    r->has_spare = true;
+    return rad * cos(2.0 * M_PI * u2);
+}
+
+/* ---------------------------------------------------------------- output */
+
+/* Where a model is being written: OUT.tmp, renamed over OUT by out_commit. */
+typedef struct out_file {
+    char tmp[4096];
+    const char *path;
+    FILE *fp;
+} out_file;
+
+static int out_open(out_file *o, const char *path)
+{
+    o->path = path;
+    int k = snprintf(o->tmp, sizeof o->tmp, "%s.tmp", path);
+    if (k < 0 || (size_t)k >= sizeof o->tmp) {
+        cli_errorf("model: output path too long: %s", path);
+        return 2;
+    }
+    o->fp = fopen(o->tmp, "wb");
+    if (!o->fp) {
+        cli_errorf("model: cannot create %s: %s", o->tmp, strerror(errno));
+        return 2;
+    }
+    setvbuf(o->fp, NULL, _IOFBF, 1 << 20);
+    return 0;
+}
+
+static void out_abort(out_file *o)
+{
+    if (o->fp) {
+        fclose(o->fp);
+        o->fp = NULL;
+        unlink(o->tmp);
+    }
+}
+
+static int out_commit(out_file *o)
+{
+    int rc = fclose(o->fp);
+    o->fp = NULL;
+    if (rc != 0 || rename(o->tmp, o->path) != 0) {
+        cli_errorf("model: cannot write %s: %s", o->path, strerror(errno));
+        unlink(o->tmp);
+        return 1;
+    }
+    return 0;
+}
+
+/* Per-row scratch: a row of floats and its encoding. */
+typedef struct rowbuf {
+    float *f;
+    void *q;
+    size_t cap_elems;
+} rowbuf;
+
+static int rowbuf_fit(rowbuf *rb, uint64_t n)
+{
+    if (n <= rb->cap_elems)
+        return 0;
+    float *f = realloc(rb->f, (size_t)n * sizeof(float));
+    if (!f)
+        return ERR_NOMEM;
+    rb->f = f;
+    void *q = realloc(rb->q, (size_t)n * sizeof(float)); // any encoding is <= 4 bytes/elem
+    if (!q)
+        return ERR_NOMEM;
+    rb->q = q;
+    rb->cap_elems = (size_t)n;
+    return 0;
+}
+
+/* ---------------------------------------------------------------- info */
+
+typedef struct arch_hp {
+    uint64_t n_embd, n_layer, n_head, n_head_kv, n_ff, n_ctx, n_vocab;
+} arch_hp;
+
+static int hp_get(const gguf_file *f, const char *arch, const char *key, uint64_t *out, err_msg *e)
+{
+    char k[128];
+    snprintf(k, sizeof k, "%s.%s", arch, key);
+    int64_t v;
+    int rc = gguf_get_int(f, k, 1, 1 << 24, &v, e);
+    if (rc == 0)
+        *out = (uint64_t)v;
+    return rc;
+}
+
+/*
+ * For llama and qwen2 files with tensors: the hyperparameters exist, every
+ * tensor the forward pass reads is present with the shape they imply, and the
+ * vocab (tokenizer.ggml.tokens) matches token_embd's rows.
+ */
+static int check_llama_like(const gguf_file *f, const char *arch, arch_hp *hp, err_msg *e)
+{
+    int rc;
+    if ((rc = hp_get(f, arch, "embedding_length", &hp->n_embd, e)) ||
+        (rc = hp_get(f, arch, "block_count", &hp->n_layer, e)) ||
+        (rc = hp_get(f, arch, "attention.head_count", &hp->n_head, e)) ||
+        (rc = hp_get(f, arch, "feed_forward_length", &hp->n_ff, e)))
+        return rc;
+    if (hp_get(f, arch, "attention.head_count_kv", &hp->n_head_kv, NULL) != 0)
+        hp->n_head_kv = hp->n_head;
+    if (hp->n_embd % hp->n_head != 0 || hp->n_head % hp->n_head_kv != 0)
+        return err_set(e, ERR_FORMAT,
+                       "%s: embedding_length %" PRIu64 " / head_count %" PRIu64
+                       " / head_count_kv %" PRIu64 " do not divide evenly",
+                       arch, hp->n_embd, hp->n_head, hp->n_head_kv);
+    if (gguf_tensor_count(f) == 0)
+        return 0; // a vocab-only file
+    const gguf_tensor *te = gguf_tensor_find(f, "token_embd.weight");
+    if (!te)
+        return err_set(e, ERR_NOT_FOUND, "missing tensor \"token_embd.weight\"");
+    uint64_t n_vocab = te->ne[1];
+    const gguf_value *toks;
+    if (gguf_get_arr(f, "tokenizer.ggml.tokens", GGUF_TYPE_STRING, &toks, NULL) == 0 &&
+        gguf_arr_len(toks) != n_vocab)
+        return err_set(e, ERR_FORMAT,
+                       "vocab/embedding size mismatch: tokenizer.ggml.tokens has %zu tokens but "
+                       "token_embd.weight has %" PRIu64 " rows",
+                       gguf_arr_len(toks), n_vocab);
+    hp->n_vocab = n_vocab;
+    uint64_t hd = hp->n_embd / hp->n_head, kv = hd * hp->n_head_kv;
+    const gguf_tensor *t;
+    char name[96];
+#define REQ(nd, a, b, ...)                                                                         \
+    do {                                                                                           \
+        snprintf(name, sizeof name, __VA_ARGS__);                                                  \
+        uint64_t ne_[2] = {(a), (b)};                                                              \
+        if ((rc = gguf_require_tensor(f, name, (nd), ne_, &t, e)))                                 \
+            return rc;                                                                             \
+    } while (0)
+    REQ(2, hp->n_embd, n_vocab, "token_embd.weight");
+    REQ(1, hp->n_embd, 1, "output_norm.weight");
+    if (gguf_tensor_find(f, "output.weight"))
+        REQ(2, hp->n_embd, n_vocab, "output.weight");
+    bool is_qwen2 = strcmp(arch, "qwen2") == 0;
+    for (uint64_t i = 0; i < hp->n_layer; i++) {
+        REQ(1, hp->n_embd, 1, "blk.%" PRIu64 ".attn_norm.weight", i);
+        REQ(2, hp->n_embd, hp->n_embd, "blk.%" PRIu64 ".attn_q.weight", i);
+        REQ(2, hp->n_embd, kv, "blk.%" PRIu64 ".attn_k.weight", i);
+        REQ(2, hp->n_embd, kv, "blk.%" PRIu64 ".attn_v.weight", i);
+        REQ(2, hp->n_embd, hp->n_embd, "blk.%" PRIu64 ".attn_output.weight", i);
+        REQ(1, hp->n_embd, 1, "blk.%" PRIu64 ".ffn_norm.weight", i);
+        REQ(2, hp->n_embd, hp->n_ff, "blk.%" PRIu64 ".ffn_gate.weight", i);
+        REQ(2, hp->n_embd, hp->n_ff, "blk.%" PRIu64 ".ffn_up.weight", i);
+        REQ(2, hp->n_ff, hp->n_embd, "blk.%" PRIu64 ".ffn_down.weight", i);
+        if (is_qwen2) {
+            REQ(1, hp->n_embd, 1, "blk.%" PRIu64 ".attn_q.bias", i);
+            REQ(1, kv, 1, "blk.%" PRIu64 ".attn_k.bias", i);
+            REQ(1, kv, 1, "blk.%" PRIu64 ".attn_v.bias", i);
+        }
+    }
+#undef REQ
+    return 0;
+}
+
+static void json_kv_str(buf *b, const char *key, str v, bool comma)
+{
+    (void)!buf_printf(b, "%s\"%s\":\"", comma ? "," : "", key);
+    (void)!buf_append_json_str(b, v.p ? v.p : "", v.n);
+    (void)!buf_append_char(b, '"');
+}
+
+static int model_info(int argc, char **argv)
+{
+    const char *path = NULL;
+    bool json = false;
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--json") == 0)
+            json = true;
+        else if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+            printf("usage: ferry model info PATH [--json]\n"
+                   "Prints architecture, parameter count, tensor types, context length,\n"
+                   "vocab size and tokenizer, chat template presence and file size.\n");
+            return 0;
+        } else if (argv[i][0] == '-' || path) {
+            cli_errorf("model info: unexpected argument %s (see --help)", argv[i]);
+            return 2;
+        } else
+            path = argv[i];
+    }
+    if (!path) {
+        cli_errorf("model info: missing PATH (see --help)");
+        return 2;
+    }
+    gguf_file *f;
+    err_msg e;
+    err_clear(&e);
+    if (gguf_open(path, &f, &e) != 0) {
+        cli_errorf("model info: %s: %s", path, e.text);
+        return 2;
+    }
+    str arch = {0}, name = {0}, tok_model = {0}, tok_pre = {0};
+    (void)!gguf_get_str(f, "general.architecture", &arch, NULL);
+    (void)!gguf_get_str(f, "general.name", &name, NULL);
+    (void)!gguf_get_str(f, "tokenizer.ggml.model", &tok_model, NULL);
+    (void)!gguf_get_str(f, "tokenizer.ggml.pre", &tok_pre, NULL);
+    char arch_z[64] = "";
+    snprintf(arch_z, sizeof arch_z, "%.*s", (int)MIN(arch.n, 63), arch.p ? arch.p : "");
+    bool has_chat = gguf_find_key(f, "tokenizer.chat_template") >= 0;
+    const gguf_value *toks = NULL;
+    size_t n_tokens = 0;
+    if (gguf_get_arr(f, "tokenizer.ggml.tokens", GGUF_TYPE_STRING, &toks, NULL) == 0)
+        n_tokens = gguf_arr_len(toks);
+    int64_t ctx = 0, ftype = -1;
+    char k[128];
+    snprintf(k, sizeof k, "%s.context_length", arch_z);
+    (void)!gguf_get_int(f, k, 0, INT64_MAX, &ctx, NULL);
+    (void)!gguf_get_int(f, "general.file_type", 0, 1 << 20, &ftype, NULL);
+
+    arch_hp hp = {0};
+    bool is_supported = strcmp(arch_z, "llama") == 0 || strcmp(arch_z, "qwen2") == 0;
+    if (is_supported && check_llama_like(f, arch_z, &hp, &e) != 0) {
+        cli_errorf("model info: %s: %s", path, e.text);
+        gguf_close(f);
+        return 2;
+    }
+
+    uint64_t n_params = 0;
+    size_t type_count[64] = {0};
+    for (size_t i = 0; i < gguf_tensor_count(f); i++) {
+        const gguf_tensor *t = gguf_tensor_at(f, i);
+        n_params += gguf_tensor_nelems(t);
+        type_count[t->type < 64 ? t->type : 63]++;
+    }
+    uint64_t n_vocab = hp.n_vocab ? hp.n_vocab : n_tokens;
+
+    buf b;
+    buf_init(&b, 1 << 20);
+    if (json) {
+        (void)!buf_printf(&b, "{\"path\":\"");
+        (void)!buf_append_json_str(&b, path, strlen(path));
+        (void)!buf_printf(&b, "\",\"file_size\":%zu,\"gguf_version\":%" PRIu32 ",\"alignment\":%zu",
+                          gguf_file_size(f), gguf_version(f), gguf_alignment(f));
+        json_kv_str(&b, "architecture", arch, true);
+        (void)!buf_printf(&b, ",\"supported\":%s", is_supported ? "true" : "false");
+        json_kv_str(&b, "name", name, true);
+        (void)!buf_printf(&b, ",\"parameters\":%" PRIu64 ",\"tensor_count\":%zu,\"tensor_types\":{",
+                          n_params, gguf_tensor_count(f));
+        bool first = true;
+        for (uint32_t t = 0; t < 64; t++) {
+            if (!type_count[t])
+                continue;
+            (void)!buf_printf(&b, "%s\"%s\":%zu", first ? "" : ",", tensor_type_name(t),
+                              type_count[t]);
+            first = false;
+        }
+        (void)!buf_printf(&b, "},\"file_type\":%" PRId64 ",\"context_length\":%" PRId64, ftype,
+                          ctx);
+        if (hp.n_embd)
+            (void)!buf_printf(&b,
+                              ",\"embedding_length\":%" PRIu64 ",\"block_count\":%" PRIu64
+                              ",\"head_count\":%" PRIu64 ",\"head_count_kv\":%" PRIu64
+                              ",\"feed_forward_length\":%" PRIu64,
+                              hp.n_embd, hp.n_layer, hp.n_head, hp.n_head_kv, hp.n_ff);
+        (void)!buf_printf(&b, ",\"vocab_size\":%" PRIu64, n_vocab);
+        json_kv_str(&b, "tokenizer", tok_model, true);
+        json_kv_str(&b, "tokenizer_pre", tok_pre, true);
+        (void)!buf_printf(&b, ",\"chat_template\":%s}\n", has_chat ? "true" : "false");
+    } else {
+        (void)!buf_printf(&b, "file:            %s (%zu bytes, GGUF v%" PRIu32 ", alignment %zu)\n",
+                          path, gguf_file_size(f), gguf_version(f), gguf_alignment(f));
+        (void)!buf_printf(&b, "architecture:    %s%s\n", arch.n ? arch_z : "(none)",
+                          is_supported || !arch.n ? "" : " (not supported by ferry's engine)");
+        if (name.n)
+            (void)!buf_printf(&b, "name:            %.*s\n", (int)MIN(name.n, 200), name.p);
+        (void)!buf_printf(&b, "parameters:      %" PRIu64 " (%.2f M)\n", n_params,
+                          (double)n_params / 1e6);
+        (void)!buf_printf(&b, "tensors:         %zu", gguf_tensor_count(f));
+        bool first = true;
+        for (uint32_t t = 0; t < 64; t++) {
+            if (!type_count[t])
+                continue;
+            (void)!buf_printf(&b, "%s%s: %zu", first ? " (" : ", ", tensor_type_name(t),
+                              type_count[t]);
+            first = false;
+        }
+        (void)!buf_printf(&b, "%s\n", first ? "" : ")");
+        if (ftype >= 0)
+            (void)!buf_printf(&b, "file type:       %" PRId64 "\n", ftype);
+        (void)!buf_printf(&b, "context length:  %" PRId64 "\n", ctx);
+        if (hp.n_embd)
+            (void)!buf_printf(&b,
+                              "shape:           hidden %" PRIu64 ", %" PRIu64 " layers, %" PRIu64
+                              " heads, %" PRIu64 " KV heads, FFN %" PRIu64 "\n",
+                              hp.n_embd, hp.n_layer, hp.n_head, hp.n_head_kv, hp.n_ff);
+        (void)!buf_printf(&b, "vocab:           %" PRIu64 " tokens, tokenizer %.*s%s%.*s%s\n",
+                          n_vocab, tok_model.n ? (int)MIN(tok_model.n, 64) : 6,
+                          tok_model.n ? tok_model.p : "(none)", tok_pre.n ? " (pre " : "",
+                          (int)MIN(tok_pre.n, 64), tok_pre.n ? tok_pre.p : "",
+                          tok_pre.n ? ")" : "");
+        (void)!buf_printf(&b, "chat template:   %s\n", has_chat ? "present" : "absent");
+    }
+    fwrite(b.data, 1, b.len, stdout);
+    buf_deinit(&b);
+    gguf_close(f);
+    return 0;
+}
+
+/* ---------------------------------------------------------------- init */
+
+typedef struct shape {
+    const char *name;
+    uint32_t n_embd, n_layer, n_head, n_head_kv, n_ff, n_vocab; // n_vocab 0: the tokenizer's
+    uint32_t n_ctx;
+    bool is_tied;
+} shape;
+
+static const shape SHAPES[] = {
+    {"tiny", 64, 2, 4, 2, 128, 0, 512, false},
+    {"smollm-135m", 576, 30, 9, 3, 1536, 49152, 2048, true},
+    {"qwen2-0.5b", 896, 24, 14, 2, 4864, 151936, 32768, true},
+    {"tinyllama-1.1b", 2048, 22, 32, 4, 5632, 32000, 2048, false},
+    {"llama-3b", 3200, 26, 32, 32, 8640, 32000, 2048, false},
+};
+
+/*
+ * The built-in byte-level BPE vocab: ids 0..255 are the bytes in GPT-2's
+ * byte-to-unicode alphabet (id b is byte b), then four specials, then one
+ * token per merge below, then unused fillers up to the shape's vocab size.
+ */
+#define BUILTIN_BOS 256
+#define BUILTIN_EOS 257
+#define BUILTIN_IM_START 258
+#define BUILTIN_IM_END 259
+static const char *const BUILTIN_SPECIALS[4] = {"<|begin_of_text|>", "<|end_of_text|>",
+                                                "<|im_start|>", "<|im_end|>"};
+/* Merges of common English pieces, in rank order; "Ġ" is GPT-2's space. */
+static const char *const BUILTIN_MERGES[] = {
+    "Ġ t",  "h e",   "Ġ a",   "i n",  "Ġt he", "e r",  "o n", "Ġ s",  "Ġ w",   "r e",    "a n",
+    "Ġ o",  "Ġ b",   "o u",   "e d",  "i s",   "n d",  "Ġ c", "i t",  "e n",   "Ġ f",    "Ġ m",
+    "o r",  "a t",   "Ġ h",   "in g", "Ġ d",   "Ġ l",  "e s", "Ġ p",  "a r",   "l l",    "Ġo f",
+    "Ġa n", "Ġan d", "Ġ i",   "o w",  "Ġ n",   "a s",  "l e", "Ġt o", "Ġ g",   "Ġi n",   "a y",
+    "o m",  "Ġ T",   "Ġw as", "Ġh e", "Ġ y",   "Ġ I",  "Ġ S", "a l",  "Ġs he", "Ġ re",   "v e",
+    "i d",  "Ġ u",   "e t",   "Ġb e", "Ġs a",  "Ġa s", "Ġ e", "Ġh a", "Ġw it", "Ġwit h", "Ġo n",
+    "u t",  "Ġ \"",  "Ġ L",   "Ġ O",  "Ġd ay",
+};
+static const char *const CHATML_TEMPLATE =
+    "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\\n' + "
+    "message['content'] + '<|im_end|>' + '\\n'}}{% endfor %}{% if add_generation_prompt %}"
+    "{{ '<|im_start|>assistant\\n' }}{% endif %}";
+
+/* GPT-2's byte-to-unicode map: printable bytes map to themselves, the rest to 256+k. */
+static uint32_t byte_to_cp(int b)
+{
+    if ((b >= '!' && b <= '~') || (b >= 0xA1 && b <= 0xAC) || (b >= 0xAE && b <= 0xFF))
+        return (uint32_t)b;
+    int k = 0;
+    for (int x = 0; x < b; x++)
+        if (!((x >= '!' && x <= '~') || (x >= 0xA1 && x <= 0xAC) || (x >= 0xAE && x <= 0xFF)))
+            k++;
+    return 256u + (uint32_t)k;
+}
+
+static size_t utf8_put(uint32_t cp, char *out)
+{
+    if (cp < 0x80) {
+        out[0] = (char)cp;
+        return 1;
+    }
+    out[0] = (char)(0xC0 | (cp >> 6));
+    out[1] = (char)(0x80 | (cp & 0x3F));
+    return 2; // every code point here is < 0x800
+}
+
+/*
+ * Writes the built-in tokenizer's metadata with n_vocab tokens (0: its
+ * natural size, returned in *n_out). Returns 0 or ERR_NOMEM / ERR_INVAL.
+ */
+static int builtin_vocab(gguf_writer *w, uint32_t n_vocab, uint32_t *n_out)
+{
+    size_t n_base = 256 + 4 + ARRAY_LEN(BUILTIN_MERGES);
+    size_t n = n_vocab ? n_vocab : n_base;
+    if (n < n_base)
+        return ERR_INVAL;
+    char *text = malloc(n * 32); // every token spelling fits in 32 bytes
+    str *toks = calloc(n, sizeof(str));
+    int32_t *types = calloc(n, sizeof(int32_t));
+    float *scores = calloc(n, sizeof(float));
+    str merges[ARRAY_LEN(BUILTIN_MERGES)];
+    int rc = ERR_NOMEM;
+    if (!text || !toks || !types || !scores)
+        goto out;
+    for (size_t i = 0; i < n; i++) {
+        char *p = text + i * 32;
+        size_t len;
+        if (i < 256) {
+            len = utf8_put(byte_to_cp((int)i), p);
+            types[i] = 1; // normal
+        } else if (i < 260) {
+            len = strlen(BUILTIN_SPECIALS[i - 256]);
+            memcpy(p, BUILTIN_SPECIALS[i - 256], len);
+            types[i] = 3; // control
+        } else if (i < n_base) {
+            const char *m = BUILTIN_MERGES[i - 260];
+            len = 0;
+            for (const char *c = m; *c; c++)
+                if (*c != ' ')
+                    p[len++] = *c;
+            merges[i - 260] = str_from(m);
+            types[i] = 1;
+        } else {
+            len = (size_t)snprintf(p, 32, "<|unused_%zu|>", i);
+            types[i] = 5; // unused
+        }
+        toks[i] = (str){p, len};
+        scores[i] = i >= 260 && i < n_base ? -(float)(i - 260) : 0.0f;
+    }
+    rc = gguf_writer_set_str(w, "tokenizer.ggml.model", STR_LIT("gpt2"));
+    if (!rc)
+        rc = gguf_writer_set_str(w, "tokenizer.ggml.pre", STR_LIT("gpt-2"));
+    if (!rc)
+        rc = gguf_writer_set_arr_str(w, "tokenizer.ggml.tokens", toks, n);
+    if (!rc)
+        rc = gguf_writer_set_arr(w, "tokenizer.ggml.token_type", GGUF_TYPE_INT32, types, n);
+    if (!rc)
+        rc = gguf_writer_set_arr_str(w, "tokenizer.ggml.merges", merges, ARRAY_LEN(merges));
+    if (!rc)
+        rc = gguf_writer_set_u32(w, "tokenizer.ggml.bos_token_id", BUILTIN_BOS);
+    if (!rc)
+        rc = gguf_writer_set_u32(w, "tokenizer.ggml.eos_token_id", BUILTIN_EOS);
+    if (!rc)
+        rc = gguf_writer_set_u32(w, "tokenizer.ggml.eot_token_id", BUILTIN_IM_END);
+    if (!rc)
+        rc = gguf_writer_set_u32(w, "tokenizer.ggml.padding_token_id", BUILTIN_EOS);
+    if (!rc)
+        rc = gguf_writer_set_bool(w, "tokenizer.ggml.add_bos_token", true);
+    if (!rc)
+        rc = gguf_writer_set_bool(w, "tokenizer.ggml.add_eos_token", false);
+    if (!rc)
+        rc = gguf_writer_set_str(w, "tokenizer.chat_template", str_from(CHATML_TEMPLATE));
+    *n_out = (uint32_t)n;
+out:
+    free(text);
+    free(toks);
+    free(types);
+    free(scores);
+    return rc;
+}
+
+/* A tensor of the model being made: name, shape, type and how to fill it. */
+typedef enum fill { FILL_NORMAL, FILL_ONES, FILL_ZEROS } fill;
+
+typedef struct plan_tensor {
+    char name[GGUF_TENSOR_NAME_MAX + 1];
+    uint32_t n_dims;
+    uint64_t ne[2];
+    uint32_t type;
+    fill how;
+} plan_tensor;
+
+typedef struct plan {
+    plan_tensor *t;
+    size_t n, cap;
+} plan;
+
+static int plan_add(plan *p, uint32_t n_dims, uint64_t ne0, uint64_t ne1, fill how, const char *fmt,
+                    ...) __attribute__((format(printf, 6, 7)));
+static int plan_add(plan *p, uint32_t n_dims, uint64_t ne0, uint64_t ne1, fill how, const char *fmt,
+                    ...)
+{
+    if (p->n == p->cap) {
+        size_t nc = p->cap ? p->cap * 2 : 64;
+        plan_tensor *nt = realloc(p->t, nc * sizeof *nt);
+        if (!nt)
+            return ERR_NOMEM;
+        p->t = nt;
+        p->cap = nc;
+    }
+    plan_tensor *t = &p->t[p->n++];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(t->name, sizeof t->name, fmt, ap);
+    va_end(ap);
+    t->n_dims = n_dims;
+    t->ne[0] = ne0;
+    t->ne[1] = ne1;
+    t->how = how;
+    t->type = TENSOR_F32;
+    return 0;
+}
+
+static int init_usage(FILE *fp)
+{
+    fprintf(fp,
+            "usage: ferry model init --arch llama|qwen2 --shape SHAPE --type TYPE\n"
+            "                        [--vocab VOCAB.gguf] [--seed S] [--name NAME] -o OUT.gguf\n"
+            "Writes a model of a real architecture and shape with seeded random weights\n"
+            "(normal, std 0.02; norms 1.0). SHAPE: tiny (hidden 64, 2 layers, 4 heads, 2 KV\n"
+            "heads, FFN 128, the tokenizer's vocab), smollm-135m, qwen2-0.5b, tinyllama-1.1b,\n"
+            "llama-3b. TYPE: f32 f16 bf16 q8_0 q4_0 q4_k (a Q4_K_M-style mix). --vocab copies\n"
+            "all tokenizer.* metadata from a GGUF (and the vocab size with it); otherwise a\n"
+            "built-in byte-level BPE vocab is used, padded to the shape's vocab size.\n");
+    return fp == stdout ? 0 : 2;
+}
+
+static int model_init(int argc, char **argv)
+{
+    const char *arch = NULL, *shape_name = NULL, *type_name = NULL, *vocab_path = NULL,
+               *out_path = NULL, *model_name = NULL;
+    uint64_t seed = 42;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0)
+            return init_usage(stdout);
+        if (i + 1 >= argc) {
+            cli_errorf("model init: %s needs a value (see --help)", a);
+            return 2;
+        }
+        const char *v = argv[++i];
+        if (strcmp(a, "--arch") == 0)
+            arch = v;
+        else if (strcmp(a, "--shape") == 0)
+            shape_name = v;
+        else if (strcmp(a, "--type") == 0)
+            type_name = v;
+        else if (strcmp(a, "--vocab") == 0)
+            vocab_path = v;
+        else if (strcmp(a, "--name") == 0)
+            model_name = v;
+        else if (strcmp(a, "-o") == 0 || strcmp(a, "--output") == 0)
+            out_path = v;
+        else if (strcmp(a, "--seed") == 0) {
+            int64_t s;
+            if (parse_i64(v, 0, INT64_MAX, &s) != 0) {
+                cli_errorf("model init: --seed %s is not a non-negative integer", v);
+                return 2;
+            }
+            seed = (uint64_t)s;
+        } else {
+            cli_errorf("model init: unknown option %s (see --help)", a);
+            return 2;
+        }
+    }
+    if (!arch || !shape_name || !type_name || !out_path) {
+        cli_errorf("model init: --arch, --shape, --type and -o are required (see --help)");
+        return 2;
+    }
+    if (strcmp(arch, "llama") != 0 && strcmp(arch, "qwen2") != 0) {
+        cli_errorf("model init: unknown --arch %s (llama or qwen2)", arch);
+        return 2;
+    }
+    const shape *sh = NULL;
+    for (size_t i = 0; i < ARRAY_LEN(SHAPES); i++)
+        if (strcmp(shape_name, SHAPES[i].name) == 0)
+            sh = &SHAPES[i];
+    if (!sh) {
+        cli_errorf("model init: unknown --shape %s (tiny, smollm-135m, qwen2-0.5b, "
+                   "tinyllama-1.1b, llama-3b)",
+                   shape_name);
+        return 2;
+    }
+    const wformat *fmt = format_find(type_name);
+    if (!fmt) {
+        cli_errorf("model init: unknown --type %s (f32, f16, bf16, q8_0, q4_0, q4_k)", type_name);
+        return 2;
+    }
+    bool is_qwen2 = strcmp(arch, "qwen2") == 0;
+    bool is_tied = sh->is_tied || (strcmp(sh->name, "tiny") == 0 && is_qwen2);
+
+    int status = 2;
+    err_msg e;
+    err_clear(&e);
+    gguf_file *vf = NULL;
+    gguf_writer *w = gguf_writer_new();
+    plan p = {0};
+    rowbuf rb = {0};
+    out_file of = {0};
+    if (!w)
+        goto nomem;
+
+    // Tokenizer first: it decides the vocab size.
+    uint32_t n_vocab = 0;
+    if (vocab_path) {
+        if (gguf_open(vocab_path, &vf, &e) != 0) {
+            cli_errorf("model init: --vocab %s: %s", vocab_path, e.text);
+            goto out;
+        }
+        const gguf_value *toks;
+        if (gguf_get_arr(vf, "tokenizer.ggml.tokens", GGUF_TYPE_STRING, &toks, &e) != 0 ||
+            gguf_arr_len(toks) == 0 || gguf_arr_len(toks) > (1u << 24)) {
+            cli_errorf("model init: --vocab %s: no usable tokenizer.ggml.tokens (%s)", vocab_path,
+                       e.text[0] ? e.text : "empty or too large");
+            goto out;
+        }
+        n_vocab = (uint32_t)gguf_arr_len(toks);
+        for (size_t i = 0; i < gguf_kv_count(vf); i++) {
+            str k = gguf_kv_key(vf, i);
+            char kz[256];
+            if (!str_starts_with(k, STR_LIT("tokenizer.")) || k.n >= sizeof kz)
+                continue;
+            memcpy(kz, k.p, k.n);
+            kz[k.n] = 0;
+            if (gguf_writer_set_value(w, kz, gguf_kv_value(vf, i)) != 0)
+                goto nomem;
+        }
+    } else if (builtin_vocab(w, sh->n_vocab, &n_vocab) != 0) {
+        goto nomem;
+    }
+
+    char key[128];
+    char default_name[128];
+    snprintf(default_name, sizeof default_name, "ferry-synthetic-%s-%s-%s", arch, sh->name,
+             fmt->name);
+#define SET(call)                                                                                  \
+    do {                                                                                           \
+        if ((call) != 0)                                                                           \
+            goto nomem;                                                                            \
+    } while (0)
+#define AKEY(k) (snprintf(key, sizeof key, "%s.%s", arch, (k)), key)
+    SET(gguf_writer_set_str(w, "general.architecture", str_from(arch)));
+    SET(gguf_writer_set_str(w, "general.name", str_from(model_name ? model_name : default_name)));
+    SET(gguf_writer_set_u32(w, "general.file_type", fmt->ftype));
+    SET(gguf_writer_set_u32(w, "general.alignment", GGUF_DEFAULT_ALIGNMENT));
+    if (fmt->type != TENSOR_F32 && fmt->type != TENSOR_F16 && fmt->type != TENSOR_BF16)
+        SET(gguf_writer_set_u32(w, "general.quantization_version", 2));
+    SET(gguf_writer_set_u32(w, AKEY("vocab_size"), n_vocab));
+    SET(gguf_writer_set_u32(w, AKEY("context_length"), sh->n_ctx));
+    SET(gguf_writer_set_u32(w, AKEY("embedding_length"), sh->n_embd));
+    SET(gguf_writer_set_u32(w, AKEY("block_count"), sh->n_layer));
+    SET(gguf_writer_set_u32(w, AKEY("feed_forward_length"), sh->n_ff));
+    SET(gguf_writer_set_u32(w, AKEY("rope.dimension_count"), sh->n_embd / sh->n_head));
+    SET(gguf_writer_set_u32(w, AKEY("attention.head_count"), sh->n_head));
+    SET(gguf_writer_set_u32(w, AKEY("attention.head_count_kv"), sh->n_head_kv));
+    SET(gguf_writer_set_f32(w, AKEY("attention.layer_norm_rms_epsilon"), is_qwen2 ? 1e-6f : 1e-5f));
+    SET(gguf_writer_set_f32(w, AKEY("rope.freq_base"), is_qwen2 ? 1000000.0f : 10000.0f));
+#undef AKEY
+
+    // Tensors, in the order llama.cpp's converter writes them.
+    uint64_t E = sh->n_embd, KV = (uint64_t)sh->n_embd / sh->n_head * sh->n_head_kv, F = sh->n_ff,
+             V = n_vocab;
+    SET(plan_add(&p, 2, E, V, FILL_NORMAL, "token_embd.weight"));
+    for (uint32_t l = 0; l < sh->n_layer; l++) {
+        SET(plan_add(&p, 1, E, 1, FILL_ONES, "blk.%u.attn_norm.weight", l));
+        SET(plan_add(&p, 2, E, E, FILL_NORMAL, "blk.%u.attn_q.weight", l));
+        if (is_qwen2)
+            SET(plan_add(&p, 1, E, 1, FILL_NORMAL, "blk.%u.attn_q.bias", l));
+        SET(plan_add(&p, 2, E, KV, FILL_NORMAL, "blk.%u.attn_k.weight", l));
+        if (is_qwen2)
+            SET(plan_add(&p, 1, KV, 1, FILL_NORMAL, "blk.%u.attn_k.bias", l));
+        SET(plan_add(&p, 2, E, KV, FILL_NORMAL, "blk.%u.attn_v.weight", l));
+        if (is_qwen2)
+            SET(plan_add(&p, 1, KV, 1, FILL_NORMAL, "blk.%u.attn_v.bias", l));
+        SET(plan_add(&p, 2, E, E, FILL_NORMAL, "blk.%u.attn_output.weight", l));
+        SET(plan_add(&p, 1, E, 1, FILL_ONES, "blk.%u.ffn_norm.weight", l));
+        SET(plan_add(&p, 2, E, F, FILL_NORMAL, "blk.%u.ffn_gate.weight", l));
+        SET(plan_add(&p, 2, E, F, FILL_NORMAL, "blk.%u.ffn_up.weight", l));
+        SET(plan_add(&p, 2, F, E, FILL_NORMAL, "blk.%u.ffn_down.weight", l));
+    }
+    SET(plan_add(&p, 1, E, 1, FILL_ONES, "output_norm.weight"));
+    if (!is_tied)
+        SET(plan_add(&p, 2, E, V, FILL_NORMAL, "output.weight"));
+#undef SET
+    for (size_t i = 0; i < p.n; i++) {
+        plan_tensor *t = &p.t[i];
+        if (t->n_dims == 2) {
+            bool is_out = strcmp(t->name, "output.weight") == 0 ||
+                          (is_tied && strcmp(t->name, "token_embd.weight") == 0);
+            t->type = weight_type(fmt, t->name, t->ne[0], (int)sh->n_layer, is_out);
+        }
+        if (gguf_writer_add_tensor(w, t->name, t->type, t->n_dims, t->ne, &e) != 0) {
+            cli_errorf("model init: %s", e.text);
+            goto out;
+        }
+    }
+
+    if ((status = out_open(&of, out_path)) != 0)
+        goto out;
+    status = 1;
+    if (gguf_writer_begin(w, of.fp, &e) != 0)
+        goto write_fail;
+    for (size_t i = 0; i < p.n; i++) {
+        const plan_tensor *t = &p.t[i];
+        if (rowbuf_fit(&rb, t->ne[0]) != 0)
+            goto nomem;
+        rng r;
+        rng_seed(&r, seed, t->name);
+        size_t row_bytes;
+        if (tensor_row_bytes((tensor_type)t->type, t->ne[0], &row_bytes) != 0)
+            goto write_fail;
+        for (uint64_t row = 0; row < t->ne[1]; row++) {
+            for (uint64_t j = 0; j < t->ne[0]; j++)
+                rb.f[j] = t->how == FILL_ONES    ? 1.0f
+                          : t->how == FILL_ZEROS ? 0.0f
+                                                 : (float)(0.02 * rng_normal(&r));
+            tensor_quantize_row((tensor_type)t->type, rb.f, rb.q, (size_t)t->ne[0]);
+            if (gguf_writer_write(w, rb.q, row_bytes, &e) != 0)
+                goto write_fail;
+        }
+    }
+    if (gguf_writer_finish(w, &e) != 0)
+        goto write_fail;
+    status = out_commit(&of);
+    goto out;
+
+write_fail:
+    cli_errorf("model init: writing %s: %s", out_path, e.text[0] ? e.text : "failed");
+    status = 1;
+    goto out;
+nomem:
+    cli_errorf("model init: out of memory");
+    status = 1;
+out:
+    out_abort(&of);
+    free(rb.f);
+    free(rb.q);
+    free(p.t);
+    gguf_writer_free(w);
+    gguf_close(vf);
+    return status;
+}
+
+/* ---------------------------------------------------------------- quantize */
+
+static int model_quantize(int argc, char **argv)
+{
+    if (argc >= 2 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)) {
+        printf(
+            "usage: ferry model quantize IN.gguf OUT.gguf TYPE\n"
+            "Dequantizes every 2-D weight of IN and quantizes it to TYPE (f32 f16 bf16 q8_0\n"
+            "q4_0 q4_k); 1-D tensors are copied. Metadata is kept, general.file_type updated.\n");
+        return 0;
+    }
+    if (argc != 4) {
+        cli_errorf("model quantize: expected IN.gguf OUT.gguf TYPE (see --help)");
+        return 2;
+    }
+    const char *in_path = argv[1], *out_path = argv[2];
+    const wformat *fmt = format_find(argv[3]);
+    if (!fmt) {
+        cli_errorf("model quantize: unknown TYPE %s (f32, f16, bf16, q8_0, q4_0, q4_k)", argv[3]);
+        return 2;
+    }
+    err_msg e;
+    err_clear(&e);
+    gguf_file *f;
+    if (gguf_open(in_path, &f, &e) != 0) {
+        cli_errorf("model quantize: %s: %s", in_path, e.text);
+        return 2;
+    }
+    int status = 1;
+    gguf_writer *w = gguf_writer_new();
+    rowbuf rb = {0};
+    out_file of = {0};
+    uint32_t *types = calloc(gguf_tensor_count(f) + 1, sizeof(uint32_t));
+    if (!w || !types)
+        goto nomem;
+    for (size_t i = 0; i < gguf_kv_count(f); i++) {
+        str k = gguf_kv_key(f, i);
+        char kz[256];
+        if (k.n == 0 || k.n >= sizeof kz || memchr(k.p, 0, k.n))
+            continue;
+        memcpy(kz, k.p, k.n);
+        kz[k.n] = 0;
+        if (gguf_writer_set_value(w, kz, gguf_kv_value(f, i)) != 0)
+            goto nomem;
+    }
+    if (gguf_writer_set_u32(w, "general.file_type", fmt->ftype) != 0)
+        goto nomem;
+    bool is_quant = fmt->type != TENSOR_F32 && fmt->type != TENSOR_F16 && fmt->type != TENSOR_BF16;
+    if (is_quant && gguf_writer_set_u32(w, "general.quantization_version", 2) != 0)
+        goto nomem;
+    str arch = {0};
+    int64_t n_layer = 0;
+    (void)!gguf_get_str(f, "general.architecture", &arch, NULL);
+    char k[128];
+    snprintf(k, sizeof k, "%.*s.block_count", (int)MIN(arch.n, 64), arch.p ? arch.p : "");
+    (void)!gguf_get_int(f, k, 0, 1 << 20, &n_layer, NULL);
+    bool is_tied = gguf_tensor_find(f, "output.weight") == NULL;
+    for (size_t i = 0; i < gguf_tensor_count(f); i++) {
+        const gguf_tensor *t = gguf_tensor_at(f, i);
+        char nz[GGUF_TENSOR_NAME_MAX + 1];
+        memcpy(nz, t->name.p, t->name.n);
+        nz[t->name.n] = 0;
+        types[i] = t->type;
+        if (t->n_dims >= 2) {
+            bool is_out = strcmp(nz, "output.weight") == 0 ||
+                          (is_tied && strcmp(nz, "token_embd.weight") == 0);
+            types[i] = weight_type(fmt, nz, t->ne[0], (int)n_layer, is_out);
+        }
+        if (gguf_writer_add_tensor(w, nz, types[i], t->n_dims, t->ne, &e) != 0) {
+            cli_errorf("model quantize: %s", e.text);
+            status = 2;
+            goto out;
+        }
+    }
+    if ((status = out_open(&of, out_path)) != 0)
+        goto out;
+    status = 1;
+    if (gguf_writer_begin(w, of.fp, &e) != 0)
+        goto write_fail;
+    for (size_t i = 0; i < gguf_tensor_count(f); i++) {
+        const gguf_tensor *t = gguf_tensor_at(f, i);
+        if (types[i] == t->type) { // unchanged: copy the bytes
+            if (gguf_writer_write(w, t->data, t->size, &e) != 0)
+                goto write_fail;
+            continue;
+        }
+        size_t in_row, out_row;
+        if (rowbuf_fit(&rb, t->ne[0]) != 0)
+            goto nomem;
+        if (tensor_row_bytes((tensor_type)t->type, t->ne[0], &in_row) != 0 ||
+            tensor_row_bytes((tensor_type)types[i], t->ne[0], &out_row) != 0)
+            goto write_fail;
+        uint64_t rows = gguf_tensor_nelems(t) / t->ne[0];
+        const uint8_t *src = t->data;
+        for (uint64_t r = 0; r < rows; r++) {
+            tensor_dequantize_row((tensor_type)t->type, src + r * in_row, rb.f, (size_t)t->ne[0]);
+            tensor_quantize_row((tensor_type)types[i], rb.f, rb.q, (size_t)t->ne[0]);
+            if (gguf_writer_write(w, rb.q, out_row, &e) != 0)
+                goto write_fail;
+        }
+    }
+    if (gguf_writer_finish(w, &e) != 0)
+        goto write_fail;
+    status = out_commit(&of);
+    goto out;
+
+write_fail:
+    cli_errorf("model quantize: writing %s: %s", out_path, e.text[0] ? e.text : "failed");
+    status = 1;
+    goto out;
+nomem:
+    cli_errorf("model quantize: out of memory");
+    status = 1;
+out:
+    out_abort(&of);
+    free(rb.f);
+    free(rb.q);
+    free(types);
+    gguf_writer_free(w);
+    gguf_close(f);
+    return status;
+}
+
+/* ---------------------------------------------------------------- dispatch */
+
+int cli_cmd_model(int argc, char **argv)
+{
+    const char *usage =
+        "usage: ferry model info PATH [--json]\n"
+        "       ferry model init --arch A --shape S --type T [--vocab V] [--seed S] -o OUT\n"
+        "       ferry model quantize IN OUT TYPE\n"
+        "Run a subcommand with --help for details.\n";
+    if (argc < 2) {
+        fputs(usage, stderr);
+        return 2;
+    }
+    if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
+        fputs(usage, stdout);
+        return 0;
+    }
+    if (strcmp(argv[1], "info") == 0)
+        return model_info(argc - 1, argv + 1);
+    if (strcmp(argv[1], "init") == 0)
+        return model_init(argc - 1, argv + 1);
+    if (strcmp(argv[1], "quantize") == 0)
+        return model_quantize(argc - 1, argv + 1);
+    cli_errorf("model: unknown subcommand %s (info, init, quantize)", argv[1]);
+    return 2;
+}
