@@ -12,6 +12,7 @@
 """
 import json
 import os
+import shutil
 import struct
 import subprocess
 import sys
@@ -248,15 +249,22 @@ def main():
     rc, _, err = run("model", "quantize", P("magic.gguf"), P("o.gguf"), "q8_0")
     expect(rc == 2 and "bad magic" in err, "quantize bad magic: %d %s" % (rc, err))
     expect(not os.path.exists(P("o.gguf")), "no output left behind")
-    # and through the engine's loader when `ferry generate` exists
-    rc, _, _ = run("generate", "--help")
-    if rc == 0:
+    # and through the engine's loader (`ferry generate` / `ferry bench-model`, when built)
+    loaders = []
+    if run("generate", "--help")[0] == 0:
+        loaders.append(("generate", "-p", "hi", "-n", "1"))
+    if run("bench-model", "--help")[0] == 0:
+        loaders.append(("bench-model", "-p", "4", "-n", "2", "--runs", "1"))
+    for cmd in loaders:
         for f, needle in ((missing, 'missing tensor "blk.1.ffn_up.weight"'),
                           (mism, "330"), (P("type.gguf"), "unknown type 99"),
-                          (P("past.gguf"), "past end of file")):
-            rc, _, err = run("generate", "-m", f, "-p", "hi", "-n", "1")
+                          (P("past.gguf"), "past end of file"),
+                          (P("dims.gguf"), "dimensions overflow"),
+                          (P("magic.gguf"), "bad magic"),
+                          (P("trunc-1000.gguf"), "truncated")):
+            rc, _, err = run(cmd[0], "-m", f, *cmd[1:])
             expect(rc == 2 and needle in err and len(err.strip().split("\n")) == 1,
-                   "generate on %s: rc %d %r" % (os.path.basename(f), rc, err))
+                   "%s on %s: rc %d %r" % (cmd[0], os.path.basename(f), rc, err))
     # usage errors
     for args in (("model",), ("model", "frob"), ("model", "info"),
                  ("model", "init", "--arch", "gpt9", "--shape", "tiny", "--type", "f32", "-o", "x"),
@@ -270,6 +278,7 @@ def main():
     rc, out, _ = run("model", "init", "--help")
     expect(rc == 0 and "--shape" in out, "init --help")
 
+    shutil.rmtree(tmp, ignore_errors=True)
     if FAILS:
         print("%d failure(s)" % len(FAILS))
         return 1
