@@ -552,10 +552,9 @@ static int builtin_vocab(gguf_writer *w, uint32_t n_vocab, uint32_t *n_out)
     char *text = malloc(n * 32); // every token spelling fits in 32 bytes
     str *toks = calloc(n, sizeof(str));
     int32_t *types = calloc(n, sizeof(int32_t));
-    float *scores = calloc(n, sizeof(float));
     str merges[ARRAY_LEN(BUILTIN_MERGES)];
     int rc = ERR_NOMEM;
-    if (!text || !toks || !types || !scores)
+    if (!text || !toks || !types)
         goto out;
     for (size_t i = 0; i < n; i++) {
         char *p = text + i * 32;
@@ -580,7 +579,6 @@ static int builtin_vocab(gguf_writer *w, uint32_t n_vocab, uint32_t *n_out)
             types[i] = 5; // unused
         }
         toks[i] = (str){p, len};
-        scores[i] = i >= 260 && i < n_base ? -(float)(i - 260) : 0.0f;
     }
     rc = gguf_writer_set_str(w, "tokenizer.ggml.model", STR_LIT("gpt2"));
     if (!rc)
@@ -610,7 +608,6 @@ out:
     free(text);
     free(toks);
     free(types);
-    free(scores);
     return rc;
 }
 
