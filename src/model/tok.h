@@ -107,6 +107,19 @@ int tok_pre_from_name(str name, tok_pre *out);
  */
 int tok_vocab_build(const tok_vocab_desc *d, tok_vocab **out, err_msg *e);
 
+typedef struct gguf_file gguf_file;
+
+/*
+ * Builds a vocab from the tokenizer.ggml.* keys of an open GGUF file (model,
+ * pre, tokens, scores, token_type, merges, the special ids, add_bos_token,
+ * add_eos_token, add_sep_token, add_space_prefix) and general.name. The
+ * vocab does not refer to f afterwards. Returns 0, or ERR_NOT_FOUND (no
+ * tokenizer.ggml.model / tokens), ERR_UNSUPPORTED (a tokenizer model or
+ * pre-tokenizer we do not implement, named in e), ERR_FORMAT (wrong value
+ * types, array lengths that disagree) or the errors of tok_vocab_build.
+ */
+int tok_vocab_from_gguf(const gguf_file *f, tok_vocab **out, err_msg *e);
+
 /* Frees a vocab; v may be NULL. No tokenize call may be running on it. */
 void tok_vocab_free(tok_vocab *v);
 
