@@ -127,8 +127,11 @@ static int word(const tok_vocab *v, scratch *sc, const char *text, size_t len, t
         sc->wcap = len * 2;
     }
     size_t wn = 0;
-    for (size_t i = 0; i < len; i++)
-        wn += tok_utf8_encode_(tok_byte_to_cp_((uint8_t)text[i]), sc->w + wn);
+    for (size_t i = 0; i < len; i++) {
+        uint8_t b = (uint8_t)text[i];
+        memcpy(sc->w + wn, v->byte_enc[b], 2);
+        wn += v->byte_enc_len[b];
+    }
     if (v->ignore_merges) {
         tok_id id = tok_find_(v, sc->w, wn);
         if (id >= 0)

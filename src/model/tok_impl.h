@@ -69,6 +69,12 @@ struct tok_vocab {
     bool ignore_merges; // llama3: a pre-token that is a whole token skips merging
     bool wpm_lowercase, wpm_strip_accents;
     tok_id byte_tok[256]; // SPM: token of <0xXX>; BPE: token of the mapped byte; TOK_NULL if none
+    char byte_enc[256][2];   // BPE: UTF-8 of each byte's GPT-2 character
+    uint8_t byte_enc_len[256];
+    uint8_t special_first[32];  // bitmap of the first bytes of special tokens' texts
+    uint32_t special_lens[64];  // distinct lengths of special tokens' texts
+    uint32_t n_special_lens;
+    bool special_lens_full;     // more distinct lengths than special_lens holds: no prefilter
 
     tok_re_set re;
 };
@@ -145,5 +151,5 @@ int tok_wpm_(const tok_vocab *v, const char *text, size_t len, tok_list *out);
 
 /* GPT-2 byte <-> unicode mapping (bytes_to_unicode of the GPT-2 encoder). */
 uint32_t tok_byte_to_cp_(uint8_t b);
-/* Byte of a mapped codepoint, or -1 if cp is not in the mapping. */
-int tok_cp_to_byte_(uint32_t cp);
+/* Fills map[cp] = byte for cp < 0x144 (-1 where no byte maps there). */
+void tok_cp_to_byte_table_(int16_t map[0x144]);

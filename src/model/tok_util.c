@@ -143,21 +143,12 @@ uint32_t tok_byte_to_cp_(uint8_t b)
     return 0x100 + n;
 }
 
-int tok_cp_to_byte_(uint32_t cp)
+void tok_cp_to_byte_table_(int16_t map[0x144])
 {
-    if (cp < 0x100)
-        return byte_is_printable(cp) ? (int)cp : -1;
-    if (cp >= 0x100 + 68)
-        return -1;
-    uint32_t n = cp - 0x100;
-    for (unsigned x = 0; x < 256; x++) {
-        if (!byte_is_printable(x)) {
-            if (n == 0)
-                return (int)x;
-            n--;
-        }
-    }
-    return -1;
+    for (unsigned i = 0; i < 0x144; i++)
+        map[i] = -1;
+    for (unsigned b = 0; b < 256; b++)
+        map[tok_byte_to_cp_((uint8_t)b)] = (int16_t)b;
 }
 
 int tok_spans_push_(tok_spans *s, size_t off, size_t len)

@@ -104,8 +104,8 @@ static int parse_hex_byte(str s)
     return v;
 }
 
-/* Decoded bytes of token id into out (room for 3*len+4); returns the length. */
-static size_t make_piece(const tok_vocab *v, tok_id id, char *out)
+/* Decoded bytes of token id into out (room for its text's length); returns the length. */
+static size_t make_piece(const tok_vocab *v, const int16_t *cp2b, tok_id id, char *out)
 {
     const tok_info *t = &v->tok[id];
     const char *p = v->text + t->off;
@@ -139,7 +139,7 @@ static size_t make_piece(const tok_vocab *v, tok_id id, char *out)
                 out[o++] = p[i++];
                 continue;
             }
-            int b = tok_cp_to_byte_(cp);
+            int b = cp < 0x144 ? cp2b[cp] : -1;
             if (b >= 0) {
                 out[o++] = (char)b;
             } else {
@@ -447,12 +447,30 @@ int tok_vocab_build(const tok_vocab_desc *d, tok_vocab **out, err_msg *e)
         }
     }
 
+    // First bytes and distinct lengths of special texts (the partition's prefilter).
+    for (uint32_t k = 0; k < v->n_specials; k++) {
+        const tok_info *t = &v->tok[v->specials[k]];
+        uint8_t c = (uint8_t)v->text[t->off];
+        v->special_first[c >> 3] |= (uint8_t)(1u << (c & 7));
+        uint32_t j = 0;
+        while (j < v->n_special_lens && v->special_lens[j] != t->len)
+            j++;
+        if (j == v->n_special_lens) {
+            if (j < ARRAY_LEN(v->special_lens))
+                v->special_lens[v->n_special_lens++] = t->len;
+            else
+                v->special_lens_full = true;
+        }
+    }
+
     // Byte fallback tokens.
     for (int b = 0; b < 256; b++) {
         v->byte_tok[b] = TOK_NULL;
         if (d->kind == TOK_KIND_BPE) {
             char enc[4];
             size_t k = tok_utf8_encode_(tok_byte_to_cp_((uint8_t)b), enc);
+            memcpy(v->byte_enc[b], enc, 2); // GPT-2 characters are below U+0800
+            v->byte_enc_len[b] = (uint8_t)k;
             v->byte_tok[b] = tok_find_(v, enc, k);
         } else {
             static const char hex[] = "0123456789ABCDEF";
@@ -467,10 +485,12 @@ int tok_vocab_build(const tok_vocab_desc *d, tok_vocab **out, err_msg *e)
     }
 
     // Decoded pieces.
+    int16_t cp2b[0x144];
+    tok_cp_to_byte_table_(cp2b);
     uint32_t po = 0;
     for (uint32_t i = 0; i < v->n_tokens; i++) {
         v->tok[i].piece_off = po;
-        v->tok[i].piece_len = (uint32_t)make_piece(v, (tok_id)i, v->piece + po);
+        v->tok[i].piece_len = (uint32_t)make_piece(v, cp2b, (tok_id)i, v->piece + po);
         po += v->tok[i].piece_len;
     }
 
