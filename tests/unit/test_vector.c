@@ -4,6 +4,11 @@
  * set (L2, IP, cosine), delete/update/filter correctness, save/load round
  * trip and refusal of truncated or damaged files, and searches running while
  * another thread inserts and deletes.
+ *
+ * The threading test was run by hand under ThreadSanitizer, without reports:
+ *   gcc -std=gnu11 -O1 -g -fsanitize=thread -D_GNU_SOURCE -Isrc -mavx2 -mfma \
+ *       -DFERRY_VERSION='"t"' -DFERRY_COMMIT='"t"' src/vector/*.c src/base/*.c \
+ *       tests/unit/test_vector.c -lcmocka -lxxhash -lm -lpthread -o /tmp/tv && /tmp/tv
  */
 #include <setjmp.h>
 #include <stdarg.h>
