@@ -6,9 +6,9 @@
  * another thread inserts and deletes.
  *
  * The threading test was run by hand under ThreadSanitizer, without reports:
- *   gcc -std=gnu11 -O1 -g -fsanitize=thread -D_GNU_SOURCE -Isrc -mavx2 -mfma \
- *       -DFERRY_VERSION='"t"' -DFERRY_COMMIT='"t"' src/vector/*.c src/base/*.c \
- *       tests/unit/test_vector.c -lcmocka -lxxhash -lm -lpthread -o /tmp/tv && /tmp/tv
+ * gcc -std=gnu11 -O1 -g -fsanitize=thread -D_GNU_SOURCE -Isrc -mavx2 -mfma
+ * -DFERRY_VERSION='"t"' -DFERRY_COMMIT='"t"', every .c file of src/vector and
+ * src/base plus this file, -lcmocka -lxxhash -lm -lpthread; then run it.
  */
 #include <setjmp.h>
 #include <stdarg.h>
