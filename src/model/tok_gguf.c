@@ -11,7 +11,14 @@
 static int get_id(const gguf_file *f, const char *key, tok_id *out, err_msg *e)
 {
     int64_t v;
-    int rc = gguf_get_int(f, key, 0, INT32_MAX, &v, e);
+    // Converters write u32 0xFFFFFFFF (llama.cpp's LLAMA_TOKEN_NULL as uint32)
+    // for "no such token", e.g. tokenizer.ggml.seperator_token_id in
+    // stories260K.gguf: any value outside [0, INT32_MAX] means none.
+    int rc = gguf_get_int(f, key, INT64_MIN, INT64_MAX, &v, e);
+    if (rc == 0 && (v < 0 || v > INT32_MAX)) {
+        *out = TOK_NULL;
+        return 0;
+    }
     if (rc == ERR_NOT_FOUND) {
         err_clear(e);
         return 0; // keep TOK_UNSET
