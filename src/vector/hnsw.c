@@ -327,6 +327,9 @@ static int search_layer(const hnsw_index *x, hnsw_scratch *s, const float *q, ui
         if (c.d > lower && (s->res_n == ef || !check))
             break;
         minheap_pop(s->cand, &s->cand_n);
+        /* The next candidate's list is a separate cache miss: start it now. */
+        if (s->cand_n)
+            __builtin_prefetch(links_at(x, s->cand[0].id, level), 0, 3);
         _Atomic uint32_t *ll = links_at(x, c.id, level);
         uint32_t cnt = ld(&ll[0]);
         if (cnt > maxc)
