@@ -39,7 +39,7 @@ NATIVE=$D/bench_hnswlib_avx2
 [ -x "$NATIVE" ] || g++ -O3 -march=native -DNDEBUG -o "$NATIVE" \
   "$SHARED/ann/bench_hnswlib_native.cpp" -lpthread
 
-echo "load: $(cut -d' ' -f1-3 /proc/loadavg) (1/5/15 min) on $(nproc) cores" >&2
+echo "load: $(cut -d' ' -f1-3 /proc/loadavg) (1/5/15 min) on $(getconf _NPROCESSORS_ONLN) cores" >&2
 for r in $(seq 1 "$RUNS"); do
   for ds in $DATASETS; do
     case $ds in clustered*) m=l2 ;; *) m=ip ;; esac
