@@ -1,0 +1,172 @@
+/*
+ * guard/ac — Aho-Corasick over bytes, compiled to a dense DFA.
+ *
+ * Bytes that occur in no pattern share class 0, so a row has one column per
+ * distinct pattern byte plus one; for 10,000 mixed English/Chinese terms that
+ * is ~100 columns. Each transition already holds the next state's row offset
+ * with AC_OUT set when that state ends a pattern (itself or through a dict
+ * suffix link), so the search loop is one load and one test per byte.
+ *
+ * Invariants: state 0 is the root; own/dict describe outputs; a transition
+ * value v is (state * ncls) | flag, and nstates * ncls < 2^31.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "guard/guard_int.h"
+
+#define NONE UINT32_MAX
+
+static bool is_word_byte(unsigned char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
+}
+
+void ac_free(ac_auto *a)
+{
+    free(a->delta);
+    free(a->own);
+    free(a->dict);
+    free(a->out_pat);
+    free(a->out_next);
+    free(a->pat_len);
+    free(a->pat_wb);
+    memset(a, 0, sizeof *a);
+}
+
+int ac_build(const char *const *pats, const size_t *lens, size_t n, ac_auto *out, err_msg *e)
+{
+    memset(out, 0, sizeof *out);
+    bool used[256] = {false};
+    size_t total = 1;
+    for (size_t i = 0; i < n; i++) {
+        for (size_t k = 0; k < lens[i]; k++)
+            used[(unsigned char)pats[i][k]] = true;
+        if (!size_add_ok(total, lens[i], &total))
+            return err_set(e, ERR_TOO_LARGE, "guard: blocklist too large");
+    }
+    uint32_t ncls = 1;
+    for (int b = 0; b < 256; b++)
+        out->cls[b] = used[b] ? (uint8_t)ncls++ : 0;
+    size_t cells;
+    if (!size_mul_ok(total, ncls, &cells) || cells >= (size_t)AC_OUT)
+        return err_set(e, ERR_TOO_LARGE,
+                       "guard: blocklist of %zu terms needs %zu transitions (limit 2^31)", n, cells);
+    out->ncls = ncls;
+    out->npat = n;
+    uint32_t *fail = NULL, *queue = NULL;
+    out->delta = calloc(cells, sizeof(uint32_t));
+    out->own = malloc(total * sizeof(uint32_t));
+    out->dict = calloc(total, sizeof(uint32_t));
+    out->out_pat = malloc((n ? n : 1) * sizeof(uint32_t));
+    out->out_next = malloc((n ? n : 1) * sizeof(uint32_t));
+    out->pat_len = malloc((n ? n : 1) * sizeof(uint32_t));
+    out->pat_wb = calloc(n ? n : 1, 1);
+    fail = calloc(total, sizeof(uint32_t));
+    queue = malloc(total * sizeof(uint32_t));
+    if (!out->delta || !out->own || !out->dict || !out->out_pat || !out->out_next ||
+        !out->pat_len || !out->pat_wb || !fail || !queue)
+        goto nomem;
+    memset(out->own, 0xFF, total * sizeof(uint32_t));
+    uint32_t ns = 1;
+    for (size_t i = 0; i < n; i++) {
+        const unsigned char *p = (const unsigned char *)pats[i];
+        out->pat_len[i] = (uint32_t)lens[i];
+        out->out_pat[i] = (uint32_t)i;
+        out->out_next[i] = NONE;
+        if (lens[i] == 0)
+            continue;
+        out->pat_wb[i] = (uint8_t)((is_word_byte(p[0]) ? 1 : 0) |
+                                   (is_word_byte(p[lens[i] - 1]) ? 2 : 0));
+        uint32_t s = 0;
+        for (size_t k = 0; k < lens[i]; k++) {
+            uint32_t *slot = &out->delta[(size_t)s * ncls + out->cls[p[k]]];
+            if (*slot == 0)
+                *slot = ns++;
+            s = *slot;
+        }
+        out->out_next[i] = out->own[s];
+        out->own[s] = (uint32_t)i;
+    }
+    out->nstates = ns;
+    // Breadth-first: a state's fail state is shallower, so its row is final.
+    size_t qh = 0, qt = 0;
+    for (uint32_t c = 0; c < ncls; c++) {
+        uint32_t u = out->delta[c];
+        if (u) {
+            fail[u] = 0;
+            queue[qt++] = u;
+        }
+    }
+    while (qh < qt) {
+        uint32_t s = queue[qh++];
+        uint32_t *row = &out->delta[(size_t)s * ncls];
+        const uint32_t *frow = &out->delta[(size_t)fail[s] * ncls];
+        for (uint32_t c = 0; c < ncls; c++) {
+            uint32_t u = row[c];
+            if (u) {
+                uint32_t f = frow[c];
+                fail[u] = f;
+                out->dict[u] = out->own[f] != NONE ? f : out->dict[f];
+                queue[qt++] = u;
+            } else {
+                row[c] = frow[c];
+            }
+        }
+    }
+    for (size_t x = 0; x < (size_t)ns * ncls; x++) {
+        uint32_t v = out->delta[x];
+        bool has = out->own[v] != NONE || out->dict[v] != 0;
+        out->delta[x] = v * ncls | (has ? AC_OUT : 0);
+    }
+    uint32_t *shrunk = realloc(out->delta, (size_t)ns * ncls * sizeof(uint32_t));
+    if (shrunk)
+        out->delta = shrunk;
+    free(fail);
+    free(queue);
+    return 0;
+nomem:
+    free(fail);
+    free(queue);
+    ac_free(out);
+    return err_set(e, ERR_NOMEM, "guard: out of memory building a %zu-term automaton", n);
+}
+
+static int report(const ac_auto *a, const unsigned char *t, size_t len, uint32_t st, size_t end,
+                  ac_match_fn fn, void *ctx)
+{
+    for (; st; st = a->dict[st]) {
+        for (uint32_t k = a->own[st]; k != NONE; k = a->out_next[k]) {
+            uint32_t pat = a->out_pat[k];
+            size_t start = end - a->pat_len[pat];
+            uint8_t wb = a->pat_wb[pat];
+            if ((wb & 1) && start > 0 && is_word_byte(t[start - 1]))
+                continue;
+            if ((wb & 2) && end < len && is_word_byte(t[end]))
+                continue;
+            int rc = fn(ctx, pat, start, end);
+            if (rc)
+                return rc;
+        }
+    }
+    return 0;
+}
+
+int ac_search(const ac_auto *a, const char *text, size_t len, ac_match_fn fn, void *ctx)
+{
+    if (!a->delta)
+        return 0;
+    const unsigned char *t = (const unsigned char *)text;
+    const uint32_t *d = a->delta;
+    const uint8_t *cls = a->cls;
+    uint32_t s = 0;
+    for (size_t i = 0; i < len; i++) {
+        s = d[(s & ~AC_OUT) + cls[t[i]]];
+        if (UNLIKELY(s & AC_OUT)) {
+            int rc = report(a, t, len, (s & ~AC_OUT) / a->ncls, i + 1, fn, ctx);
+            if (rc)
+                return rc;
+        }
+    }
+    return 0;
+}

@@ -1,0 +1,165 @@
+/*
+ * guard_int.h — private to src/guard: the normalizer with its offset map,
+ * the Aho-Corasick automaton, the policy and engine structs, the scratch.
+ */
+#pragma once
+
+#define PCRE2_CODE_UNIT_WIDTH 8
+#include <pcre2.h>
+#include <stdint.h>
+
+#include "guard/guard.h"
+
+/* ---- normalization with an offset map ---------------------------------- */
+
+/*
+ * Normalized text plus, for each of its bytes, the original byte range of the
+ * source character (cluster) it came from: src[i] = start, srcend[i] = end.
+ * All arrays hold cap entries; n is used. text < 4 GiB (uint32 offsets).
+ */
+typedef struct norm_buf {
+    char *p;
+    uint32_t *src;
+    uint32_t *srcend;
+    size_t n, cap;
+} norm_buf;
+
+void norm_buf_deinit(norm_buf *b);
+/* Normalizes text into b (replacing its contents). 0, ERR_NOMEM, ERR_TOO_LARGE. */
+int norm_run(const char *text, size_t len, norm_buf *b);
+
+/* ---- Aho-Corasick -------------------------------------------------------- */
+
+/*
+ * A dense DFA over byte classes: delta[state_row + cls[byte]] is the next
+ * state's row offset (state id * ncls), with AC_OUT set when that state (or
+ * one of its suffixes) ends a pattern. Patterns are normalized UTF-8 strings.
+ * A pattern whose first/last byte is an ASCII letter or digit only matches at
+ * a word boundary on that side (so "ass" does not match inside "class").
+ */
+#define AC_OUT 0x80000000u
+
+typedef struct ac_auto {
+    uint8_t cls[256];
+    uint32_t ncls;
+    uint32_t nstates;
+    uint32_t *delta;    // (nstates, ncls)
+    uint32_t *own;      // per state: first entry in out_pat/out_next, UINT32_MAX none
+    uint32_t *dict;     // per state: nearest proper suffix state with outputs, 0 none
+    uint32_t *out_pat;  // entries: pattern id
+    uint32_t *out_next; // entries: next entry of the same state
+    uint32_t *pat_len;  // per pattern: bytes
+    uint8_t *pat_wb;    // per pattern: bit0 needs boundary before, bit1 after
+    size_t npat;
+} ac_auto;
+
+/* Called per match: pattern id and [start, end) in the searched bytes.
+ * Return nonzero to stop. */
+typedef int (*ac_match_fn)(void *ctx, uint32_t pat, size_t start, size_t end);
+
+/*
+ * Builds an automaton of n patterns (pats[i] of lens[i] bytes, already
+ * normalized; empty patterns never match). Returns 0, ERR_NOMEM or
+ * ERR_TOO_LARGE (more than 2^31 transitions).
+ */
+int ac_build(const char *const *pats, const size_t *lens, size_t n, ac_auto *out, err_msg *e);
+void ac_free(ac_auto *a);
+/* Reports every match in order of end position. Returns what fn returned to stop, or 0. */
+int ac_search(const ac_auto *a, const char *text, size_t len, ac_match_fn fn, void *ctx);
+
+/* ---- injection rules ---------------------------------------------------- */
+
+typedef struct inj_set inj_set; // compiled keyword automaton + rule table
+
+int inj_set_new(inj_set **out, err_msg *e);
+void inj_set_free(inj_set *s);
+/*
+ * Rule score in [0,1] of text (normalized view nb of the same text); decodes
+ * base64 / hex / URL-encoded runs of text and rescans them down to depth.
+ */
+double inj_score(const inj_set *s, const char *text, size_t len, const norm_buf *nb, int depth);
+
+/* ---- policies and engine ----------------------------------------------- */
+
+typedef struct guard_custom {
+    char *name;
+    char *placeholder; // upper-case name
+    pcre2_code *re;
+    guard_action action;
+} guard_custom;
+
+struct guard_policy {
+    char *id;
+    guard_action act[GUARD_N_BUILTIN];
+    guard_action act_blocklist;
+    guard_action act_injection;
+    double inj_threshold;   // attack when score >= this
+    double judge_threshold; // judge runs when rule score >= this (and a judge exists)
+    bool judge_on;
+    int decode_depth;
+    bool restore;          // restore placeholders in the output
+    size_t stream_window;  // hold-back window in bytes
+    size_t stream_max;     // most bytes held back at once
+    bool retrieved_quote;  // chunks over the threshold: quote (true) or drop
+    guard_custom *custom;
+    size_t n_custom;
+    pcre2_match_context *mctx; // match limit for custom patterns (read-only once built)
+    ac_auto terms;
+    bool has_terms;
+    const guard_engine *g;
+};
+
+typedef struct guard_map_ent {
+    char *name; // route or key
+    size_t policy;
+} guard_map_ent;
+
+struct guard_engine {
+    guard_config cfg;
+    guard_policy *pol;
+    size_t n_pol;
+    size_t def;
+    guard_map_ent *routes, *keys;
+    size_t n_routes, n_keys;
+    inj_set *inj;
+    uint8_t key[32];
+};
+
+struct guard_scratch {
+    norm_buf nb;
+    guard_span *ents;
+    size_t n_ents, cap_ents;
+    guard_span *terms;
+    size_t n_terms, cap_terms;
+    pcre2_match_data *md;
+    size_t spans_max;
+    int err;
+};
+
+/* Appends a span; ERR_TOO_LARGE past spans_max. */
+int scratch_push(guard_scratch *s, bool term, guard_span sp);
+
+/* ---- detectors ---------------------------------------------------------- */
+
+/* Finds PII and secrets (built-in types whose action is not off) in text. */
+int pii_scan(const guard_policy *p, guard_scratch *s, const char *text, size_t len);
+
+/* Policy construction helpers (policy.c). */
+void policy_defaults(guard_policy *p);
+void policy_deinit(guard_policy *p);
+
+/* Keyed BLAKE2b-128 hash in hex of bytes (audit). */
+void guard_hash_hex(const guard_engine *g, const void *p, size_t n, char out[33]);
+
+/* UTF-8 decode of one code point at p (n > 0 bytes left); returns its length
+ * and the code point, or length 1 and -1 for an invalid byte. */
+size_t utf8_dec(const unsigned char *p, size_t n, int32_t *cp);
+
+/* Stream support (guard.c): the request's policy; emit output text [from, to)
+ * of a scanned text (findings redacted as "[TYPE]", placeholders restored per
+ * policy); audit the findings ending in (from, to]. */
+const guard_policy *guard_req_policy_(const guard_req *r);
+int guard_req_emit_(guard_req *r, const char *text, const guard_result *res, size_t from,
+                    size_t to, buf *out);
+void guard_req_audit_(guard_req *r, const char *text, size_t len, const guard_result *res,
+                      size_t from, size_t to);

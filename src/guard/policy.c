@@ -1,0 +1,750 @@
+/*
+ * guard/policy — the policy document (JSON, via jansson) and the engine.
+ *
+ * The config loader (libcyaml) had not landed when this was written, so the
+ * guard reads its own JSON file; docs/guard.md has the format. Unknown keys
+ * are errors (a typo must not silently turn a detector off). Every error names
+ * the policy and the key: `guard: policy "strict": actions.email: "redakt" is
+ * not one of off, flag, redact, block`.
+ *
+ * Blocklist term ids are 0-based, in order: the inline "terms" array, then
+ * each file's lines (blank lines and '#' comments skipped).
+ */
+#include <jansson.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "guard/guard_int.h"
+
+#define TERMS_MAX 1000000
+#define TERM_BYTES_MAX 1024
+#define CUSTOM_MAX 64
+#define CUSTOM_NAME_MAX 32
+#define POLICIES_MAX 256
+#define MAP_MAX 65536
+#define TERMS_FILE_MAX (64u * 1024 * 1024)
+
+static const char *const TYPE_NAMES[GUARD_T_COUNT_] = {
+    "email", "phone", "cn_id",       "credit_card", "iban",      "ipv4",
+    "ipv6",  "api_key", "private_key", "custom",    "blocklist",
+};
+
+const char *guard_type_name(guard_type t)
+{
+    return (unsigned)t < GUARD_T_COUNT_ ? TYPE_NAMES[t] : "unknown";
+}
+
+const char *guard_type_detector(guard_type t)
+{
+    switch (t) {
+    case GUARD_T_API_KEY:
+    case GUARD_T_PRIVATE_KEY:
+        return "secrets";
+    case GUARD_T_CUSTOM:
+        return "custom";
+    case GUARD_T_BLOCKLIST:
+        return "blocklist";
+    default:
+        return "pii";
+    }
+}
+
+int guard_type_parse(const char *s, guard_type *out)
+{
+    for (int i = 0; i < GUARD_T_COUNT_; i++)
+        if (strcmp(s, TYPE_NAMES[i]) == 0) {
+            *out = (guard_type)i;
+            return 0;
+        }
+    return ERR_INVAL;
+}
+
+const char *guard_action_name(guard_action a)
+{
+    static const char *const n[] = {"off", "allow", "flag", "redact", "block"};
+    return (unsigned)a <= GUARD_BLOCK ? n[a] : "unknown";
+}
+
+int guard_action_parse(const char *s, guard_action *out)
+{
+    static const struct {
+        const char *n;
+        guard_action a;
+    } t[] = {{"off", GUARD_OFF}, {"flag", GUARD_FLAG}, {"redact", GUARD_REDACT},
+             {"block", GUARD_BLOCK}};
+    for (size_t i = 0; i < ARRAY_LEN(t); i++)
+        if (strcmp(s, t[i].n) == 0) {
+            *out = t[i].a;
+            return 0;
+        }
+    return ERR_INVAL;
+}
+
+guard_config guard_config_default(void)
+{
+    guard_config c;
+    memset(&c, 0, sizeof c);
+    c.text_max_bytes = 16u * 1024 * 1024;
+    c.spans_max = 65536;
+    return c;
+}
+
+void policy_defaults(guard_policy *p)
+{
+    memset(p, 0, sizeof *p);
+    for (int t = GUARD_T_EMAIL; t <= GUARD_T_IBAN; t++)
+        p->act[t] = GUARD_REDACT;
+    p->act[GUARD_T_IPV4] = GUARD_FLAG;
+    p->act[GUARD_T_IPV6] = GUARD_FLAG;
+    p->act[GUARD_T_API_KEY] = GUARD_BLOCK;
+    p->act[GUARD_T_PRIVATE_KEY] = GUARD_BLOCK;
+    p->act_blocklist = GUARD_BLOCK;
+    p->act_injection = GUARD_BLOCK;
+    p->inj_threshold = 0.5;
+    p->judge_threshold = 0.3;
+    p->judge_on = true;
+    p->decode_depth = 2;
+    p->restore = true;
+    p->stream_window = 256;
+    p->stream_max = 64 * 1024;
+    p->retrieved_quote = false;
+}
+
+void policy_deinit(guard_policy *p)
+{
+    free(p->id);
+    for (size_t i = 0; i < p->n_custom; i++) {
+        free(p->custom[i].name);
+        free(p->custom[i].placeholder);
+        pcre2_code_free(p->custom[i].re);
+    }
+    free(p->custom);
+    pcre2_match_context_free(p->mctx);
+    ac_free(&p->terms);
+    memset(p, 0, sizeof *p);
+}
+
+/* ---- loading --------------------------------------------------------------- */
+
+typedef struct loader {
+    const char *base_dir;
+    const char *pid; // policy id for messages
+    err_msg *e;
+    // growing list of normalized terms
+    char **terms;
+    size_t *lens;
+    size_t n, cap;
+} loader;
+
+static int bad(loader *L, const char *key, const char *what)
+{
+    return err_set(L->e, ERR_FORMAT, "guard: policy \"%s\": %s: %s", L->pid, key, what);
+}
+
+static int get_action(loader *L, json_t *v, const char *key, guard_action *out)
+{
+    if (!json_is_string(v) || guard_action_parse(json_string_value(v), out) != 0)
+        return bad(L, key, "must be one of off, flag, redact, block");
+    return 0;
+}
+
+static int get_num(loader *L, json_t *v, const char *key, double lo, double hi, double *out)
+{
+    if (!json_is_number(v))
+        return bad(L, key, "must be a number");
+    double d = json_number_value(v);
+    if (!(d >= lo && d <= hi)) {
+        char m[96];
+        snprintf(m, sizeof m, "%g is outside [%g, %g]", d, lo, hi);
+        return bad(L, key, m);
+    }
+    *out = d;
+    return 0;
+}
+
+static int add_term(loader *L, const char *s, size_t n, norm_buf *nb)
+{
+    if (L->n >= TERMS_MAX)
+        return err_set(L->e, ERR_TOO_LARGE, "guard: policy \"%s\": more than %d blocklist terms",
+                       L->pid, TERMS_MAX);
+    if (n > TERM_BYTES_MAX)
+        return err_set(L->e, ERR_TOO_LARGE,
+                       "guard: policy \"%s\": blocklist term %zu is %zu bytes (limit %d)", L->pid,
+                       L->n, n, TERM_BYTES_MAX);
+    if (L->n == L->cap) {
+        size_t cap = L->cap ? L->cap * 2 : 64;
+        char **t = realloc(L->terms, cap * sizeof *t);
+        if (!t)
+            return ERR_NOMEM;
+        L->terms = t;
+        size_t *l = realloc(L->lens, cap * sizeof *l);
+        if (!l)
+            return ERR_NOMEM;
+        L->lens = l;
+        L->cap = cap;
+    }
+    int rc = norm_run(s, n, nb);
+    if (rc)
+        return rc;
+    // Trim separators the normalizer kept at the ends (" term " == "term").
+    size_t a = 0, b = nb->n;
+    while (a < b && nb->p[a] == ' ')
+        a++;
+    while (b > a && nb->p[b - 1] == ' ')
+        b--;
+    char *c = malloc(b - a + 1);
+    if (!c)
+        return ERR_NOMEM;
+    memcpy(c, nb->p + a, b - a);
+    c[b - a] = '\0';
+    L->terms[L->n] = c;
+    L->lens[L->n] = b - a;
+    L->n++;
+    return 0;
+}
+
+static int read_terms_file(loader *L, const char *name, norm_buf *nb)
+{
+    char path[4096];
+    if (name[0] == '/' || !L->base_dir)
+        snprintf(path, sizeof path, "%s", name);
+    else
+        snprintf(path, sizeof path, "%s/%s", L->base_dir, name);
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return err_set(L->e, ERR_IO, "guard: policy \"%s\": cannot open blocklist file %s",
+                       L->pid, path);
+    char *line = NULL;
+    size_t cap = 0, total = 0;
+    ssize_t n;
+    int rc = 0;
+    while ((n = getline(&line, &cap, f)) >= 0) {
+        total += (size_t)n;
+        if (total > TERMS_FILE_MAX) {
+            rc = err_set(L->e, ERR_TOO_LARGE, "guard: blocklist file %s is over %u bytes", path,
+                         TERMS_FILE_MAX);
+            break;
+        }
+        while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r'))
+            n--;
+        size_t a = 0;
+        while (a < (size_t)n && (line[a] == ' ' || line[a] == '\t'))
+            a++;
+        if (a == (size_t)n || line[a] == '#')
+            continue;
+        rc = add_term(L, line + a, (size_t)n - a, nb);
+        if (rc)
+            break;
+    }
+    free(line);
+    fclose(f);
+    return rc;
+}
+
+static int load_custom(loader *L, guard_policy *p, json_t *arr)
+{
+    if (!json_is_array(arr))
+        return bad(L, "custom", "must be an array of {name, pattern, action}");
+    size_t n = json_array_size(arr);
+    if (n > CUSTOM_MAX)
+        return bad(L, "custom", "more than 64 patterns");
+    p->custom = calloc(n ? n : 1, sizeof *p->custom);
+    if (!p->custom)
+        return ERR_NOMEM;
+    p->mctx = pcre2_match_context_create(NULL);
+    if (!p->mctx)
+        return ERR_NOMEM;
+    pcre2_set_match_limit(p->mctx, 1000000);
+    pcre2_set_depth_limit(p->mctx, 10000);
+    for (size_t i = 0; i < n; i++) {
+        json_t *o = json_array_get(arr, i);
+        const char *name = NULL, *pat = NULL, *act = "flag";
+        if (!json_is_object(o) || json_unpack(o, "{s:s, s:s, s?:s !}", "name", &name, "pattern",
+                                              &pat, "action", &act) != 0)
+            return bad(L, "custom", "each entry is {\"name\": s, \"pattern\": s, \"action\": s}");
+        size_t nl = strlen(name);
+        if (nl == 0 || nl > CUSTOM_NAME_MAX)
+            return bad(L, "custom.name", "must be 1-32 characters");
+        for (size_t k = 0; k < nl; k++)
+            if (!((name[k] >= 'a' && name[k] <= 'z') || (name[k] >= '0' && name[k] <= '9') ||
+                  name[k] == '_'))
+                return bad(L, "custom.name", "must be lower-case letters, digits and '_'");
+        guard_type bt;
+        if (guard_type_parse(name, &bt) == 0)
+            return bad(L, "custom.name", "must not be a built-in type name");
+        guard_custom *cu = &p->custom[p->n_custom];
+        if (guard_action_parse(act, &cu->action) != 0)
+            return bad(L, "custom.action", "must be one of off, flag, redact, block");
+        int ec;
+        PCRE2_SIZE eo;
+        cu->re = pcre2_compile((PCRE2_SPTR)pat, PCRE2_ZERO_TERMINATED,
+                               PCRE2_UTF | PCRE2_MATCH_INVALID_UTF | PCRE2_UCP, &ec, &eo, NULL);
+        if (!cu->re) {
+            PCRE2_UCHAR msg[160];
+            pcre2_get_error_message(ec, msg, sizeof msg);
+            return err_set(L->e, ERR_FORMAT,
+                           "guard: policy \"%s\": custom pattern \"%s\": %s at offset %zu",
+                           L->pid, name, (const char *)msg, (size_t)eo);
+        }
+        (void)pcre2_jit_compile(cu->re, PCRE2_JIT_COMPLETE); // falls back to the interpreter
+        cu->name = strdup(name);
+        cu->placeholder = strdup(name);
+        if (!cu->name || !cu->placeholder) {
+            pcre2_code_free(cu->re);
+            free(cu->name);
+            free(cu->placeholder);
+            return ERR_NOMEM;
+        }
+        for (char *q = cu->placeholder; *q; q++)
+            if (*q >= 'a' && *q <= 'z')
+                *q = (char)(*q - 32);
+        p->n_custom++;
+    }
+    return 0;
+}
+
+
+static int load_policy(const guard_engine *g, json_t *o, const char *base_dir, guard_policy *p,
+                       err_msg *e)
+{
+    policy_defaults(p);
+    p->g = g;
+    loader L = {base_dir, "?", e, NULL, NULL, 0, 0};
+    norm_buf nb = {0};
+    int rc = 0;
+    if (!json_is_object(o))
+        return err_set(e, ERR_FORMAT, "guard: a policy must be a JSON object");
+    json_t *id = json_object_get(o, "id");
+    if (id && !json_is_string(id))
+        return err_set(e, ERR_FORMAT, "guard: policy \"id\" must be a string");
+    p->id = strdup(id ? json_string_value(id) : "default");
+    if (!p->id)
+        return ERR_NOMEM;
+    L.pid = p->id;
+    const char *key;
+    json_t *v;
+    json_object_foreach(o, key, v)
+    {
+        if (strcmp(key, "id") == 0) {
+            continue;
+        } else if (strcmp(key, "pii") == 0) {
+            guard_action a;
+            if ((rc = get_action(&L, v, key, &a)))
+                goto out;
+            for (int t = GUARD_T_EMAIL; t <= GUARD_T_IPV6; t++)
+                p->act[t] = a;
+        } else if (strcmp(key, "secrets") == 0) {
+            guard_action a;
+            if ((rc = get_action(&L, v, key, &a)))
+                goto out;
+            p->act[GUARD_T_API_KEY] = p->act[GUARD_T_PRIVATE_KEY] = a;
+        } else if (strcmp(key, "restore") == 0) {
+            if (!json_is_boolean(v)) {
+                rc = bad(&L, key, "must be true or false");
+                goto out;
+            }
+            p->restore = json_is_true(v);
+        } else if (strcmp(key, "retrieved") == 0) {
+            const char *s = json_string_value(v);
+            if (!s || (strcmp(s, "drop") != 0 && strcmp(s, "quote") != 0)) {
+                rc = bad(&L, key, "must be \"drop\" or \"quote\"");
+                goto out;
+            }
+            p->retrieved_quote = strcmp(s, "quote") == 0;
+        } else if (strcmp(key, "custom") == 0) {
+            if ((rc = load_custom(&L, p, v)))
+                goto out;
+        } else if (strcmp(key, "actions") == 0) {
+            if (!json_is_object(v)) {
+                rc = bad(&L, key, "must be an object");
+                goto out;
+            }
+            const char *k2;
+            json_t *v2;
+            json_object_foreach(v, k2, v2)
+            {
+                char kk[96];
+                snprintf(kk, sizeof kk, "actions.%s", k2);
+                guard_action a;
+                if ((rc = get_action(&L, v2, kk, &a)))
+                    goto out;
+                guard_type t;
+                if (strcmp(k2, "injection") == 0)
+                    p->act_injection = a;
+                else if (strcmp(k2, "blocklist") == 0)
+                    p->act_blocklist = a;
+                else if (guard_type_parse(k2, &t) == 0 && t < GUARD_N_BUILTIN)
+                    p->act[t] = a;
+                else {
+                    rc = bad(&L, kk, "unknown detector (see docs/guard.md)");
+                    goto out;
+                }
+            }
+        } else if (strcmp(key, "injection") == 0) {
+            if (!json_is_object(v)) {
+                rc = bad(&L, key, "must be an object");
+                goto out;
+            }
+            const char *k2;
+            json_t *v2;
+            json_object_foreach(v, k2, v2)
+            {
+                double d;
+                if (strcmp(k2, "threshold") == 0) {
+                    if ((rc = get_num(&L, v2, "injection.threshold", 0, 1, &d)))
+                        goto out;
+                    p->inj_threshold = d;
+                } else if (strcmp(k2, "judge_threshold") == 0) {
+                    if ((rc = get_num(&L, v2, "injection.judge_threshold", 0, 1, &d)))
+                        goto out;
+                    p->judge_threshold = d;
+                } else if (strcmp(k2, "decode_depth") == 0) {
+                    if ((rc = get_num(&L, v2, "injection.decode_depth", 0, 4, &d)))
+                        goto out;
+                    p->decode_depth = (int)d;
+                } else if (strcmp(k2, "judge") == 0) {
+                    if (!json_is_boolean(v2)) {
+                        rc = bad(&L, "injection.judge", "must be true or false");
+                        goto out;
+                    }
+                    p->judge_on = json_is_true(v2);
+                } else {
+                    rc = bad(&L, "injection", "unknown key (threshold, judge_threshold, judge, "
+                                              "decode_depth)");
+                    goto out;
+                }
+            }
+        } else if (strcmp(key, "stream") == 0) {
+            if (!json_is_object(v)) {
+                rc = bad(&L, key, "must be an object");
+                goto out;
+            }
+            const char *k2;
+            json_t *v2;
+            json_object_foreach(v, k2, v2)
+            {
+                double d;
+                if (strcmp(k2, "window") == 0) {
+                    if ((rc = get_num(&L, v2, "stream.window", 16, 65536, &d)))
+                        goto out;
+                    p->stream_window = (size_t)d;
+                } else if (strcmp(k2, "max_held") == 0) {
+                    if ((rc = get_num(&L, v2, "stream.max_held", 1024, 16777216, &d)))
+                        goto out;
+                    p->stream_max = (size_t)d;
+                } else {
+                    rc = bad(&L, "stream", "unknown key (window, max_held)");
+                    goto out;
+                }
+            }
+        } else if (strcmp(key, "blocklist") == 0) {
+            if (!json_is_object(v)) {
+                rc = bad(&L, key, "must be an object {terms, files}");
+                goto out;
+            }
+            const char *k2;
+            json_t *v2;
+            json_object_foreach(v, k2, v2)
+            {
+                if (strcmp(k2, "terms") != 0 && strcmp(k2, "files") != 0) {
+                    rc = bad(&L, "blocklist", "unknown key (terms, files)");
+                    goto out;
+                }
+                if (!json_is_array(v2)) {
+                    rc = bad(&L, "blocklist", "terms and files must be arrays of strings");
+                    goto out;
+                }
+            }
+            json_t *terms = json_object_get(v, "terms"), *files = json_object_get(v, "files");
+            size_t i;
+            json_t *x;
+            json_array_foreach(terms, i, x)
+            {
+                if (!json_is_string(x)) {
+                    rc = bad(&L, "blocklist.terms", "must be strings");
+                    goto out;
+                }
+                if ((rc = add_term(&L, json_string_value(x), json_string_length(x), &nb)))
+                    goto out;
+            }
+            json_array_foreach(files, i, x)
+            {
+                if (!json_is_string(x)) {
+                    rc = bad(&L, "blocklist.files", "must be strings");
+                    goto out;
+                }
+                if ((rc = read_terms_file(&L, json_string_value(x), &nb)))
+                    goto out;
+            }
+        } else {
+            rc = bad(&L, key, "unknown key (see docs/guard.md)");
+            goto out;
+        }
+    }
+    if (L.n > 0) {
+        rc = ac_build((const char *const *)L.terms, L.lens, L.n, &p->terms, e);
+        if (rc)
+            goto out;
+        p->has_terms = true;
+    }
+out:
+    for (size_t i = 0; i < L.n; i++)
+        free(L.terms[i]);
+    free(L.terms);
+    free(L.lens);
+    norm_buf_deinit(&nb);
+    if (rc == ERR_NOMEM && e && e->code != ERR_NOMEM)
+        err_set(e, rc, "guard: out of memory loading policy \"%s\"", p->id ? p->id : "?");
+    return rc;
+}
+
+void guard_engine_free(guard_engine *g)
+{
+    if (!g)
+        return;
+    for (size_t i = 0; i < g->n_pol; i++)
+        policy_deinit(&g->pol[i]);
+    free(g->pol);
+    for (size_t i = 0; i < g->n_routes; i++)
+        free(g->routes[i].name);
+    for (size_t i = 0; i < g->n_keys; i++)
+        free(g->keys[i].name);
+    free(g->routes);
+    free(g->keys);
+    inj_set_free(g->inj);
+    sodium_memzero(g->key, sizeof g->key);
+    free(g);
+}
+
+static int find_policy(const guard_engine *g, const char *id, size_t *out)
+{
+    for (size_t i = 0; i < g->n_pol; i++)
+        if (strcmp(g->pol[i].id, id) == 0) {
+            *out = i;
+            return 0;
+        }
+    return ERR_NOT_FOUND;
+}
+
+static int load_map(guard_engine *g, json_t *o, const char *what, guard_map_ent **out, size_t *n,
+                    err_msg *e)
+{
+    if (!o)
+        return 0;
+    if (!json_is_object(o))
+        return err_set(e, ERR_FORMAT, "guard: \"%s\" must be an object of name -> policy id",
+                       what);
+    size_t cnt = json_object_size(o);
+    if (cnt > MAP_MAX)
+        return err_set(e, ERR_TOO_LARGE, "guard: \"%s\" has %zu entries (limit %d)", what, cnt,
+                       MAP_MAX);
+    *out = calloc(cnt ? cnt : 1, sizeof **out);
+    if (!*out)
+        return ERR_NOMEM;
+    const char *k;
+    json_t *v;
+    json_object_foreach(o, k, v)
+    {
+        size_t idx;
+        if (!json_is_string(v) || find_policy(g, json_string_value(v), &idx) != 0)
+            return err_set(e, ERR_FORMAT, "guard: %s \"%s\": names no policy in \"policies\"",
+                           what, k);
+        (*out)[*n].name = strdup(k);
+        if (!(*out)[*n].name)
+            return ERR_NOMEM;
+        (*out)[*n].policy = idx;
+        (*n)++;
+    }
+    return 0;
+}
+
+static int engine_from_root(json_t *root, const char *base_dir, const guard_config *cfg,
+                            guard_engine **out, err_msg *e)
+{
+    *out = NULL;
+    if (sodium_init() < 0)
+        return err_set(e, ERR_INTERNAL, "guard: libsodium failed to initialize");
+    guard_engine *g = calloc(1, sizeof *g);
+    if (!g)
+        return err_set(e, ERR_NOMEM, "guard: out of memory");
+    g->cfg = cfg ? *cfg : guard_config_default();
+    if (g->cfg.text_max_bytes == 0 || g->cfg.text_max_bytes > UINT32_MAX - 1)
+        g->cfg.text_max_bytes = 16u * 1024 * 1024;
+    if (g->cfg.spans_max == 0)
+        g->cfg.spans_max = 65536;
+    if (g->cfg.has_audit_key)
+        memcpy(g->key, g->cfg.audit_key, sizeof g->key);
+    else
+        randombytes_buf(g->key, sizeof g->key);
+    sodium_memzero(g->cfg.audit_key, sizeof g->cfg.audit_key);
+    int rc = inj_set_new(&g->inj, e);
+    if (rc)
+        goto fail;
+    if (!json_is_object(root)) {
+        rc = err_set(e, ERR_FORMAT, "guard: the policy document must be a JSON object");
+        goto fail;
+    }
+    json_t *pols = json_object_get(root, "policies");
+    if (!pols) {
+        // A single policy object.
+        g->pol = calloc(1, sizeof *g->pol);
+        if (!g->pol) {
+            rc = ERR_NOMEM;
+            goto fail;
+        }
+        g->n_pol = 1;
+        rc = load_policy(g, root, base_dir, &g->pol[0], e);
+        if (rc)
+            goto fail;
+        *out = g;
+        return 0;
+    }
+    const char *k;
+    json_t *v;
+    json_object_foreach(root, k, v)
+    {
+        if (strcmp(k, "policies") && strcmp(k, "default") && strcmp(k, "routes") &&
+            strcmp(k, "keys")) {
+            rc = err_set(e, ERR_FORMAT,
+                         "guard: unknown top-level key \"%s\" (policies, default, routes, keys)",
+                         k);
+            goto fail;
+        }
+    }
+    size_t np = json_array_size(pols);
+    if (!json_is_array(pols) || np == 0 || np > POLICIES_MAX) {
+        rc = err_set(e, ERR_FORMAT, "guard: \"policies\" must be an array of 1-%d policies",
+                     POLICIES_MAX);
+        goto fail;
+    }
+    g->pol = calloc(np, sizeof *g->pol);
+    if (!g->pol) {
+        rc = ERR_NOMEM;
+        goto fail;
+    }
+    for (size_t i = 0; i < np; i++) {
+        g->n_pol = i + 1;
+        rc = load_policy(g, json_array_get(pols, i), base_dir, &g->pol[i], e);
+        if (rc)
+            goto fail;
+        for (size_t j = 0; j < i; j++)
+            if (strcmp(g->pol[j].id, g->pol[i].id) == 0) {
+                rc = err_set(e, ERR_FORMAT, "guard: policy id \"%s\" appears twice",
+                             g->pol[i].id);
+                goto fail;
+            }
+    }
+    json_t *def = json_object_get(root, "default");
+    if (def) {
+        if (!json_is_string(def) || find_policy(g, json_string_value(def), &g->def) != 0) {
+            rc = err_set(e, ERR_FORMAT, "guard: \"default\" must name a policy in \"policies\"");
+            goto fail;
+        }
+    }
+    rc = load_map(g, json_object_get(root, "routes"), "routes", &g->routes, &g->n_routes, e);
+    if (rc)
+        goto fail;
+    rc = load_map(g, json_object_get(root, "keys"), "keys", &g->keys, &g->n_keys, e);
+    if (rc)
+        goto fail;
+    *out = g;
+    return 0;
+fail:
+    guard_engine_free(g);
+    if (rc == ERR_NOMEM && e && e->code != ERR_NOMEM)
+        err_set(e, rc, "guard: out of memory loading the policy document");
+    return rc;
+}
+
+int guard_engine_from_json(const char *json, size_t len, const char *base_dir,
+                           const guard_config *cfg, guard_engine **out, err_msg *e)
+{
+    json_error_t je;
+    *out = NULL;
+    json_t *root = json_loadb(json, len, JSON_REJECT_DUPLICATES, &je);
+    if (!root)
+        return err_set(e, ERR_FORMAT, "guard: policy JSON line %d column %d: %s", je.line,
+                       je.column, je.text);
+    int rc = engine_from_root(root, base_dir, cfg, out, e);
+    json_decref(root);
+    return rc;
+}
+
+int guard_engine_load(const char *path, const guard_config *cfg, guard_engine **out, err_msg *e)
+{
+    *out = NULL;
+    json_error_t je;
+    json_t *root = json_load_file(path, JSON_REJECT_DUPLICATES, &je);
+    if (!root)
+        return err_set(e, ERR_FORMAT, "guard: %s line %d column %d: %s", path, je.line,
+                       je.column, je.text);
+    char dir[4096];
+    snprintf(dir, sizeof dir, "%s", path);
+    char *slash = strrchr(dir, '/');
+    const char *base = ".";
+    if (slash) {
+        *slash = '\0';
+        base = slash == dir ? "/" : dir;
+    }
+    int rc = engine_from_root(root, base, cfg, out, e);
+    json_decref(root);
+    return rc;
+}
+
+int guard_engine_default(const guard_config *cfg, guard_engine **out, err_msg *e)
+{
+    static const char doc[] = "{\"id\": \"default\"}";
+    return guard_engine_from_json(doc, sizeof doc - 1, NULL, cfg, out, e);
+}
+
+const guard_policy *guard_engine_select(const guard_engine *g, const char *route, const char *key)
+{
+    if (key)
+        for (size_t i = 0; i < g->n_keys; i++)
+            if (strcmp(g->keys[i].name, key) == 0)
+                return &g->pol[g->keys[i].policy];
+    if (route)
+        for (size_t i = 0; i < g->n_routes; i++)
+            if (strcmp(g->routes[i].name, route) == 0)
+                return &g->pol[g->routes[i].policy];
+    return &g->pol[g->def];
+}
+
+const guard_policy *guard_engine_policy(const guard_engine *g, const char *id)
+{
+    size_t i;
+    return find_policy(g, id, &i) == 0 ? &g->pol[i] : NULL;
+}
+
+const char *guard_policy_id(const guard_policy *p)
+{
+    return p->id;
+}
+
+guard_action guard_policy_action(const guard_policy *p, guard_type t, size_t sub)
+{
+    if (t < GUARD_N_BUILTIN)
+        return p->act[t];
+    if (t == GUARD_T_CUSTOM)
+        return sub < p->n_custom ? p->custom[sub].action : GUARD_OFF;
+    if (t == GUARD_T_BLOCKLIST)
+        return p->has_terms ? p->act_blocklist : GUARD_OFF;
+    return GUARD_OFF;
+}
+
+const char *guard_policy_custom_name(const guard_policy *p, size_t i)
+{
+    return i < p->n_custom ? p->custom[i].name : NULL;
+}
+
+size_t guard_policy_custom_count(const guard_policy *p)
+{
+    return p->n_custom;
+}
+
+size_t guard_policy_term_count(const guard_policy *p)
+{
+    return p->terms.npat;
+}
