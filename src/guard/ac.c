@@ -132,17 +132,28 @@ nomem:
     return err_set(e, ERR_NOMEM, "guard: out of memory building a %zu-term automaton", n);
 }
 
-static int report(const ac_auto *a, const unsigned char *t, size_t len, uint32_t st, size_t end,
-                  ac_match_fn fn, void *ctx)
+/* A word boundary between normalized bytes k-1 and k: a non-word byte on
+ * either side, or original bytes dropped between them (a spaced-out word
+ * joined by the normalizer: "a b o m b" -> "abomb" still has "bomb"). */
+static bool boundary(const unsigned char *t, const uint32_t *src, const uint32_t *srcend,
+                     size_t k)
+{
+    if (!is_word_byte(t[k - 1]) || !is_word_byte(t[k]))
+        return true;
+    return src && src[k] > srcend[k - 1];
+}
+
+static int report(const ac_auto *a, const unsigned char *t, size_t len, const uint32_t *src,
+                  const uint32_t *srcend, uint32_t st, size_t end, ac_match_fn fn, void *ctx)
 {
     for (; st; st = a->dict[st]) {
         for (uint32_t k = a->own[st]; k != NONE; k = a->out_next[k]) {
             uint32_t pat = a->out_pat[k];
             size_t start = end - a->pat_len[pat];
             uint8_t wb = a->pat_wb[pat];
-            if ((wb & 1) && start > 0 && is_word_byte(t[start - 1]))
+            if ((wb & 1) && start > 0 && !boundary(t, src, srcend, start))
                 continue;
-            if ((wb & 2) && end < len && is_word_byte(t[end]))
+            if ((wb & 2) && end < len && !boundary(t, src, srcend, end))
                 continue;
             int rc = fn(ctx, pat, start, end);
             if (rc)
@@ -152,7 +163,8 @@ static int report(const ac_auto *a, const unsigned char *t, size_t len, uint32_t
     return 0;
 }
 
-int ac_search(const ac_auto *a, const char *text, size_t len, ac_match_fn fn, void *ctx)
+int ac_search(const ac_auto *a, const char *text, size_t len, const uint32_t *src,
+              const uint32_t *srcend, ac_match_fn fn, void *ctx)
 {
     if (!a->delta)
         return 0;
@@ -163,7 +175,7 @@ int ac_search(const ac_auto *a, const char *text, size_t len, ac_match_fn fn, vo
     for (size_t i = 0; i < len; i++) {
         s = d[(s & ~AC_OUT) + cls[t[i]]];
         if (UNLIKELY(s & AC_OUT)) {
-            int rc = report(a, t, len, (s & ~AC_OUT) / a->ncls, i + 1, fn, ctx);
+            int rc = report(a, t, len, src, srcend, (s & ~AC_OUT) / a->ncls, i + 1, fn, ctx);
             if (rc)
                 return rc;
         }

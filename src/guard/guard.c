@@ -112,12 +112,13 @@ int guard_scan(const guard_policy *p, guard_scratch *s, const char *text, size_t
     }
     if (do_terms) {
         term_ctx tc = {s, 0};
-        ac_search(&p->terms, s->nb.p, s->nb.n, on_term, &tc);
+        ac_search(&p->terms, s->nb.p, s->nb.n, s->nb.src, s->nb.srcend, on_term, &tc);
         if (tc.rc) {
             rc = tc.rc;
             goto fail;
         }
-        qsort(s->terms, s->n_terms, sizeof *s->terms, term_cmp);
+        if (s->n_terms > 1)
+            qsort(s->terms, s->n_terms, sizeof *s->terms, term_cmp);
     }
     if (do_inj) {
         out->inj_rule = inj_score(g->inj, text, len, &s->nb, p->decode_depth);

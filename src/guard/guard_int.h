@@ -64,8 +64,11 @@ typedef int (*ac_match_fn)(void *ctx, uint32_t pat, size_t start, size_t end);
  */
 int ac_build(const char *const *pats, const size_t *lens, size_t n, ac_auto *out, err_msg *e);
 void ac_free(ac_auto *a);
-/* Reports every match in order of end position. Returns what fn returned to stop, or 0. */
-int ac_search(const ac_auto *a, const char *text, size_t len, ac_match_fn fn, void *ctx);
+/* Reports every match in order of end position. src/srcend (may be NULL) are
+ * the normalizer's offset map, used to see dropped separators as word
+ * boundaries. Returns what fn returned to stop, or 0. */
+int ac_search(const ac_auto *a, const char *text, size_t len, const uint32_t *src,
+              const uint32_t *srcend, ac_match_fn fn, void *ctx);
 
 /* ---- injection rules ---------------------------------------------------- */
 

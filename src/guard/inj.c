@@ -27,7 +27,9 @@ typedef struct inj_rule {
     inj_cat cat;
     float w;
     uint16_t max_gap;
-    const char *groups[4]; // '|'-separated keywords; NULL ends the list
+    // Keywords separated by '|'; a group starting with ' ' is separated by
+    // spaces instead (chat-template tokens contain '|'). NULL ends the list.
+    const char *groups[4];
 } inj_rule;
 
 #define OVR_VERB                                                                                \
@@ -102,9 +104,9 @@ static const inj_rule RULES[] = {
     {"system_prompt_mention", CAT_EXFIL, 0.2f, 0,
      {"system prompt|系统提示词|系统提示", NULL, NULL, NULL}},
     {"chat_tokens", CAT_SMUGGLE, 0.7f, 0,
-     {"<|im_start|>|<|im_end|>|<|system|>|<|endoftext|>|<|user|>|<|assistant|>|"
-      "<|start_header_id|>|<|end_header_id|>|<|eot_id|>|[inst]|[/inst]|<<sys>>|<</sys>>|"
-      "<start_of_turn>|<end_of_turn>|<|begin_of_text|>",
+     {" <|im_start|> <|im_end|> <|system|> <|endoftext|> <|user|> <|assistant|> "
+      "<|start_header_id|> <|end_header_id|> <|eot_id|> [inst] [/inst] <<sys>> <</sys>> "
+      "<start_of_turn> <end_of_turn> <|begin_of_text|>",
       NULL, NULL, NULL}},
     {"markup_roles", CAT_SMUGGLE, 0.5f, 0,
      {"<system>|</system>|<system_prompt>|### system|###system|### instruction|"
@@ -166,8 +168,13 @@ int inj_set_new(inj_set **out, err_msg *e)
         size_t g = 0;
         for (; g < NGROUPS && RULES[r].groups[g]; g++) {
             const char *p = RULES[r].groups[g];
+            char sep = '|';
+            if (*p == ' ') {
+                sep = ' ';
+                p++;
+            }
             while (*p) {
-                const char *q = strchr(p, '|');
+                const char *q = strchr(p, sep);
                 size_t n = q ? (size_t)(q - p) : strlen(p);
                 if (nkw == cap) {
                     cap = cap ? cap * 2 : 256;
@@ -190,7 +197,7 @@ int inj_set_new(inj_set **out, err_msg *e)
                 kw[nkw].group = (uint16_t)g;
                 nkw++;
                 p += n;
-                if (*p == '|')
+                if (*p == sep)
                     p++;
             }
         }
@@ -472,7 +479,7 @@ double inj_score(const inj_set *s, const char *text, size_t len, const norm_buf 
         for (size_t g = 0; g < NGROUPS; g++)
             m->chain[r][g] = NO_POS;
     }
-    ac_search(&s->ac, nb->p, nb->n, on_kw, m);
+    ac_search(&s->ac, nb->p, nb->n, nb->src, nb->srcend, on_kw, m);
     double keep = 1.0;
     for (size_t r = 0; r < NRULES; r++)
         if (m->fired[r])

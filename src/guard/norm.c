@@ -386,6 +386,10 @@ int norm_run(const char *text, size_t len, norm_buf *b)
         }
         if (i == len)
             break;
+        if (cls == C_SEP && on == 1 && op[0] == ' ' && b->n > 0 && b->p[b->n - 1] == ' ') {
+            i += step; // runs of white space count as one space
+            continue;
+        }
         if (b->n + on + 8 > b->cap) {
             size_t need;
             if (!size_add_ok(b->n, on + 64 + (len - i) / 4, &need))
