@@ -1,0 +1,36 @@
+/*
+ * api/routes — the one place where routes are declared. Add a line here for
+ * a new endpoint; nothing else registers routes.
+ */
+#include <stdlib.h>
+
+#include "api/api.h"
+
+/* Every JSON route's trampoline context; filled at router construction. */
+static api_json_route g_debug_echo;
+
+http_router *api_router_new(api_app *app, err_msg *e)
+{
+    g_debug_echo = (api_json_route){api_h_debug_echo, app};
+    /* The table is static so the router (which keeps pointers into it) can
+     * outlive this call; ctx fields are filled below. */
+    static http_route routes[] = {
+        // method, pattern, handler, ctx, flags
+        {"GET", "/healthz", api_h_healthz, NULL, HTTP_ROUTE_PROBE},
+        {"GET", "/readyz", api_h_readyz, NULL, HTTP_ROUTE_PROBE},
+        {"GET", "/metrics", api_h_metrics, NULL, HTTP_ROUTE_PROBE},
+        /* Debug routes (debug_routes: true only; tests): keep them last. */
+        {"POST", "/debug/sleep", api_h_debug_sleep, NULL, 0},
+        {"GET", "/debug/stream", api_h_debug_stream, NULL, 0},
+        {"GET", "/debug/fail", api_h_debug_fail, NULL, 0},
+        {"POST", "/debug/echo", api_json_trampoline, &g_debug_echo, HTTP_ROUTE_JSON},
+    };
+    const size_t n_debug = 4;
+    size_t n = sizeof routes / sizeof routes[0];
+    for (size_t i = 0; i < n; i++)
+        if (routes[i].fn != api_json_trampoline)
+            routes[i].ctx = app;
+    if (!app->debug_routes)
+        n -= n_debug;
+    return http_router_new(routes, n, e);
+}

@@ -1,0 +1,227 @@
+/*
+ * cli/cmd_serve — `ferry serve`: configuration, logging, the HTTP server, the
+ * store, readiness and signals.
+ *
+ * Signals are blocked in every thread (the mask is set before any thread
+ * starts) and taken synchronously by the main thread with sigwait, so no
+ * work happens in a signal handler: SIGHUP reopens the log file;
+ * SIGTERM/SIGINT drain (listener closed, /readyz 503 at once), wait up to
+ * shutdown_grace_s for in-flight requests, then exit 0.
+ */
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "api/api.h"
+#include "base/log.h"
+#include "cli/cli.h"
+#include "cli/config.h"
+#include "http/http.h"
+#include "store/store.h"
+
+extern char **environ;
+
+static void usage(FILE *f)
+{
+    fprintf(f, "usage: ferry serve [--config FILE] [--OPTION VALUE]...\n\n"
+               "Serves the HTTP API (health, readiness, metrics; OpenAI endpoints as they\n"
+               "land) with the embedded store (SQLite under --data).\n\n"
+               "  --config FILE              YAML configuration file (see docs/configuration.md)\n"
+               "  --help                     this text\n\n"
+               "Every key can be set in the file, by flag or by environment variable;\n"
+               "a flag beats the environment, which beats the file, which beats the default.\n\n");
+    config_print_help(f);
+}
+
+/* Builds the configuration from file, environment and flags. Returns 0, 1
+ * (--help printed) or 2 (usage error, message printed). */
+static int build_config(int argc, char **argv, ferry_config *cfg)
+{
+    const char *file = NULL;
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+            usage(stdout);
+            return 1;
+        }
+        if (strcmp(argv[i], "--config") == 0) {
+            if (i + 1 >= argc) {
+                cli_errorf("serve: --config needs a file");
+                return 2;
+            }
+            file = argv[++i];
+        } else if (strncmp(argv[i], "--config=", 9) == 0) {
+            file = argv[i] + 9;
+        }
+    }
+    config_defaults(cfg);
+    err_msg e;
+    if (!file)
+        file = getenv("FERRY_CONFIG");
+    if (file && config_load_file(cfg, file, &e) != 0) {
+        cli_errorf("serve: %s", e.text);
+        return 2;
+    }
+    if (config_apply_env(cfg, environ, &e) != 0) {
+        cli_errorf("serve: %s", e.text);
+        return 2;
+    }
+    bool models_from_flags = false;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (strcmp(a, "--config") == 0) {
+            i++;
+            continue;
+        }
+        if (strncmp(a, "--config=", 9) == 0)
+            continue;
+        if (strncmp(a, "--", 2) != 0) {
+            cli_errorf("serve: unexpected argument \"%s\" (see ferry serve --help)", a);
+            return 2;
+        }
+        char name[64];
+        const char *eq = strchr(a + 2, '=');
+        size_t nl = eq ? (size_t)(eq - a - 2) : strlen(a + 2);
+        if (nl >= sizeof name) {
+            cli_errorf("serve: unknown option %s (see ferry serve --help)", a);
+            return 2;
+        }
+        memcpy(name, a + 2, nl);
+        name[nl] = '\0';
+        if (!config_flag_known(name)) {
+            cli_errorf("serve: unknown option --%s (see ferry serve --help)", name);
+            return 2;
+        }
+        const char *value = eq ? eq + 1 : NULL;
+        if (!value && !config_flag_is_bool(name)) {
+            if (i + 1 >= argc) {
+                cli_errorf("serve: --%s needs a value", name);
+                return 2;
+            }
+            value = argv[++i];
+        }
+        if (strcmp(name, "model") == 0 && !models_from_flags) {
+            cfg->n_models = 0; // flags replace the file's and environment's list
+            models_from_flags = true;
+        }
+        if (config_apply_flag(cfg, name, value, &e) != 0) {
+            cli_errorf("serve: %s", e.text);
+            return 2;
+        }
+    }
+    return 0;
+}
+
+int cli_cmd_serve(int argc, char **argv)
+{
+    ferry_config cfg;
+    int rc = build_config(argc, argv, &cfg);
+    if (rc)
+        return rc == 1 ? 0 : 2;
+    if (cfg.n_models > 0) {
+        cli_errorf("serve: models are not yet supported (--model %s): the inference engine "
+                   "has not landed; run without --model to serve the API and store",
+                   cfg.models[0]);
+        return 2;
+    }
+    err_msg e;
+    log_level lvl;
+    if (log_level_parse(cfg.log_level, &lvl) != 0) {
+        cli_errorf("serve: bad log level \"%s\"", cfg.log_level);
+        return 2;
+    }
+    log_set_level(lvl);
+    log_set_debug_modules(cfg.log_debug_modules);
+    if (log_open(cfg.log_file, &e) != 0) {
+        cli_errorf("serve: %s", e.text);
+        return 2;
+    }
+
+    /* Block the signals we wait for before any thread exists, so every
+     * thread inherits the mask and only sigwait below sees them. */
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGHUP);
+    pthread_sigmask(SIG_BLOCK, &set, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    static api_app app; // handlers keep pointers to it until exit
+    if (api_app_init(&app, cfg.debug_routes, &e) != 0) {
+        cli_errorf("serve: %s", e.text);
+        return 1;
+    }
+    http_router *rt = api_router_new(&app, &e);
+    if (!rt) {
+        cli_errorf("serve: %s", e.text);
+        return 1;
+    }
+    http_config hc;
+    http_config_default(&hc);
+    hc.host = cfg.host;
+    hc.port = cfg.port;
+    if (cfg.threads > 0)
+        hc.threads = (unsigned)cfg.threads;
+    hc.max_connections = (unsigned)cfg.max_connections;
+    hc.per_ip_connections = (unsigned)cfg.per_ip_connections;
+    hc.max_body_bytes = cfg.max_body_bytes;
+    hc.max_header_bytes = cfg.max_header_bytes;
+    hc.read_timeout_s = (unsigned)cfg.read_timeout_s;
+    hc.on_complete = api_on_complete;
+    hc.hook_ctx = &app;
+    api_set_ready(&app, "starting");
+    http_server *srv = http_server_start(&hc, rt, &e);
+    if (!srv) {
+        cli_errorf("serve: %s", e.text);
+        return 1;
+    }
+    app.srv = srv;
+    char fields[512];
+    snprintf(fields, sizeof fields,
+             "\"host\":\"%s\",\"port\":%u,\"threads\":%u,\"max_connections\":%u,"
+             "\"version\":\"%s\",\"commit\":\"%s\",\"debug_routes\":%s",
+             cfg.host, http_server_port(srv), hc.threads, hc.max_connections, FERRY_VERSION,
+             FERRY_COMMIT, cfg.debug_routes ? "true" : "false");
+    log_write_fields(LOG_LEVEL_INFO, "serve", "listening", fields);
+
+    /* Readiness waits for the store (and, later, models). */
+    char reason[CONFIG_STR_MAX + 32];
+    snprintf(reason, sizeof reason, "store: opening %s", cfg.data);
+    api_set_ready(&app, reason);
+    store *st = store_open(cfg.data, &e);
+    if (!st) {
+        LOG_ERROR("serve", "%s", e.text);
+        cli_errorf("serve: %s", e.text);
+        http_server_stop(srv, 0);
+        return 1;
+    }
+    LOG_INFO("serve", "store ready: %s (schema %d)", store_path(st), store_schema_version(st));
+    api_set_ready(&app, NULL);
+
+    for (;;) {
+        int sig = 0;
+        if (sigwait(&set, &sig) != 0)
+            continue;
+        if (sig == SIGHUP) {
+            int r = log_reopen();
+            LOG_INFO("serve", "SIGHUP: log reopened%s", r ? " (failed; kept the old file)" : "");
+            continue;
+        }
+        break; // SIGTERM or SIGINT
+    }
+    int64_t n = http_server_in_flight(srv);
+    http_server_drain(srv);
+    snprintf(fields, sizeof fields, "\"in_flight\":%lld,\"grace_s\":%lld", (long long)n,
+             (long long)cfg.shutdown_grace_s);
+    log_write_fields(LOG_LEVEL_INFO, "serve", "draining", fields);
+    int cut = http_server_stop(srv, (uint64_t)cfg.shutdown_grace_s * 1000);
+    app.srv = NULL;
+    snprintf(fields, sizeof fields, "\"cut_short\":%d", cut);
+    log_write_fields(LOG_LEVEL_INFO, "serve", "stopped", fields);
+    store_close(st);
+    http_router_free(rt);
+    api_app_free(&app);
+    return 0;
+}

@@ -1,0 +1,1098 @@
+/*
+ * http/server — libmicrohttpd glue: request life cycle, limits, errors,
+ * request ids, request logs, deferred answers and streams.
+ *
+ * Life of an http_req: created by the URI log callback (the request line has
+ * arrived; counted in flight), filled by the access handler (headers, body),
+ * answered by a handler, freed by the completion callback (logged, hooked,
+ * uncounted). libmicrohttpd calls all three on the connection's pool thread.
+ *
+ * http_async (deferred answers and streams) is shared between that thread and
+ * a producer thread, so it has a mutex and a reference count: one reference
+ * for the producer (until it answers / ends), one for the request (until
+ * completion) and, for streams, one for the libmicrohttpd response (until it
+ * is destroyed). Resuming a suspended connection is done by whoever flips
+ * `suspended` from true to false under the mutex, so it happens exactly once.
+ * libmicrohttpd never closes a suspended connection, so conn is valid while
+ * suspended; once the request completes, `gone` is set and conn is not used.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <microhttpd.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "base/buf.h"
+#include "base/clock.h"
+#include "base/log.h"
+#include "http/http.h"
+
+#define REQUEST_ID_MAX 128
+
+enum { RS_NEW = 0, RS_BODY, RS_DONE };
+
+struct http_req {
+    http_server *srv;
+    struct MHD_Connection *conn;
+    const char *method; // libmicrohttpd's, valid until completion
+    str path;
+    uint64_t t0;
+    int state;
+    http_match match;
+    buf body;
+    arena *arena;
+    char id[REQUEST_ID_MAX + 1];
+    char trace_id[33];
+    int status;      // the answer's status; 0 = none
+    uint64_t bytes;  // body bytes of the answer
+    bool answered;   // a response is queued or a deferred/stream handle exists
+    http_async *async;
+    err_msg err;
+};
+
+struct http_async {
+    pthread_mutex_t mu;
+    int refs; // under mu
+    http_server *srv;
+    http_req *req;                // NULL once the request completed
+    struct MHD_Connection *conn;  // valid while !gone
+    bool suspended;               // we suspended conn and nobody resumed it yet
+    bool answered;                // a response (or the stream's) is queued
+    bool streaming;
+    bool ended;    // producer ended the stream (or the server did)
+    bool gone;     // request completed: conn is no longer ours
+    bool stopping; // server stop cut this short: writes fail
+    buf pending;   // stream bytes not yet handed to libmicrohttpd
+    size_t off;    // consumed prefix of pending
+    uint64_t bytes;
+    char id[REQUEST_ID_MAX + 1];
+    http_async *prev, *next; // server list, under srv->async_mu
+};
+
+struct http_server {
+    struct MHD_Daemon *d;
+    http_config cfg;
+    const http_router *rt;
+    uint16_t port;
+    _Atomic int64_t in_flight;
+    _Atomic bool draining;
+    bool quiesced;
+    pthread_mutex_t async_mu; // guards asyncs list
+    http_async *asyncs;
+};
+
+/* ---------------------------------------------------------------- ids -- */
+
+static _Thread_local uint64_t tl_rng[2];
+
+static uint64_t rng_next(void)
+{
+    if (UNLIKELY(tl_rng[0] == 0 && tl_rng[1] == 0)) {
+        if (getrandom(tl_rng, sizeof tl_rng, 0) != (ssize_t)sizeof tl_rng) {
+            tl_rng[0] = clock_wall_ns() ^ (uint64_t)(uintptr_t)&tl_rng;
+            tl_rng[1] = clock_mono_ns() | 1;
+        }
+    }
+    /* xorshift128+: ids must be unique, not secret. */
+    uint64_t a = tl_rng[0], b = tl_rng[1];
+    tl_rng[0] = b;
+    a ^= a << 23;
+    tl_rng[1] = a ^ b ^ (a >> 17) ^ (b >> 26);
+    return tl_rng[1] + b;
+}
+
+static void make_id(char *out)
+{
+    static const char hex[] = "0123456789abcdef";
+    uint64_t x = rng_next(), y = rng_next();
+    for (int i = 0; i < 16; i++) {
+        out[i] = hex[(x >> (i * 4)) & 15];
+        out[16 + i] = hex[(y >> (i * 4)) & 15];
+    }
+    out[32] = '\0';
+}
+
+/* Keeps [A-Za-z0-9._:/+=@-] of an incoming X-Request-Id, at most 128 of them,
+ * so the id is safe in headers, logs and JSON. */
+static void sanitize_id(const char *in, char *out)
+{
+    size_t n = 0;
+    for (; in && *in && n < REQUEST_ID_MAX; in++) {
+        char c = *in;
+        if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+            strchr("._:/+=@-", c))
+            out[n++] = c;
+    }
+    out[n] = '\0';
+}
+
+static bool all_hex(const char *p, size_t n, bool *all_zero)
+{
+    *all_zero = true;
+    for (size_t i = 0; i < n; i++) {
+        char c = p[i];
+        if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f')))
+            return false;
+        if (c != '0')
+            *all_zero = false;
+    }
+    return true;
+}
+
+/* W3C Trace Context: version "-" trace-id(32 hex) "-" parent-id(16 hex) "-" flags(2 hex).
+ * Version ff is invalid; version 00 has exactly 55 chars; later versions may
+ * append "-..." fields. All-zero ids are invalid. */
+static void parse_traceparent(const char *tp, char *trace_id)
+{
+    trace_id[0] = '\0';
+    if (!tp)
+        return;
+    size_t n = strlen(tp);
+    bool zero;
+    if (n < 55 || tp[2] != '-' || tp[35] != '-' || tp[52] != '-')
+        return;
+    if (!all_hex(tp, 2, &zero) || (tp[0] == 'f' && tp[1] == 'f'))
+        return;
+    if (tp[0] == '0' && tp[1] == '0' && n != 55)
+        return;
+    if (n > 55 && tp[55] != '-')
+        return;
+    if (!all_hex(tp + 3, 32, &zero) || zero)
+        return;
+    if (!all_hex(tp + 36, 16, &zero) || zero)
+        return;
+    if (!all_hex(tp + 53, 2, &zero))
+        return;
+    memcpy(trace_id, tp + 3, 32);
+    trace_id[32] = '\0';
+}
+
+/* ------------------------------------------------------------ answers -- */
+
+int http_error_json(buf *out, int code, const char *msg, const char *param, const char *code_str)
+{
+    const char *c = code_str ? code_str : err_name(code);
+    int rc = buf_append_str(out, "{\"error\":{\"message\":\"");
+    if (!rc)
+        rc = buf_append_json_str(out, msg, strlen(msg));
+    if (!rc)
+        rc = buf_printf(out, "\",\"type\":\"%s\",\"param\":", err_openai_type(code));
+    if (!rc && param && *param) {
+        rc = buf_append_char(out, '"');
+        if (!rc)
+            rc = buf_append_json_str(out, param, strlen(param));
+        if (!rc)
+            rc = buf_append_char(out, '"');
+    } else if (!rc) {
+        rc = buf_append_str(out, "null");
+    }
+    if (!rc)
+        rc = buf_append_str(out, ",\"code\":\"");
+    if (!rc)
+        rc = buf_append_json_str(out, c, strlen(c));
+    if (!rc)
+        rc = buf_append_str(out, "\"}}");
+    return rc;
+}
+
+/* Adds "Name: value" lines of extra (separated by '\n') to resp. */
+static int add_extra_headers(struct MHD_Response *resp, const char *extra)
+{
+    while (extra && *extra) {
+        const char *nl = strchr(extra, '\n');
+        size_t len = nl ? (size_t)(nl - extra) : strlen(extra);
+        const char *colon = memchr(extra, ':', len);
+        if (colon) {
+            char name[128], value[1024];
+            size_t nn = (size_t)(colon - extra);
+            const char *v = colon + 1;
+            while (v < extra + len && *v == ' ')
+                v++;
+            size_t vn = (size_t)(extra + len - v);
+            if (nn == 0 || nn >= sizeof name || vn >= sizeof value)
+                return ERR_INVAL;
+            memcpy(name, extra, nn);
+            name[nn] = '\0';
+            memcpy(value, v, vn);
+            value[vn] = '\0';
+            if (MHD_add_response_header(resp, name, value) != MHD_YES)
+                return ERR_INVAL;
+        }
+        extra = nl ? nl + 1 : NULL;
+    }
+    return 0;
+}
+
+static struct MHD_Response *make_response(const char *id, const char *ctype, const char *body,
+                                          size_t n, const char *extra)
+{
+    struct MHD_Response *resp =
+        MHD_create_response_from_buffer(n, (void *)(uintptr_t)(body ? body : ""),
+                                        MHD_RESPMEM_MUST_COPY);
+    if (!resp)
+        return NULL;
+    if ((ctype && MHD_add_response_header(resp, "Content-Type", ctype) != MHD_YES) ||
+        MHD_add_response_header(resp, "X-Request-Id", id) != MHD_YES ||
+        add_extra_headers(resp, extra) != 0) {
+        MHD_destroy_response(resp);
+        return NULL;
+    }
+    return resp;
+}
+
+int http_respond(http_req *r, int status, const char *ctype, const char *body, size_t n,
+                 const char *headers)
+{
+    if (r->answered)
+        return ERR_EXISTS;
+    struct MHD_Response *resp = make_response(r->id, ctype, body, n, headers);
+    if (!resp)
+        return ERR_NOMEM;
+    enum MHD_Result ok = MHD_queue_response(r->conn, (unsigned)status, resp);
+    MHD_destroy_response(resp); // the connection holds its own reference
+    if (ok != MHD_YES)
+        return ERR_INTERNAL;
+    r->answered = true;
+    r->status = status;
+    r->bytes = n;
+    return 0;
+}
+
+/* Builds the error body into b: 5xx never shows msg. */
+static int error_body(buf *b, int code, const char *msg, const char *param, const char *code_str)
+{
+    int status = err_http_status(code);
+    if (status >= 500 || !msg || !*msg)
+        msg = err_str(code);
+    return http_error_json(b, code, msg, param, code_str);
+}
+
+int http_respond_error(http_req *r, int code, const char *msg, const char *param,
+                       const char *code_str, const char *headers)
+{
+    int status = err_http_status(code);
+    if (status >= 500 && msg && *msg && err_http_status(code) != 503)
+        LOG_ERROR("http", "request %s: %s", r->id, msg);
+    buf b;
+    buf_init(&b, 8192);
+    int rc = error_body(&b, code, msg, param, code_str);
+    if (!rc)
+        rc = http_respond(r, status, "application/json", b.data, b.len, headers);
+    buf_deinit(&b);
+    return rc;
+}
+
+/* ------------------------------------------------------------ asyncs -- */
+
+static http_async *async_new(http_req *r, int refs)
+{
+    http_async *a = calloc(1, sizeof *a);
+    if (!a)
+        return NULL;
+    pthread_mutex_init(&a->mu, NULL);
+    a->refs = refs;
+    a->srv = r->srv;
+    a->req = r;
+    a->conn = r->conn;
+    buf_init(&a->pending, HTTP_STREAM_PENDING_MAX);
+    memcpy(a->id, r->id, sizeof a->id);
+    http_server *s = r->srv;
+    pthread_mutex_lock(&s->async_mu);
+    a->next = s->asyncs;
+    if (s->asyncs)
+        s->asyncs->prev = a;
+    s->asyncs = a;
+    pthread_mutex_unlock(&s->async_mu);
+    return a;
+}
+
+static void async_unref(http_async *a)
+{
+    pthread_mutex_lock(&a->mu);
+    int left = --a->refs;
+    pthread_mutex_unlock(&a->mu);
+    if (left > 0)
+        return;
+    http_server *s = a->srv;
+    pthread_mutex_lock(&s->async_mu);
+    if (a->prev)
+        a->prev->next = a->next;
+    else
+        s->asyncs = a->next;
+    if (a->next)
+        a->next->prev = a->prev;
+    pthread_mutex_unlock(&s->async_mu);
+    buf_deinit(&a->pending);
+    pthread_mutex_destroy(&a->mu);
+    free(a);
+}
+
+/* Under a->mu: resumes the connection if we suspended it. */
+static void resume_locked(http_async *a)
+{
+    if (a->suspended && !a->gone) {
+        a->suspended = false;
+        MHD_resume_connection(a->conn);
+    }
+}
+
+http_async *http_defer(http_req *r)
+{
+    if (r->answered)
+        return NULL;
+    http_async *a = async_new(r, 2); // producer + request
+    if (!a)
+        return NULL;
+    r->async = a;
+    r->answered = true;
+    pthread_mutex_lock(&a->mu);
+    MHD_suspend_connection(r->conn);
+    a->suspended = true;
+    pthread_mutex_unlock(&a->mu);
+    return a;
+}
+
+/* Under a->mu: queues a buffer answer on the (suspended) connection. */
+static int async_answer_locked(http_async *a, int status, const char *ctype, const char *body,
+                               size_t n, const char *extra)
+{
+    if (a->answered || a->gone)
+        return ERR_CANCELLED;
+    struct MHD_Response *resp = make_response(a->id, ctype, body, n, extra);
+    if (!resp)
+        return ERR_NOMEM;
+    enum MHD_Result ok = MHD_queue_response(a->conn, (unsigned)status, resp);
+    MHD_destroy_response(resp);
+    if (ok != MHD_YES)
+        return ERR_INTERNAL;
+    a->answered = true;
+    if (a->req) {
+        a->req->status = status;
+        a->req->bytes = n;
+    }
+    resume_locked(a);
+    return 0;
+}
+
+int http_async_respond(http_async *a, int status, const char *ctype, const char *body, size_t n)
+{
+    pthread_mutex_lock(&a->mu);
+    int rc = async_answer_locked(a, status, ctype, body, n, NULL);
+    if (rc == ERR_NOMEM || rc == ERR_INTERNAL) {
+        /* Do not leave the client hanging: try the small canned answer. */
+        static const char fallback[] =
+            "{\"error\":{\"message\":\"internal error\",\"type\":\"server_error\","
+            "\"param\":null,\"code\":\"internal_error\"}}";
+        async_answer_locked(a, 500, "application/json", fallback, sizeof fallback - 1, NULL);
+    }
+    pthread_mutex_unlock(&a->mu);
+    async_unref(a);
+    return rc;
+}
+
+int http_async_error(http_async *a, int code, const char *msg, const char *param)
+{
+    buf b;
+    buf_init(&b, 8192);
+    int rc = error_body(&b, code, msg, param, NULL);
+    if (rc) {
+        buf_deinit(&b);
+        http_async_release(a);
+        return rc;
+    }
+    rc = http_async_respond(a, err_http_status(code), "application/json", b.data, b.len);
+    buf_deinit(&b);
+    return rc;
+}
+
+void http_async_release(http_async *a)
+{
+    (void)http_async_error(a, ERR_INTERNAL, NULL, NULL);
+}
+
+/* --------------------------------------------------------------- streams -- */
+
+static ssize_t stream_read(void *cls, uint64_t pos, char *out, size_t max)
+{
+    (void)pos;
+    http_async *a = cls;
+    pthread_mutex_lock(&a->mu);
+    ssize_t rv;
+    if (a->pending.len > a->off) {
+        size_t n = MIN(max, a->pending.len - a->off);
+        memcpy(out, a->pending.data + a->off, n);
+        a->off += n;
+        if (a->off == a->pending.len) {
+            buf_reset(&a->pending);
+            a->off = 0;
+        }
+        a->bytes += n;
+        rv = (ssize_t)n;
+    } else if (a->ended || a->stopping) {
+        rv = MHD_CONTENT_READER_END_OF_STREAM;
+    } else {
+        /* Nothing to send: park the connection until the producer writes. */
+        MHD_suspend_connection(a->conn);
+        a->suspended = true;
+        rv = 0;
+    }
+    pthread_mutex_unlock(&a->mu);
+    return rv;
+}
+
+static void stream_free(void *cls)
+{
+    async_unref(cls); // the response's reference
+}
+
+/* Queues the stream response on a (a handler's connection, or a suspended
+ * deferred one, then resumed when resume is set). Not under a->mu: destroying
+ * a response that was never queued calls stream_free, which takes it. */
+static int stream_queue(http_async *a, int status, const char *ctype, bool resume)
+{
+    pthread_mutex_lock(&a->mu);
+    a->refs++; // the response's, dropped by stream_free
+    pthread_mutex_unlock(&a->mu);
+    struct MHD_Response *resp =
+        MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 16 * 1024, stream_read, a,
+                                          stream_free);
+    if (!resp) {
+        async_unref(a);
+        return ERR_NOMEM;
+    }
+    bool sse = ctype && strncmp(ctype, "text/event-stream", 17) == 0;
+    if ((ctype && MHD_add_response_header(resp, "Content-Type", ctype) != MHD_YES) ||
+        MHD_add_response_header(resp, "X-Request-Id", a->id) != MHD_YES ||
+        (sse && (MHD_add_response_header(resp, "Cache-Control", "no-cache") != MHD_YES ||
+                 MHD_add_response_header(resp, "X-Accel-Buffering", "no") != MHD_YES))) {
+        MHD_destroy_response(resp);
+        return ERR_NOMEM;
+    }
+    int rc = 0;
+    pthread_mutex_lock(&a->mu);
+    if (a->answered || a->gone)
+        rc = ERR_CANCELLED;
+    else if (MHD_queue_response(a->conn, (unsigned)status, resp) != MHD_YES)
+        rc = ERR_INTERNAL;
+    else {
+        a->answered = true;
+        a->streaming = true;
+        if (a->req)
+            a->req->status = status;
+        if (resume)
+            resume_locked(a); // the reader runs and parks the connection again if empty
+    }
+    pthread_mutex_unlock(&a->mu);
+    MHD_destroy_response(resp); // queued: the connection keeps its reference
+    return rc;
+}
+
+http_stream *http_stream_begin(http_req *r, int status, const char *ctype)
+{
+    if (r->answered)
+        return NULL;
+    http_async *a = async_new(r, 2); // producer + request
+    if (!a)
+        return NULL;
+    if (stream_queue(a, status, ctype, false) != 0) {
+        /* Not answered: drop both references; the handler's error path answers. */
+        async_unref(a);
+        async_unref(a);
+        return NULL;
+    }
+    r->async = a;
+    r->answered = true;
+    return a;
+}
+
+http_stream *http_async_stream(http_async *a, int status, const char *ctype)
+{
+    int rc = stream_queue(a, status, ctype, true);
+    if (rc == 0)
+        return a;
+    if (rc == ERR_CANCELLED)
+        async_unref(a);
+    else
+        http_async_release(a);
+    return NULL;
+}
+
+int http_stream_write(http_stream *s, const void *data, size_t n)
+{
+    pthread_mutex_lock(&s->mu);
+    int rc = 0;
+    if (s->gone || s->stopping || s->ended)
+        rc = ERR_CANCELLED;
+    else if (s->pending.len - s->off + n > HTTP_STREAM_PENDING_MAX)
+        rc = ERR_BUSY;
+    else {
+        if (s->off && s->pending.len + n > HTTP_STREAM_PENDING_MAX) {
+            /* Compact: move the unsent tail to the front. */
+            memmove(s->pending.data, s->pending.data + s->off, s->pending.len - s->off);
+            s->pending.len -= s->off;
+            s->off = 0;
+        }
+        rc = buf_append(&s->pending, data, n);
+        if (rc == ERR_TOO_LARGE)
+            rc = ERR_BUSY;
+        if (!rc)
+            resume_locked(s);
+    }
+    pthread_mutex_unlock(&s->mu);
+    return rc;
+}
+
+int http_stream_sse(http_stream *s, const char *data, size_t n)
+{
+    /* One write so an event is never split between the pending buffer's cap. */
+    size_t total;
+    if (!size_add_ok(n, 8, &total))
+        return ERR_TOO_LARGE;
+    char stackbuf[1024];
+    char *p = total <= sizeof stackbuf ? stackbuf : malloc(total);
+    if (!p)
+        return ERR_NOMEM;
+    memcpy(p, "data: ", 6);
+    memcpy(p + 6, data, n);
+    memcpy(p + 6 + n, "\n\n", 2);
+    int rc = http_stream_write(s, p, total);
+    if (p != stackbuf)
+        free(p);
+    return rc;
+}
+
+bool http_stream_cancelled(http_stream *s)
+{
+    pthread_mutex_lock(&s->mu);
+    bool c = s->gone || s->stopping;
+    pthread_mutex_unlock(&s->mu);
+    return c;
+}
+
+void http_stream_end(http_stream *s)
+{
+    pthread_mutex_lock(&s->mu);
+    s->ended = true;
+    resume_locked(s);
+    pthread_mutex_unlock(&s->mu);
+    async_unref(s);
+}
+
+/* ------------------------------------------------------------ requests -- */
+
+const char *http_req_method(const http_req *r)
+{
+    return r->method;
+}
+str http_req_path(const http_req *r)
+{
+    return r->path;
+}
+const char *http_req_header(const http_req *r, const char *name)
+{
+    return MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, name);
+}
+const char *http_req_query(const http_req *r, const char *name)
+{
+    return MHD_lookup_connection_value(r->conn, MHD_GET_ARGUMENT_KIND, name);
+}
+str http_req_param(const http_req *r, const char *name)
+{
+    for (size_t i = 0; i < r->match.n_params; i++)
+        if (str_eq_cstr(r->match.names[i], name))
+            return r->match.values[i];
+    return (str){"", 0};
+}
+const char *http_req_body(const http_req *r, size_t *len)
+{
+    *len = r->body.len;
+    return r->body.data ? r->body.data : "";
+}
+const char *http_req_id(const http_req *r)
+{
+    return r->id;
+}
+const char *http_req_trace_id(const http_req *r)
+{
+    return r->trace_id;
+}
+arena *http_req_arena(http_req *r)
+{
+    if (!r->arena)
+        r->arena = arena_new(r->srv->cfg.arena_bytes);
+    return r->arena;
+}
+err_msg *http_req_err(http_req *r)
+{
+    return &r->err;
+}
+http_server *http_req_server(http_req *r)
+{
+    return r->srv;
+}
+
+typedef struct hdr_sum {
+    uint64_t bytes;
+} hdr_sum;
+
+static enum MHD_Result sum_header(void *cls, enum MHD_ValueKind kind, const char *key,
+                                  const char *value)
+{
+    (void)kind;
+    hdr_sum *h = cls;
+    h->bytes += strlen(key) + (value ? strlen(value) : 0) + 4; // ": " and CRLF
+    return MHD_YES;
+}
+
+static bool media_is_json(const char *ct)
+{
+    if (!ct)
+        return false;
+    str s = str_trim(str_from(ct));
+    const char *semi = memchr(s.p, ';', s.n);
+    if (semi)
+        s.n = (size_t)(semi - s.p);
+    s = str_trim(s);
+    return str_case_eq(s, STR_LIT("application/json"));
+}
+
+static bool method_has_body(const char *m)
+{
+    return strcmp(m, "POST") == 0 || strcmp(m, "PUT") == 0 || strcmp(m, "PATCH") == 0;
+}
+
+/* Headers are in: checks everything that can be checked before the body.
+ * Returns true when it answered (an error). */
+static bool begin(http_req *r)
+{
+    http_server *s = r->srv;
+    const char *rid = http_req_header(r, "X-Request-Id");
+    sanitize_id(rid, r->id);
+    if (!r->id[0])
+        make_id(r->id);
+    parse_traceparent(http_req_header(r, "traceparent"), r->trace_id);
+
+    hdr_sum h = {strlen(r->method) + r->path.n + 12};
+    MHD_get_connection_values(r->conn, MHD_HEADER_KIND, sum_header, &h);
+    if (h.bytes > s->cfg.max_header_bytes) {
+        char msg[160];
+        snprintf(msg, sizeof msg, "request headers are %llu bytes, the limit is %llu",
+                 (unsigned long long)h.bytes, (unsigned long long)s->cfg.max_header_bytes);
+        http_respond_error(r, ERR_HEADERS_TOO_LARGE, msg, NULL, NULL, "Connection: close");
+        return true;
+    }
+    int rc = http_router_match(s->rt, r->method, r->path, &r->match);
+    if (rc == ERR_NOT_FOUND) {
+        char msg[200];
+        snprintf(msg, sizeof msg, "no route for %s %.*s", r->method,
+                 (int)MIN(r->path.n, (size_t)120), r->path.p);
+        http_respond_error(r, ERR_NOT_FOUND, msg, NULL, NULL, NULL);
+        return true;
+    }
+    if (rc == ERR_METHOD) {
+        char msg[220], hdr[128];
+        snprintf(msg, sizeof msg, "%s is not allowed on %.*s; allowed: %s", r->method,
+                 (int)MIN(r->path.n, (size_t)120), r->path.p, r->match.allow);
+        snprintf(hdr, sizeof hdr, "Allow: %s", r->match.allow);
+        http_respond_error(r, ERR_METHOD, msg, NULL, NULL, hdr);
+        return true;
+    }
+    unsigned flags = r->match.route->flags;
+    if (atomic_load(&s->draining) && !(flags & HTTP_ROUTE_PROBE)) {
+        http_respond_error(r, ERR_UNAVAILABLE, "the server is shutting down", NULL,
+                           "shutting_down", "Connection: close");
+        return true;
+    }
+    const char *cl = http_req_header(r, "Content-Length");
+    const char *te = http_req_header(r, "Transfer-Encoding");
+    bool chunked = te && strstr(te, "chunked");
+    if (cl) {
+        uint64_t n;
+        if (parse_size(cl, UINT64_MAX, &n) != 0 || cl[0] < '0' || cl[0] > '9' ||
+            cl[strspn(cl, "0123456789")] != '\0') {
+            http_respond_error(r, ERR_INVAL, "Content-Length is not a number", NULL, NULL,
+                               "Connection: close");
+            return true;
+        }
+        if (n > s->cfg.max_body_bytes) {
+            char msg[160];
+            snprintf(msg, sizeof msg, "the body is %llu bytes, the limit is %llu",
+                     (unsigned long long)n, (unsigned long long)s->cfg.max_body_bytes);
+            http_respond_error(r, ERR_TOO_LARGE, msg, NULL, NULL, "Connection: close");
+            return true;
+        }
+    } else if (!chunked && method_has_body(r->method)) {
+        http_respond_error(r, ERR_LENGTH_REQUIRED,
+                           "a request body needs a Content-Length header", NULL, NULL,
+                           "Connection: close");
+        return true;
+    }
+    if ((flags & HTTP_ROUTE_JSON) && !media_is_json(http_req_header(r, "Content-Type"))) {
+        http_respond_error(r, ERR_MEDIA_TYPE, "the body must be application/json",
+                           NULL, NULL, "Connection: close");
+        return true;
+    }
+    buf_init(&r->body, (size_t)s->cfg.max_body_bytes);
+    return false;
+}
+
+static void dispatch(http_req *r)
+{
+    const http_route *rt = r->match.route;
+    if ((rt->flags & HTTP_ROUTE_JSON) && r->body.len == 0) {
+        http_respond_error(r, ERR_INVAL, "the request body is empty; a JSON object is expected",
+                           NULL, NULL, NULL);
+        return;
+    }
+    err_clear(&r->err);
+    int rc = rt->fn(r, rt->ctx);
+    if (r->answered)
+        return;
+    if (rc == 0) {
+        LOG_ERROR("http", "request %s: handler for %s returned without answering", r->id,
+                  rt->pattern);
+        rc = ERR_INTERNAL;
+    }
+    int status = err_http_status(rc);
+    if (status >= 500 && status != 503)
+        LOG_ERROR("http", "request %s: %s %s failed: %s", r->id, r->method, rt->pattern,
+                  err_text(&r->err, rc));
+    /* 5xx detail was logged above and never reaches the client. */
+    const char *msg = status < 500 && r->err.code == rc && r->err.text[0] ? r->err.text : NULL;
+    http_respond_error(r, rc, msg, NULL, NULL, NULL);
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
+                                  const char *method, const char *version,
+                                  const char *upload_data, size_t *upload_data_size,
+                                  void **req_cls)
+{
+    (void)cls;
+    (void)version;
+    http_req *r = *req_cls;
+    if (!r)
+        return MHD_NO; // the URI callback failed to allocate: close
+    if (r->state == RS_NEW) {
+        r->state = RS_BODY;
+        r->conn = conn;
+        r->method = method;
+        r->path = str_from(url);
+        begin(r);
+        return MHD_YES;
+    }
+    if (r->state == RS_BODY) {
+        if (*upload_data_size) {
+            if (buf_append(&r->body, upload_data, *upload_data_size) != 0) {
+                /* Chunked body past max_body_bytes (a declared length was
+                 * checked already): no answer can be queued mid-upload, so
+                 * close the connection. */
+                r->status = 413;
+                *upload_data_size = 0;
+                return MHD_NO;
+            }
+            *upload_data_size = 0;
+            return MHD_YES;
+        }
+        r->state = RS_DONE;
+        dispatch(r);
+        return MHD_YES;
+    }
+    return MHD_YES;
+}
+
+static void *on_uri(void *cls, const char *uri, struct MHD_Connection *conn)
+{
+    (void)uri;
+    (void)conn;
+    http_server *s = cls;
+    http_req *r = calloc(1, sizeof *r);
+    if (!r)
+        return NULL;
+    r->srv = s;
+    r->conn = conn;
+    r->t0 = clock_mono_ns();
+    r->method = "-";
+    r->path = STR_LIT("-");
+    atomic_fetch_add(&s->in_flight, 1);
+    return r;
+}
+
+static void client_addr(struct MHD_Connection *conn, char *out, size_t cap)
+{
+    snprintf(out, cap, "-");
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+    if (!ci || !ci->client_addr)
+        return;
+    const struct sockaddr *sa = ci->client_addr;
+    char host[INET6_ADDRSTRLEN] = "";
+    if (sa->sa_family == AF_INET) {
+        const struct sockaddr_in *in = (const struct sockaddr_in *)(const void *)sa;
+        inet_ntop(AF_INET, &in->sin_addr, host, sizeof host);
+        snprintf(out, cap, "%s:%u", host, ntohs(in->sin_port));
+    } else if (sa->sa_family == AF_INET6) {
+        const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)(const void *)sa;
+        inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof host);
+        snprintf(out, cap, "[%s]:%u", host, ntohs(in6->sin6_port));
+    }
+}
+
+/* The request stalled before an answer: write a 408 ourselves (libmicrohttpd
+ * closes timed-out connections silently). Best effort, never blocks. */
+static void send_408(http_req *r)
+{
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(r->conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+    if (!ci)
+        return;
+    buf body, msg;
+    buf_init(&body, 1024);
+    buf_init(&msg, 2048);
+    char text[96];
+    snprintf(text, sizeof text, "the request was not received within %u s",
+             r->srv->cfg.read_timeout_s);
+    if (http_error_json(&body, ERR_TIMEOUT, text, NULL, NULL) == 0 &&
+        buf_printf(&msg,
+                   "HTTP/1.1 408 Request Timeout\r\nContent-Type: application/json\r\n"
+                   "Content-Length: %zu\r\nConnection: close\r\nX-Request-Id: %s\r\n\r\n%s",
+                   body.len, r->id[0] ? r->id : "-", body.data) == 0) {
+        ssize_t w = send(ci->connect_fd, msg.data, msg.len, MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (w > 0) {
+            r->status = 408;
+            r->bytes = body.len;
+        }
+    }
+    buf_deinit(&body);
+    buf_deinit(&msg);
+}
+
+static void log_request(http_req *r, const char *route, double dur_s)
+{
+    bool quiet = r->match.route && (r->match.route->flags & HTTP_ROUTE_QUIET);
+    log_level lvl = quiet ? LOG_LEVEL_DEBUG : LOG_LEVEL_INFO;
+    if (!log_enabled(lvl, "http"))
+        return;
+    char client[80];
+    client_addr(r->conn, client, sizeof client);
+    buf f;
+    buf_init(&f, 4096);
+    int rc = buf_printf(&f, "\"request_id\":\"%s\",\"trace_id\":\"%s\",\"method\":\"",
+                        r->id[0] ? r->id : "-", r->trace_id);
+    if (!rc)
+        rc = buf_append_json_str(&f, r->method, strlen(r->method));
+    if (!rc)
+        rc = buf_append_str(&f, "\",\"route\":\"");
+    if (!rc)
+        rc = buf_append_json_str(&f, route, strlen(route));
+    if (!rc)
+        rc = buf_append_str(&f, "\",\"path\":\"");
+    if (!rc)
+        rc = buf_append_json_str(&f, r->path.p, MIN(r->path.n, (size_t)512));
+    if (!rc)
+        rc = buf_printf(&f, "\",\"status\":%d,\"bytes\":%llu,\"duration_ms\":%.3f,\"client\":\"%s\"",
+                        r->status, (unsigned long long)r->bytes, dur_s * 1e3, client);
+    if (!rc)
+        log_write_fields(lvl, "http", "request", f.data);
+    buf_deinit(&f);
+}
+
+static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
+                         enum MHD_RequestTerminationCode toe)
+{
+    (void)conn;
+    http_server *s = cls;
+    http_req *r = *req_cls;
+    if (!r)
+        return;
+    *req_cls = NULL;
+    if (toe == MHD_REQUEST_TERMINATED_TIMEOUT_REACHED && !r->answered)
+        send_408(r);
+    if (r->async) {
+        http_async *a = r->async;
+        pthread_mutex_lock(&a->mu);
+        a->gone = true;
+        a->req = NULL;
+        if (a->streaming)
+            r->bytes = a->bytes;
+        pthread_mutex_unlock(&a->mu);
+        async_unref(a);
+    }
+    double dur = (double)(clock_mono_ns() - r->t0) * 1e-9;
+    const char *route = r->match.route ? r->match.route->pattern : "unmatched";
+    log_request(r, route, dur);
+    if (s->cfg.on_complete) {
+        http_req_info info = {r->method, route, r->status, r->bytes, dur};
+        s->cfg.on_complete(s->cfg.hook_ctx, &info);
+    }
+    buf_deinit(&r->body);
+    arena_free(r->arena);
+    free(r);
+    atomic_fetch_sub(&s->in_flight, 1);
+}
+
+static void mhd_log(void *cls, const char *fmt, va_list ap)
+{
+    (void)cls;
+    if (!log_enabled(LOG_LEVEL_DEBUG, "mhd"))
+        return;
+    char msg[512];
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    size_t n = strlen(msg);
+    while (n && (msg[n - 1] == '\n' || msg[n - 1] == '\r'))
+        msg[--n] = '\0';
+    log_write(LOG_LEVEL_DEBUG, "mhd", "%s", msg);
+}
+
+/* -------------------------------------------------------------- server -- */
+
+void http_config_default(http_config *c)
+{
+    memset(c, 0, sizeof *c);
+    c->host = "127.0.0.1";
+    c->port = 8080;
+    c->threads = (unsigned)base_ncpu();
+    c->max_connections = 1024;
+    c->per_ip_connections = 0;
+    c->max_body_bytes = 8u << 20;
+    c->max_header_bytes = 32u << 10;
+    c->read_timeout_s = 30;
+    c->arena_bytes = 16u << 20;
+}
+
+http_server *http_server_start(const http_config *c, const http_router *rt, err_msg *e)
+{
+    struct sockaddr_storage ss;
+    memset(&ss, 0, sizeof ss);
+    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME |
+                     MHD_USE_ITC | MHD_USE_ERROR_LOG;
+    struct sockaddr_in *in4 = (struct sockaddr_in *)&ss;
+    struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&ss;
+    if (inet_pton(AF_INET, c->host, &in4->sin_addr) == 1) {
+        in4->sin_family = AF_INET;
+        in4->sin_port = htons(c->port);
+    } else if (inet_pton(AF_INET6, c->host, &in6->sin6_addr) == 1) {
+        in6->sin6_family = AF_INET6;
+        in6->sin6_port = htons(c->port);
+        flags |= MHD_USE_IPv6;
+    } else {
+        err_set(e, ERR_INVAL, "listen: \"%s\" is not an IPv4 or IPv6 address", c->host);
+        return NULL;
+    }
+    if (c->threads < 1 || c->max_connections < 1) {
+        err_set(e, ERR_INVAL, "http: threads and max_connections must be at least 1");
+        return NULL;
+    }
+    http_server *s = calloc(1, sizeof *s);
+    if (!s) {
+        err_set(e, ERR_NOMEM, "http: out of memory");
+        return NULL;
+    }
+    s->cfg = *c;
+    s->rt = rt;
+    pthread_mutex_init(&s->async_mu, NULL);
+    /* libmicrohttpd keeps the request line and headers in the connection's
+     * memory pool; give it room past our own limit so that we, not it,
+     * answer most oversized headers (with a JSON 431). */
+    size_t mem = (size_t)MIN(c->max_header_bytes, (uint64_t)64 << 20) * 2 + 64 * 1024;
+    errno = 0;
+    s->d = MHD_start_daemon(
+        flags, c->port, NULL, NULL, on_request, s, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
+        MHD_OPTION_THREAD_POOL_SIZE, (unsigned)c->threads, MHD_OPTION_CONNECTION_LIMIT,
+        (unsigned)c->max_connections, MHD_OPTION_PER_IP_CONNECTION_LIMIT,
+        (unsigned)c->per_ip_connections, MHD_OPTION_CONNECTION_TIMEOUT,
+        (unsigned)c->read_timeout_s, MHD_OPTION_CONNECTION_MEMORY_LIMIT, mem,
+        MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned)1024, MHD_OPTION_URI_LOG_CALLBACK, on_uri, s,
+        MHD_OPTION_NOTIFY_COMPLETED, on_completed, s, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, s,
+        MHD_OPTION_END);
+    if (!s->d) {
+        int saved = errno;
+        err_set(e, ERR_IO, "http: cannot listen on %s:%u: %s", c->host, c->port,
+                saved ? strerror(saved) : "libmicrohttpd refused to start");
+        pthread_mutex_destroy(&s->async_mu);
+        free(s);
+        return NULL;
+    }
+    const union MHD_DaemonInfo *di = MHD_get_daemon_info(s->d, MHD_DAEMON_INFO_BIND_PORT);
+    s->port = di ? di->port : c->port;
+    return s;
+}
+
+uint16_t http_server_port(const http_server *s)
+{
+    return s->port;
+}
+
+int64_t http_server_in_flight(const http_server *s)
+{
+    return atomic_load(&s->in_flight);
+}
+
+void http_server_drain(http_server *s)
+{
+    if (atomic_exchange(&s->draining, true))
+        return;
+    MHD_socket fd = MHD_quiesce_daemon(s->d);
+    if (fd != MHD_INVALID_SOCKET)
+        close(fd);
+    s->quiesced = true;
+}
+
+bool http_server_draining(const http_server *s)
+{
+    return atomic_load(&s->draining);
+}
+
+static void sleep_ms(unsigned ms)
+{
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+int http_server_stop(http_server *s, uint64_t grace_ms)
+{
+    if (!s)
+        return 0;
+    http_server_drain(s);
+    uint64_t deadline = clock_mono_ns() + grace_ms * 1000000ull;
+    while (atomic_load(&s->in_flight) > 0 && clock_mono_ns() < deadline)
+        sleep_ms(10);
+    /* Grace is over: answer what is still deferred, end open streams. */
+    int cut = 0;
+    pthread_mutex_lock(&s->async_mu);
+    for (http_async *a = s->asyncs; a; a = a->next) {
+        pthread_mutex_lock(&a->mu);
+        if (!a->gone) {
+            a->stopping = true;
+            if (!a->answered) {
+                static const char body[] =
+                    "{\"error\":{\"message\":\"the server is shutting down\",\"type\":"
+                    "\"server_error\",\"param\":null,\"code\":\"shutting_down\"}}";
+                async_answer_locked(a, 503, "application/json", body, sizeof body - 1,
+                                    "Connection: close");
+                cut++;
+            } else if (a->streaming && !a->ended) {
+                cut++;
+            }
+            resume_locked(a);
+        }
+        pthread_mutex_unlock(&a->mu);
+    }
+    pthread_mutex_unlock(&s->async_mu);
+    uint64_t last = clock_mono_ns() + 2000000000ull; // let them flush, briefly
+    while (atomic_load(&s->in_flight) > 0 && clock_mono_ns() < last)
+        sleep_ms(10);
+    int64_t left = atomic_load(&s->in_flight);
+    if (left > 0)
+        cut += (int)left;
+    MHD_stop_daemon(s->d);
+    pthread_mutex_destroy(&s->async_mu);
+    free(s);
+    return cut;
+}
