@@ -195,13 +195,15 @@ int sched_submit(sched *s, const sched_request *r, sched_handle **out, err_msg *
                      s->name, s->cfg.max_waiting);
         goto fail;
     }
+    /* *out is written before the push publishes h, so a sink callback that
+     * reads the handle from where the caller stored it (to cancel) sees it. */
+    *out = h;
     /* Treiber push: lock-free for any number of producers. */
     sched_handle *head = atomic_load(&s->submit_head);
     do {
         h->next_submit = head;
     } while (!atomic_compare_exchange_weak(&s->submit_head, &head, h));
     wake(s);
-    *out = h;
     return 0;
 fail:
     handle_free(h);

@@ -126,7 +126,9 @@ typedef struct sched_request {
  * (ERR_TOO_LARGE naming the context length or the KV pool); ERR_RATE_LIMIT
  * when max_waiting requests are already waiting; ERR_UNAVAILABLE when the
  * scheduler is stopping. Returns 0 and *out (release with
- * sched_handle_release). Any thread; never blocks on the scheduler.
+ * sched_handle_release); *out is stored before the scheduler can see the
+ * request, so sink callbacks may read it from there (e.g. to cancel). On error
+ * *out is NULL. Any thread; never blocks on the scheduler.
  */
 int sched_submit(sched *s, const sched_request *r, sched_handle **out, err_msg *e) MUST_USE;
 
