@@ -17,18 +17,19 @@
 
 static void usage(FILE *f)
 {
-    fprintf(f,
-            "usage: ferry tokenize -m VOCAB.gguf [TEXT | --file F | --cases F.inp] [--special] "
-            "[--bos]\n"
-            "  -m, --model PATH  GGUF file whose tokenizer.ggml.* metadata to use\n"
-            "  TEXT              text to tokenize (else --file or --cases)\n"
-            "  --file F          tokenize the whole content of F\n"
-            "  --cases F.inp     F holds test strings, each followed by \"\\n__ggml_vocab_test__\\n\";\n"
-            "                    print one line per string: \" id id ...\" (llama.cpp .out format;\n"
-            "                    no BOS/EOS, no special-token parsing)\n"
-            "  --special         recognise control-token text such as <s> or <|im_end|>\n"
-            "  --bos             add BOS/EOS (BERT: [CLS]/[SEP]) as the vocab says\n"
-            "Prints the ids separated by spaces on one line. Exit 2 on bad input.\n");
+    fprintf(
+        f, "usage: ferry tokenize -m VOCAB.gguf [TEXT | --file F | --cases F.inp] [--special] "
+           "[--bos]\n"
+           "  -m, --model PATH  GGUF file whose tokenizer.ggml.* metadata to use\n"
+           "  TEXT              text to tokenize (else --file or --cases)\n"
+           "  --file F          tokenize the whole content of F\n"
+           "  --cases F.inp     F holds test strings, each followed by "
+           "\"\\n__ggml_vocab_test__\\n\";\n"
+           "                    print one line per string: \" id id ...\" (llama.cpp .out format;\n"
+           "                    no BOS/EOS, no special-token parsing)\n"
+           "  --special         recognise control-token text such as <s> or <|im_end|>\n"
+           "  --bos             add BOS/EOS (BERT: [CLS]/[SEP]) as the vocab says\n"
+           "Prints the ids separated by spaces on one line. Exit 2 on bad input.\n");
 }
 
 static int read_file(const char *path, buf *b)

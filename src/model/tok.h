@@ -77,11 +77,11 @@ typedef struct tok_vocab_desc {
     str pre;  // tokenizer.ggml.pre; empty = "default" (BPE only)
     str name; // general.name; selects llama.cpp's per-model token attributes (phi-3)
     size_t n_tokens;
-    const str *tokens;     // (n_tokens) token text, UTF-8
-    const float *scores;   // (n_tokens) or NULL = all 0 (SPM merge priority)
-    const int32_t *types;  // (n_tokens) tok_type values, or NULL = all NORMAL
-    size_t n_merges;       // BPE only
-    const str *merges;     // (n_merges) "left right", rank = index
+    const str *tokens;    // (n_tokens) token text, UTF-8
+    const float *scores;  // (n_tokens) or NULL = all 0 (SPM merge priority)
+    const int32_t *types; // (n_tokens) tok_type values, or NULL = all NORMAL
+    size_t n_merges;      // BPE only
+    const str *merges;    // (n_merges) "left right", rank = index
     tok_id bos, eos, unk, sep, pad, cls, mask, eot, eom;
     int add_bos, add_eos, add_sep; // -1 = default of the kind
     int add_space_prefix;          // SPM: prefix a space to text (default 1)
@@ -201,8 +201,8 @@ typedef struct tok_decoder {
     unsigned flags;
     uint8_t pend[4]; // bytes of an incomplete character
     uint8_t npend;
-    uint8_t need;    // total length of that character
-    bool started;    // some byte has been emitted (leading-space rule done)
+    uint8_t need; // total length of that character
+    bool started; // some byte has been emitted (leading-space rule done)
 } tok_decoder;
 
 /* tok_decoder_init flags */

@@ -22,19 +22,19 @@
 #define TOK_ATTR_EOG 4u
 
 typedef struct tok_info {
-    uint32_t off;       // into v->text
+    uint32_t off; // into v->text
     uint32_t len;
     uint32_t piece_off; // into v->piece: decoded bytes (spaces unescaped, bytes unmapped)
     uint32_t piece_len;
     float score;
-    uint8_t type;       // tok_type
-    uint8_t attr;       // TOK_ATTR_*
+    uint8_t type; // tok_type
+    uint8_t attr; // TOK_ATTR_*
 } tok_info;
 
 typedef struct tok_merge {
-    uint32_t off;      // into v->merge_text: left bytes then right bytes
+    uint32_t off; // into v->merge_text: left bytes then right bytes
     uint32_t left_len;
-    uint32_t len;      // left_len + right_len
+    uint32_t len; // left_len + right_len
     int32_t rank;
 } tok_merge;
 
@@ -48,33 +48,33 @@ struct tok_vocab {
     tok_kind kind;
     tok_pre pre;
     uint32_t n_tokens;
-    tok_info *tok;      // (n_tokens)
-    char *text;         // all token texts, back to back
-    char *piece;        // all decoded pieces
-    uint32_t *hash;     // text -> id+1
+    tok_info *tok;  // (n_tokens)
+    char *text;     // all token texts, back to back
+    char *piece;    // all decoded pieces
+    uint32_t *hash; // text -> id+1
     uint32_t hash_mask;
     uint32_t max_token_len;
 
     uint32_t n_merges;
     tok_merge *merges;
     char *merge_text;
-    uint32_t *mhash;    // merge -> index+1
+    uint32_t *mhash; // merge -> index+1
     uint32_t mhash_mask;
 
-    tok_id *specials;   // control/unknown/user-defined ids, longest text first
+    tok_id *specials; // control/unknown/user-defined ids, longest text first
     uint32_t n_specials;
 
     tok_id bos, eos, unk, sep, pad, cls, mask, eot, eom;
     bool add_bos, add_eos, add_sep, add_space_prefix;
     bool ignore_merges; // llama3: a pre-token that is a whole token skips merging
     bool wpm_lowercase, wpm_strip_accents;
-    tok_id byte_tok[256]; // SPM: token of <0xXX>; BPE: token of the mapped byte; TOK_NULL if none
-    char byte_enc[256][2];   // BPE: UTF-8 of each byte's GPT-2 character
+    tok_id byte_tok[256];  // SPM: token of <0xXX>; BPE: token of the mapped byte; TOK_NULL if none
+    char byte_enc[256][2]; // BPE: UTF-8 of each byte's GPT-2 character
     uint8_t byte_enc_len[256];
-    uint8_t special_first[32];  // bitmap of the first bytes of special tokens' texts
-    uint32_t special_lens[64];  // distinct lengths of special tokens' texts
+    uint8_t special_first[32]; // bitmap of the first bytes of special tokens' texts
+    uint32_t special_lens[64]; // distinct lengths of special tokens' texts
     uint32_t n_special_lens;
-    bool special_lens_full;     // more distinct lengths than special_lens holds: no prefilter
+    bool special_lens_full; // more distinct lengths than special_lens holds: no prefilter
 
     tok_re_set re;
 };

@@ -229,8 +229,8 @@ int tok_vocab_build(const tok_vocab_desc *d, tok_vocab **out, err_msg *e)
         return err_set(e, ERR_INVAL, "merge count without merges");
     tok_pre pre = TOK_PRE_DEFAULT;
     if (d->kind == TOK_KIND_BPE && tok_pre_from_name(d->pre, &pre) != 0)
-        return err_set(e, ERR_UNSUPPORTED, "unknown pre-tokenizer \"%.*s\"",
-                       (int)MIN(d->pre.n, 64), d->pre.p);
+        return err_set(e, ERR_UNSUPPORTED, "unknown pre-tokenizer \"%.*s\"", (int)MIN(d->pre.n, 64),
+                       d->pre.p);
     if (d->kind == TOK_KIND_BPE && d->n_merges == 0)
         return err_set(e, ERR_FORMAT, "a byte-level BPE vocabulary needs tokenizer.ggml.merges");
 
@@ -274,7 +274,7 @@ int tok_vocab_build(const tok_vocab_desc *d, tok_vocab **out, err_msg *e)
         t->off = off;
         int32_t ty = d->types ? d->types[i] : TOK_TYPE_NORMAL;
         t->type = (ty >= TOK_TYPE_UNDEFINED && ty <= TOK_TYPE_BYTE) ? (uint8_t)ty
-                                                                   : (uint8_t)TOK_TYPE_UNDEFINED;
+                                                                    : (uint8_t)TOK_TYPE_UNDEFINED;
         t->score = d->scores ? d->scores[i] : 0.0f;
         if (phantom && t->type == TOK_TYPE_NORMAL &&
             !(s.n >= 2 && s.p[0] == '[' && s.p[s.n - 1] == ']')) {
@@ -337,7 +337,8 @@ int tok_vocab_build(const tok_vocab_desc *d, tok_vocab **out, err_msg *e)
                 mo -= m->len;
                 continue;
             }
-            uint32_t h = tok_hash_bytes(v->merge_text + m->off, m->len, m->left_len) & v->mhash_mask;
+            uint32_t h =
+                tok_hash_bytes(v->merge_text + m->off, m->len, m->left_len) & v->mhash_mask;
             while (v->mhash[h])
                 h = (h + 1) & v->mhash_mask;
             v->mhash[h] = v->n_merges + 1;
@@ -391,8 +392,14 @@ int tok_vocab_build(const tok_vocab_desc *d, tok_vocab **out, err_msg *e)
     // End-of-turn tokens known by their text (llama.cpp's list): the first one found is the
     // eot token unless the file names one, and it becomes a control token; all end a generation.
     static const char *const eot_texts[] = {
-        "<|eot_id|>", "<|im_end|>", "<|end|>", "<end_of_turn>", "<|endoftext|>", "<EOT>",
-        "<\xEF\xBD\x9C" "end\xE2\x96\x81of\xE2\x96\x81sentence\xEF\xBD\x9C>",
+        "<|eot_id|>",
+        "<|im_end|>",
+        "<|end|>",
+        "<end_of_turn>",
+        "<|endoftext|>",
+        "<EOT>",
+        "<\xEF\xBD\x9C"
+        "end\xE2\x96\x81of\xE2\x96\x81sentence\xEF\xBD\x9C>",
     };
     static const char *const eog_texts[] = {"<|eom_id|>", "<|end_of_text|>"};
     for (size_t i = 0; i < ARRAY_LEN(eot_texts); i++) {

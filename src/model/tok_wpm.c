@@ -65,11 +65,11 @@ static bool is_punct(uint32_t c)
 }
 
 typedef struct words {
-    char *b;       // normalized bytes: each word is U+2581 then its text
+    char *b; // normalized bytes: each word is U+2581 then its text
     size_t n, cap;
-    tok_spans w;   // (start, length) of each word in b, including the U+2581
-    size_t cur;    // start of the word being built, or SIZE_MAX
-    size_t chars;  // characters in the current word
+    tok_spans w;  // (start, length) of each word in b, including the U+2581
+    size_t cur;   // start of the word being built, or SIZE_MAX
+    size_t chars; // characters in the current word
 } words;
 
 static int wb_put(words *ws, const char *p, size_t n)

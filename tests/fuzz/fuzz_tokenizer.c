@@ -18,8 +18,21 @@
 #include "model/tok.h"
 
 static const char *const k_spm_words[] = {
-    "\xE2\x96\x81", "\xE2\x96\x81t", "he", "\xE2\x96\x81the", "in", "er", "an", "\xE2\x96\x81" "a",
-    "ll", "llo", "\xE2\x96\x81hello", "<", "s", ">",
+    "\xE2\x96\x81",
+    "\xE2\x96\x81t",
+    "he",
+    "\xE2\x96\x81the",
+    "in",
+    "er",
+    "an",
+    "\xE2\x96\x81"
+    "a",
+    "ll",
+    "llo",
+    "\xE2\x96\x81hello",
+    "<",
+    "s",
+    ">",
 };
 
 static tok_vocab *make_spm(void)
@@ -137,8 +150,8 @@ static tok_vocab *make_wpm(void)
     return v;
 }
 
-static const char *const k_pres[] = {"gpt-2", "llama-bpe", "qwen2", "deepseek-llm",
-                                     "deepseek-coder", "falcon", "starcoder", "default"};
+static const char *const k_pres[] = {"gpt-2",          "llama-bpe", "qwen2",     "deepseek-llm",
+                                     "deepseek-coder", "falcon",    "starcoder", "default"};
 #define N_PRE (sizeof k_pres / sizeof k_pres[0])
 
 /* Vocabs live for the whole run (the harness never exits normally). */

@@ -68,12 +68,21 @@ static void test_llama3_split(void **state)
     SPLIT(p, "hello!!! ok?\n", "hello", "!!!", " ok", "?\n");
     SPLIT(p, ".Net $100", ".Net", " $", "100");
     // CJK letters form one word with adjacent Latin letters; emoji are symbols.
-    SPLIT(p, "\xE6\x88\x91\xE6\x83\xB3" "apple\xE5\xB7\xA5", "\xE6\x88\x91\xE6\x83\xB3" "apple\xE5\xB7\xA5");
+    SPLIT(p,
+          "\xE6\x88\x91\xE6\x83\xB3"
+          "apple\xE5\xB7\xA5",
+          "\xE6\x88\x91\xE6\x83\xB3"
+          "apple\xE5\xB7\xA5");
     SPLIT(p, "\xF0\x9F\xA6\x99\xF0\x9F\xA6\x99 hi", "\xF0\x9F\xA6\x99\xF0\x9F\xA6\x99", " hi");
     // Trailing whitespace is one piece.
     SPLIT(p, "ok  ", "ok", "  ");
     // U+3000 (ideographic space) is whitespace.
-    SPLIT(p, "a\xE3\x80\x80" "b", "a", "\xE3\x80\x80" "b");
+    SPLIT(p,
+          "a\xE3\x80\x80"
+          "b",
+          "a",
+          "\xE3\x80\x80"
+          "b");
 }
 
 static void test_qwen2_split(void **state)
@@ -210,9 +219,9 @@ static void test_spm_merges_and_fallback(void **state)
     expect(v, "h\xC3\xA9", 0,
            IDS(spm_id("\xE2\x96\x81"), spm_id("h"), SPM_FIRST_BYTE + 0xC3, SPM_FIRST_BYTE + 0xA9));
     // Spaces become U+2581 ("▁" pieces).
-    expect(v, "he  w", 0,
-           IDS(spm_id("\xE2\x96\x81he"), spm_id("\xE2\x96\x81"), spm_id("\xE2\x96\x81"),
-               spm_id("w")));
+    expect(
+        v, "he  w", 0,
+        IDS(spm_id("\xE2\x96\x81he"), spm_id("\xE2\x96\x81"), spm_id("\xE2\x96\x81"), spm_id("w")));
     expect(v, "", 0, NULL, 0);
     tok_vocab_free(v);
 }
@@ -289,8 +298,8 @@ static tok_vocab *make_bpe(const char *pre)
     str toks[256 + 8];
     int n = 0;
     for (int b = 0; b < 256; b++) {
-        unsigned cp = (b >= 0x21 && b <= 0x7E) || (b >= 0xA1 && b <= 0xAC) || b >= 0xAE ? (unsigned)b
-                                                                                       : 0;
+        unsigned cp =
+            (b >= 0x21 && b <= 0x7E) || (b >= 0xA1 && b <= 0xAC) || b >= 0xAE ? (unsigned)b : 0;
         if (!cp) {
             unsigned k = 0;
             for (int x = 0; x < b; x++)
@@ -306,12 +315,12 @@ static tok_vocab *make_bpe(const char *pre)
             toks[n++] = (str){chars[b], 2};
         }
     }
-    toks[n++] = STR_LIT("\xC4\xA0h"); // 256 "Ġh"
-    toks[n++] = STR_LIT("el");        // 257
+    toks[n++] = STR_LIT("\xC4\xA0h");   // 256 "Ġh"
+    toks[n++] = STR_LIT("el");          // 257
     toks[n++] = STR_LIT("\xC4\xA0hel"); // 258
-    toks[n++] = STR_LIT("lo");        // 259
-    toks[n++] = STR_LIT("<|end|>");   // 260 control
-    toks[n++] = STR_LIT("hello");     // 261 (reachable only whole, with ignore_merges)
+    toks[n++] = STR_LIT("lo");          // 259
+    toks[n++] = STR_LIT("<|end|>");     // 260 control
+    toks[n++] = STR_LIT("hello");       // 261 (reachable only whole, with ignore_merges)
     static const str merges[] = {STR_LIT("\xC4\xA0 h"), STR_LIT("e l"), STR_LIT("\xC4\xA0h el"),
                                  STR_LIT("l o")};
     int32_t types[256 + 8];
@@ -465,8 +474,13 @@ static void *run_job(void *arg)
 static char *big_text(size_t n)
 {
     static const char *const parts[] = {
-        "Hello world, it's 2024! ", "\xD0\xBD\xD0\xB5\xD1\x89\xD0\xBE ", "\xF0\x9F\xA6\x99 ",
-        "\xE6\x88\x91\xE6\x83\xB3 ", "  \n\t", "don't stop 12345 ", "caf\xC3\xA9 hello ",
+        "Hello world, it's 2024! ",
+        "\xD0\xBD\xD0\xB5\xD1\x89\xD0\xBE ",
+        "\xF0\x9F\xA6\x99 ",
+        "\xE6\x88\x91\xE6\x83\xB3 ",
+        "  \n\t",
+        "don't stop 12345 ",
+        "caf\xC3\xA9 hello ",
     };
     char *t = malloc(n + 64);
     size_t o = 0;
@@ -542,7 +556,8 @@ static void test_speed_shared_vocabs(void **state)
         check_vocab_speed_and_threads(v, names[i]);
         // Round trip on valid UTF-8 (SPM strips its prefix space; WordPiece normalizes, skip it).
         if (tok_vocab_kind(v) != TOK_KIND_WPM) {
-            static const char *const texts[] = {"Hello world", " x  y\n\tz", "caf\xC3\xA9 \xF0\x9F\xA6\x99"};
+            static const char *const texts[] = {"Hello world", " x  y\n\tz",
+                                                "caf\xC3\xA9 \xF0\x9F\xA6\x99"};
             for (size_t k = 0; k < ARRAY_LEN(texts); k++) {
                 tok_list l;
                 tokenize(v, texts[k], TOK_ADD_SPECIAL, &l);
