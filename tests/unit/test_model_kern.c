@@ -9,6 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/pool.h"
+#include "model/kern.h"
 #include "model/tensor.h"
 
 /* Deterministic N(0,1)-ish generator (xorshift + Box-Muller). */
@@ -318,6 +320,373 @@ static void test_all_zero_and_constant(void **state)
     }
 }
 
+
+/* ================================================================ kernels */
+
+static bool have_avx2(void)
+{
+    if (kern_simd_set("avx2") != 0)
+        return false;
+    assert_int_equal(kern_simd_set("scalar"), 0);
+    return true;
+}
+
+typedef struct mm_case {
+    tensor_type t;
+    size_t rows, cols, n;
+    uint8_t *w;
+    float *wf; /* dequantized weights */
+    float *x;
+    kern_mat m;
+    void *scratch;
+    size_t scratch_bytes;
+} mm_case;
+
+static void mm_case_init(mm_case *c, tensor_type t, size_t rows, size_t cols, size_t n)
+{
+    memset(c, 0, sizeof *c);
+    c->t = t;
+    c->rows = rows;
+    c->cols = cols;
+    c->n = n;
+    size_t rb = 0;
+    assert_int_equal(tensor_row_bytes(t, cols, &rb), 0);
+    c->w = malloc(rb * rows);
+    c->wf = malloc(rows * cols * sizeof(float));
+    c->x = malloc(n * cols * sizeof(float));
+    float *tmp = malloc(cols * sizeof(float));
+    assert_true(c->w && c->wf && c->x && tmp);
+    for (size_t r = 0; r < rows; r++) {
+        for (size_t j = 0; j < cols; j++)
+            tmp[j] = rng_normal() * 0.02f;
+        tensor_quantize_row(t, tmp, c->w + r * rb, cols);
+        tensor_dequantize_row(t, c->w + r * rb, c->wf + r * cols, cols);
+    }
+    for (size_t i = 0; i < n * cols; i++)
+        c->x[i] = rng_normal();
+    /* a zero activation block and an outlier, as real activations have */
+    for (size_t j = 0; j < 32 && j < cols; j++)
+        c->x[j] = 0.0f;
+    c->x[cols / 2] = 40.0f;
+    free(tmp);
+    assert_int_equal(kern_mat_init(&c->m, t, rows, cols, c->w), 0);
+    c->scratch_bytes = kern_scratch_bytes(t, cols, n);
+    c->scratch = c->scratch_bytes ? malloc(c->scratch_bytes) : NULL;
+}
+
+static void mm_case_free(mm_case *c)
+{
+    free(c->w);
+    free(c->wf);
+    free(c->x);
+    free(c->scratch);
+}
+
+/* Y for activation rows [i0, i0+n) of the case, on pool p. */
+static void mm_run(mm_case *c, pool *p, size_t i0, size_t n, float *y)
+{
+    kern_matmul(p, &c->m, c->x + i0 * c->cols, n, y, c->scratch, c->scratch_bytes);
+}
+
+/* Error bound of a matmul result against the exact f64 product of the
+ * dequantized weights: activation quantization moves each x_j by at most
+ * half a step (amax of its block / 254), plus float rounding. */
+static void check_against_exact(mm_case *c, const float *y, const char *impl)
+{
+    size_t blk = c->t == TENSOR_Q4_K || c->t == TENSOR_Q6_K ? 256
+                 : (c->t == TENSOR_Q8_0 || c->t == TENSOR_Q4_0) ? 32 : 0;
+    for (size_t i = 0; i < c->n; i++) {
+        const float *x = c->x + i * c->cols;
+        for (size_t r = 0; r < c->rows; r++) {
+            const float *w = c->wf + r * c->cols;
+            double exact = 0, mag = 0, qbound = 0;
+            for (size_t j = 0; j < c->cols; j++) {
+                exact += (double)w[j] * x[j];
+                mag += fabs((double)w[j] * x[j]);
+            }
+            if (blk) {
+                for (size_t b0 = 0; b0 < c->cols; b0 += blk) {
+                    double amax = 0, sw = 0;
+                    for (size_t j = b0; j < b0 + blk; j++) {
+                        amax = fmax(amax, fabs(x[j]));
+                        sw += fabs(w[j]);
+                    }
+                    qbound += sw * amax / 254.0;
+                }
+            }
+            double tol = qbound * 1.01 + 2e-6 * mag + 1e-6;
+            double got = y[i * c->rows + r];
+            if (fabs(got - exact) > tol)
+                fail_msg("%s %s row %zu act %zu: got %.9g exact %.9g tol %.3g", impl,
+                         tensor_type_name(c->t), r, i, got, exact, tol);
+        }
+    }
+}
+
+static const tensor_type ALL_TYPES[] = {TENSOR_F32, TENSOR_F16, TENSOR_BF16, TENSOR_Q8_0,
+                                        TENSOR_Q4_0, TENSOR_Q4_K, TENSOR_Q6_K};
+
+/* Scalar and AVX2 against the exact product, and against each other. */
+static void test_matmul_accuracy(void **state)
+{
+    (void)state;
+    bool avx2 = have_avx2();
+    for (size_t k = 0; k < ARRAY_LEN(ALL_TYPES); k++) {
+        tensor_type t = ALL_TYPES[k];
+        size_t cols = tensor_type_block_elems(t) == 1 ? 200 : 512; /* 200: SIMD tail */
+        mm_case c;
+        mm_case_init(&c, t, 37, cols, 6);
+        float *ys = malloc(c.n * c.rows * sizeof(float));
+        float *yv = malloc(c.n * c.rows * sizeof(float));
+        assert_true(ys && yv);
+        assert_int_equal(kern_simd_set("scalar"), 0);
+        mm_run(&c, NULL, 0, c.n, ys);
+        check_against_exact(&c, ys, "scalar");
+        if (avx2) {
+            assert_int_equal(kern_simd_set("avx2"), 0);
+            mm_run(&c, NULL, 0, c.n, yv);
+            check_against_exact(&c, yv, "avx2");
+            /* same integer block sums, same activation quants: only the float
+             * summation order differs, so the paths agree to ~1e-6 relative */
+            for (size_t i = 0; i < c.n; i++) {
+                for (size_t r = 0; r < c.rows; r++) {
+                    const float *w = c.wf + r * c.cols, *x = c.x + i * c.cols;
+                    double mag = 0;
+                    for (size_t j = 0; j < c.cols; j++)
+                        mag += fabs((double)w[j] * x[j]);
+                    double d = fabs((double)yv[i * c.rows + r] - ys[i * c.rows + r]);
+                    if (d > 2e-6 * mag + 1e-7)
+                        fail_msg("%s avx2 vs scalar row %zu act %zu: %.9g vs %.9g",
+                                 tensor_type_name(t), r, i, (double)yv[i * c.rows + r],
+                                 (double)ys[i * c.rows + r]);
+                }
+            }
+        }
+        free(ys);
+        free(yv);
+        mm_case_free(&c);
+    }
+    assert_int_equal(kern_simd_set("scalar"), 0);
+}
+
+/* Bitwise batch invariance: a row's result is the same alone, in any batch, on
+ * any thread count. */
+static void check_invariance(const char *impl)
+{
+    pool *p2 = NULL, *p3 = NULL;
+    assert_int_equal(pool_new(2, &p2), 0);
+    assert_int_equal(pool_new(3, &p3), 0);
+    for (size_t k = 0; k < ARRAY_LEN(ALL_TYPES); k++) {
+        tensor_type t = ALL_TYPES[k];
+        size_t cols = tensor_type_block_elems(t) == 1 ? 72 : 256;
+        mm_case c;
+        mm_case_init(&c, t, 41, cols, 64);
+        size_t ny = c.n * c.rows;
+        float *full = malloc(ny * sizeof(float)), *other = malloc(ny * sizeof(float));
+        assert_true(full && other);
+        mm_run(&c, NULL, 0, c.n, full);
+        /* one row at a time */
+        for (size_t i = 0; i < c.n; i++)
+            mm_run(&c, NULL, i, 1, other + i * c.rows);
+        if (memcmp(full, other, ny * sizeof(float)) != 0)
+            fail_msg("%s %s: n=1 differs from n=64", impl, tensor_type_name(t));
+        /* odd-sized batches at odd offsets, on 2 and 3 threads */
+        size_t i = 0, step = 1;
+        while (i < c.n) {
+            size_t len = step < c.n - i ? step : c.n - i;
+            mm_run(&c, step % 2 ? p3 : p2, i, len, other + i * c.rows);
+            i += len;
+            step += 2;
+        }
+        if (memcmp(full, other, ny * sizeof(float)) != 0)
+            fail_msg("%s %s: uneven batches / threads differ from one batch", impl,
+                     tensor_type_name(t));
+        mm_run(&c, p3, 0, c.n, other);
+        if (memcmp(full, other, ny * sizeof(float)) != 0)
+            fail_msg("%s %s: 3 threads differ from 1", impl, tensor_type_name(t));
+        free(full);
+        free(other);
+        mm_case_free(&c);
+    }
+    pool_free(p2);
+    pool_free(p3);
+}
+
+static void test_matmul_batch_invariance(void **state)
+{
+    (void)state;
+    bool avx2 = have_avx2();
+    assert_int_equal(kern_simd_set("scalar"), 0);
+    check_invariance("scalar");
+    if (avx2) {
+        assert_int_equal(kern_simd_set("avx2"), 0);
+        check_invariance("avx2");
+    }
+    assert_int_equal(kern_simd_set("scalar"), 0);
+}
+
+static void test_mat_init_and_scratch(void **state)
+{
+    (void)state;
+    kern_mat m;
+    uint8_t dummy[64] = {0};
+    assert_int_equal(kern_mat_init(&m, TENSOR_Q8_0, 2, 64, dummy), 0);
+    assert_int_equal(m.row_bytes, 68);
+    assert_int_equal(kern_mat_init(&m, TENSOR_Q8_0, 2, 65, dummy), ERR_FORMAT);
+    assert_int_equal(kern_mat_init(&m, TENSOR_F32, 2, 0, dummy), ERR_FORMAT);
+    assert_int_equal(kern_mat_init(&m, (tensor_type)13, 2, 256, dummy), ERR_UNSUPPORTED);
+    assert_int_equal(kern_mat_init(&m, TENSOR_F32, SIZE_MAX / 2, 8, dummy), ERR_OVERFLOW);
+    assert_int_equal(kern_scratch_bytes(TENSOR_F16, 4096, 64), 0);
+    assert_true(kern_scratch_bytes(TENSOR_Q8_0, 4096, 2) >= 2 * (4096 + 512));
+    assert_int_equal(kern_scratch_bytes(TENSOR_Q4_K, 4096, SIZE_MAX / 1000), SIZE_MAX);
+    assert_int_equal(kern_simd_set("neon"), ERR_INVAL);
+    const char *name = kern_simd_name();
+    assert_true(strcmp(name, "scalar") == 0 || strcmp(name, "avx2") == 0);
+}
+
+/* ---- helpers: each implementation against a double reference ---- */
+
+static void check_helpers(const char *impl)
+{
+    enum { N = 203 };
+    float x[N], w[N], y[N], g[N], u[N];
+    for (int i = 0; i < N; i++) {
+        x[i] = rng_normal();
+        w[i] = 1.0f + 0.1f * rng_normal();
+        g[i] = 4.0f * rng_normal();
+        u[i] = rng_normal();
+    }
+    /* rmsnorm */
+    double ss = 0;
+    for (int i = 0; i < N; i++)
+        ss += (double)x[i] * x[i];
+    double rr = 1.0 / sqrt(ss / N + 1e-5);
+    kern_rmsnorm(y, x, w, N, 1e-5f);
+    for (int i = 0; i < N; i++)
+        if (fabs(y[i] - x[i] * rr * w[i]) > 1e-5 * (fabs(x[i] * rr * w[i]) + 1e-3))
+            fail_msg("%s rmsnorm %d", impl, i);
+    /* softmax, including a -inf (masked) entry and large values */
+    float s[N];
+    for (int i = 0; i < N; i++)
+        s[i] = 10.0f * x[i];
+    s[7] = -INFINITY;
+    double mx = -INFINITY, sum = 0;
+    for (int i = 0; i < N; i++)
+        mx = fmax(mx, s[i]);
+    for (int i = 0; i < N; i++)
+        sum += exp((double)s[i] - mx);
+    float sm[N];
+    memcpy(sm, s, sizeof s);
+    kern_softmax(sm, N);
+    for (int i = 0; i < N; i++) {
+        double e = exp((double)s[i] - mx) / sum;
+        if (fabs(sm[i] - e) > 1e-6 * e + 1e-9)
+            fail_msg("%s softmax %d: %g vs %g", impl, i, (double)sm[i], e);
+    }
+    assert_true(sm[7] == 0.0f);
+    float one = 3.0f;
+    kern_softmax(&one, 1);
+    assert_true(one == 1.0f);
+    /* swiglu */
+    kern_swiglu(y, g, u, N);
+    for (int i = 0; i < N; i++) {
+        double e = g[i] / (1.0 + exp(-(double)g[i])) * u[i];
+        if (fabs(y[i] - e) > 1e-6 * fabs(e) + 1e-7)
+            fail_msg("%s swiglu %d: %g vs %g", impl, i, (double)y[i], e);
+    }
+    /* add */
+    kern_add(y, x, w, N);
+    for (int i = 0; i < N; i++)
+        assert_true(y[i] == x[i] + w[i]);
+    /* f16 rows match the scalar converters bit for bit */
+    uint16_t h[N];
+    kern_f32_to_f16(h, x, N);
+    for (int i = 0; i < N; i++)
+        assert_int_equal(h[i], tensor_f32_to_f16(x[i]));
+    kern_f16_to_f32(y, h, N);
+    for (int i = 0; i < N; i++)
+        assert_true(y[i] == tensor_f16_to_f32(h[i]));
+    /* attention over f16 K/V: 9 positions, head_dim 72 (SIMD + tail), stride 80 */
+    enum { T = 9, HD = 72, ST = 80 };
+    uint16_t kv[T * ST];
+    float q[HD], sc[T], out[HD];
+    for (int i = 0; i < T * ST; i++)
+        kv[i] = tensor_f32_to_f16(rng_normal());
+    for (int i = 0; i < HD; i++)
+        q[i] = rng_normal();
+    kern_attn_scores(sc, q, kv, ST, T, HD, 0.125f);
+    for (int t = 0; t < T; t++) {
+        double e = 0, mag = 0;
+        for (int d = 0; d < HD; d++) {
+            e += (double)q[d] * tensor_f16_to_f32(kv[t * ST + d]);
+            mag += fabs((double)q[d] * tensor_f16_to_f32(kv[t * ST + d]));
+        }
+        if (fabs(sc[t] - 0.125 * e) > 1e-6 * mag)
+            fail_msg("%s attn_scores %d", impl, t);
+    }
+    kern_softmax(sc, T);
+    kern_attn_accum(out, sc, kv, ST, T, HD);
+    for (int d = 0; d < HD; d++) {
+        double e = 0;
+        for (int t = 0; t < T; t++)
+            e += (double)sc[t] * tensor_f16_to_f32(kv[t * ST + d]);
+        if (fabs(out[d] - e) > 1e-5)
+            fail_msg("%s attn_accum %d", impl, d);
+    }
+}
+
+static void test_helpers(void **state)
+{
+    (void)state;
+    bool avx2 = have_avx2();
+    assert_int_equal(kern_simd_set("scalar"), 0);
+    check_helpers("scalar");
+    if (avx2) {
+        assert_int_equal(kern_simd_set("avx2"), 0);
+        check_helpers("avx2");
+    }
+    assert_int_equal(kern_simd_set("scalar"), 0);
+}
+
+static void test_rope(void **state)
+{
+    (void)state;
+    enum { H = 3, D = 8 };
+    float x[H * D], y[H * D];
+    for (int i = 0; i < H * D; i++)
+        x[i] = rng_normal();
+    /* position 0 is the identity */
+    memcpy(y, x, sizeof x);
+    kern_rope(y, H, D, D, 0, 10000.0f, 1.0f, false);
+    assert_memory_equal(x, y, sizeof x);
+    /* normal ordering rotates (0,1) by pos*1 rad for pair 0, (2,3) by pos*base^(-2/8) */
+    memcpy(y, x, sizeof x);
+    kern_rope(y, H, D, D, 3, 10000.0f, 1.0f, false);
+    for (int h = 0; h < H; h++) {
+        const float *a = x + h * D, *b = y + h * D;
+        for (int i = 0; i < D / 2; i++) {
+            double th = 3.0 * pow(10000.0, -2.0 * i / D);
+            double e0 = a[2 * i] * cos(th) - a[2 * i + 1] * sin(th);
+            double e1 = a[2 * i] * sin(th) + a[2 * i + 1] * cos(th);
+            assert_true(fabs(b[2 * i] - e0) < 1e-5 && fabs(b[2 * i + 1] - e1) < 1e-5);
+        }
+    }
+    /* NeoX pairs (i, i+D/2); partial rotation leaves the tail alone */
+    memcpy(y, x, sizeof x);
+    kern_rope(y, H, D, 4, 5, 1000.0f, 0.5f, true);
+    for (int h = 0; h < H; h++) {
+        const float *a = x + h * D, *b = y + h * D;
+        for (int i = 0; i < 2; i++) {
+            double th = 5.0 * 0.5 * pow(1000.0, -2.0 * i / 4);
+            double e0 = a[i] * cos(th) - a[i + 2] * sin(th);
+            double e1 = a[i] * sin(th) + a[i + 2] * cos(th);
+            assert_true(fabs(b[i] - e0) < 1e-5 && fabs(b[i + 2] - e1) < 1e-5);
+        }
+        for (int i = 4; i < D; i++)
+            assert_true(b[i] == a[i]);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -331,6 +700,11 @@ int main(void)
         cmocka_unit_test(test_known_bits_q6_K),
         cmocka_unit_test(test_roundtrip_errors),
         cmocka_unit_test(test_all_zero_and_constant),
+        cmocka_unit_test(test_mat_init_and_scratch),
+        cmocka_unit_test(test_matmul_accuracy),
+        cmocka_unit_test(test_matmul_batch_invariance),
+        cmocka_unit_test(test_helpers),
+        cmocka_unit_test(test_rope),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

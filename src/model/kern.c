@@ -1,0 +1,551 @@
+/*
+ * model/kern — dispatch, the matmul driver, and the portable scalar reference.
+ *
+ * The scalar functions are the specification: each dot product accumulates
+ * block by block in index order; the AVX2 ones (kern_avx2.c) compute the same
+ * integer block sums exactly and differ only in float rounding order.
+ * This file is compiled with -ffp-contract=off (src/model/CMakeLists.txt) so
+ * the reference never fuses multiply-adds behind our back.
+ */
+#include "model/kern.h"
+
+#include <math.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "model/kern_int.h"
+
+/* ------------------------------------------------------------------ dispatch */
+
+static _Atomic(const kern_impl *) g_impl;
+static pthread_once_t g_once = PTHREAD_ONCE_INIT;
+
+static bool cpu_has_avx2(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+           __builtin_cpu_supports("f16c");
+#else
+    return false;
+#endif
+}
+
+static void impl_choose(void)
+{
+    const char *env = getenv("FERRY_SIMD");
+    const kern_impl *im = &kern_impl_scalar;
+    if (!(env && strcmp(env, "scalar") == 0) && cpu_has_avx2())
+        im = &kern_impl_avx2;
+    atomic_store(&g_impl, im);
+}
+
+static const kern_impl *impl_get(void)
+{
+    const kern_impl *im = atomic_load_explicit(&g_impl, memory_order_acquire);
+    if (LIKELY(im != NULL))
+        return im;
+    pthread_once(&g_once, impl_choose);
+    return atomic_load(&g_impl);
+}
+
+const char *kern_simd_name(void)
+{
+    return impl_get()->name;
+}
+
+int kern_simd_set(const char *name)
+{
+    (void)impl_get();
+    if (strcmp(name, "scalar") == 0) {
+        atomic_store(&g_impl, &kern_impl_scalar);
+        return 0;
+    }
+    if (strcmp(name, "avx2") == 0) {
+        if (!cpu_has_avx2())
+            return ERR_UNSUPPORTED;
+        atomic_store(&g_impl, &kern_impl_avx2);
+        return 0;
+    }
+    return ERR_INVAL;
+}
+
+/* ------------------------------------------------------------- matmul driver */
+
+int kern_mat_init(kern_mat *m, tensor_type type, size_t rows, size_t cols, const void *data)
+{
+    if (!tensor_type_supported(type))
+        return ERR_UNSUPPORTED;
+    if (cols == 0)
+        return ERR_FORMAT;
+    size_t rb, total;
+    int rc = tensor_row_bytes(type, cols, &rb);
+    if (rc)
+        return rc;
+    if (!size_mul_ok(rb, rows, &total))
+        return ERR_OVERFLOW;
+    m->type = type;
+    m->rows = rows;
+    m->cols = cols;
+    m->row_bytes = rb;
+    m->data = data;
+    return 0;
+}
+
+/* Bytes of one quantized activation row, a multiple of 64; 0 for float types. */
+static size_t act_stride(tensor_type t, size_t cols)
+{
+    size_t b;
+    switch (t) {
+    case TENSOR_Q8_0:
+    case TENSOR_Q4_0:
+        b = cols + (cols / 32) * 4;
+        break;
+    case TENSOR_Q4_K:
+    case TENSOR_Q6_K:
+        b = cols + (cols / 256) * 4 + (cols / 16) * 2;
+        break;
+    default:
+        return 0;
+    }
+    if (b > SIZE_MAX - 63)
+        return SIZE_MAX;
+    return (b + 63) & ~(size_t)63;
+}
+
+size_t kern_scratch_bytes(tensor_type t, size_t cols, size_t n)
+{
+    size_t s = act_stride(t, cols), total;
+    if (s == 0)
+        return 0;
+    if (s == SIZE_MAX || !size_mul_ok(s, n, &total) || !size_add_ok(total, 64, &total))
+        return SIZE_MAX;
+    return total;
+}
+
+typedef struct mm_job {
+    const kern_impl *im;
+    const kern_mat *w;
+    const float *x;
+    kern_act act;
+    kern_mm_fn mm;
+    kern_quant_fn quant;
+    uint8_t *q;
+    size_t n;
+    float *y;
+} mm_job;
+
+static void quant_rows(void *arg, size_t begin, size_t end, int tid)
+{
+    (void)tid;
+    mm_job *j = arg;
+    for (size_t i = begin; i < end; i++)
+        j->quant(j->x + i * j->act.cols, j->q + i * j->act.q_stride, j->act.cols);
+}
+
+static void mm_rows(void *arg, size_t begin, size_t end, int tid)
+{
+    (void)tid;
+    mm_job *j = arg;
+    j->mm(j->w, begin, end, &j->act, j->n, j->y, j->w->rows);
+}
+
+/* Weight rows per pool chunk are a multiple of this (keeps tiles whole). */
+#define MM_ROW_GRAIN 16
+
+void kern_matmul(pool *p, const kern_mat *w, const float *x, size_t n, float *y, void *scratch,
+                 size_t scratch_bytes)
+{
+    const kern_impl *im = impl_get();
+    mm_job j = {.im = im, .w = w, .x = x, .n = n, .y = y};
+    j.act.cols = w->cols;
+    j.act.x = x;
+    switch (w->type) {
+    case TENSOR_F32:
+        j.mm = im->mm_f32;
+        break;
+    case TENSOR_F16:
+        j.mm = im->mm_f16;
+        break;
+    case TENSOR_BF16:
+        j.mm = im->mm_bf16;
+        break;
+    case TENSOR_Q8_0:
+        j.mm = im->mm_q8_0;
+        j.quant = im->quant_q8;
+        break;
+    case TENSOR_Q4_0:
+        j.mm = im->mm_q4_0;
+        j.quant = im->quant_q8;
+        break;
+    case TENSOR_Q4_K:
+        j.mm = im->mm_q4_K;
+        j.quant = im->quant_q8K;
+        break;
+    case TENSOR_Q6_K:
+        j.mm = im->mm_q6_K;
+        j.quant = im->quant_q8K;
+        break;
+    }
+    ASSERT(j.mm != NULL);
+    if (n == 0 || w->rows == 0)
+        return;
+    if (j.quant) {
+        size_t need = kern_scratch_bytes(w->type, w->cols, n);
+        ASSERT(scratch != NULL && need != SIZE_MAX && scratch_bytes >= need);
+        (void)need;
+        (void)scratch_bytes;
+        uintptr_t a = ((uintptr_t)scratch + 63) & ~(uintptr_t)63;
+        j.q = (uint8_t *)a;
+        j.act.q = j.q;
+        j.act.q_stride = act_stride(w->type, w->cols);
+        /* a single row is quicker to quantize than to hand out */
+        pool_for(n > 1 ? p : NULL, n, 1, quant_rows, &j);
+    }
+    pool_for(p, w->rows, MM_ROW_GRAIN, mm_rows, &j);
+}
+
+/* ---------------------------------------------------------------- helpers */
+
+void kern_rmsnorm(float *y, const float *x, const float *w, size_t n, float eps)
+{
+    impl_get()->rmsnorm(y, x, w, n, eps);
+}
+
+void kern_softmax(float *x, size_t n)
+{
+    impl_get()->softmax(x, n);
+}
+
+void kern_swiglu(float *out, const float *gate, const float *up, size_t n)
+{
+    impl_get()->swiglu(out, gate, up, n);
+}
+
+void kern_add(float *y, const float *a, const float *b, size_t n)
+{
+    impl_get()->add(y, a, b, n);
+}
+
+void kern_f32_to_f16(uint16_t *dst, const float *src, size_t n)
+{
+    impl_get()->f32_to_f16(dst, src, n);
+}
+
+void kern_f16_to_f32(float *dst, const uint16_t *src, size_t n)
+{
+    impl_get()->f16_to_f32(dst, src, n);
+}
+
+void kern_attn_scores(float *out, const float *q, const uint16_t *k, size_t k_stride,
+                      size_t n_pos, size_t head_dim, float scale)
+{
+    impl_get()->attn_scores(out, q, k, k_stride, n_pos, head_dim, scale);
+}
+
+void kern_attn_accum(float *out, const float *w, const uint16_t *v, size_t v_stride,
+                     size_t n_pos, size_t head_dim)
+{
+    impl_get()->attn_accum(out, w, v, v_stride, n_pos, head_dim);
+}
+
+/* RoPE is cheap next to attention and matmul: one scalar version for both paths. */
+void kern_rope(float *x, size_t n_heads, size_t head_dim, size_t rot_dim, int64_t pos,
+               float freq_base, float freq_scale, bool is_neox)
+{
+    ASSERT(rot_dim % 2 == 0 && rot_dim <= head_dim);
+    size_t half = rot_dim / 2;
+    for (size_t i = 0; i < half; i++) {
+        double theta = (double)pos * (double)freq_scale *
+                       pow((double)freq_base, -2.0 * (double)i / (double)rot_dim);
+        float c = (float)cos(theta), s = (float)sin(theta);
+        for (size_t h = 0; h < n_heads; h++) {
+            float *v = x + h * head_dim;
+            size_t a = is_neox ? i : 2 * i, b = is_neox ? i + half : 2 * i + 1;
+            float x0 = v[a], x1 = v[b];
+            v[a] = x0 * c - x1 * s;
+            v[b] = x0 * s + x1 * c;
+        }
+    }
+}
+
+/* ======================================================== scalar reference */
+
+static void s_quant_q8(const float *x, uint8_t *dst, size_t cols)
+{
+    int8_t *qs = (int8_t *)dst;
+    float *d = (float *)(dst + cols);
+    for (size_t b = 0; b < cols / 32; b++) {
+        const float *xb = x + 32 * b;
+        float amax = 0.0f;
+        for (int j = 0; j < 32; j++)
+            amax = fmaxf(amax, fabsf(xb[j]));
+        float id = amax > 0.0f ? 127.0f / amax : 0.0f;
+        d[b] = amax / 127.0f;
+        for (int j = 0; j < 32; j++)
+            qs[32 * b + j] = (int8_t)lrintf(xb[j] * id);
+    }
+}
+
+static void s_quant_q8K(const float *x, uint8_t *dst, size_t cols)
+{
+    int8_t *qs = (int8_t *)dst;
+    float *d = (float *)(dst + cols);
+    int16_t *bs = (int16_t *)(dst + cols + (cols / 256) * 4);
+    for (size_t b = 0; b < cols / 256; b++) {
+        const float *xb = x + 256 * b;
+        float amax = 0.0f;
+        for (int j = 0; j < 256; j++)
+            amax = fmaxf(amax, fabsf(xb[j]));
+        float id = amax > 0.0f ? 127.0f / amax : 0.0f;
+        d[b] = amax / 127.0f;
+        for (int j = 0; j < 256; j++)
+            qs[256 * b + j] = (int8_t)lrintf(xb[j] * id);
+        for (int g = 0; g < 16; g++) {
+            int s = 0;
+            for (int j = 0; j < 16; j++)
+                s += qs[256 * b + 16 * g + j];
+            bs[16 * b + g] = (int16_t)s;
+        }
+    }
+}
+
+static float s_dot_q8_0(const uint8_t *wrow, const int8_t *xq, const float *xd, size_t nb)
+{
+    float acc = 0.0f;
+    for (size_t b = 0; b < nb; b++) {
+        tensor_block_q8_0 blk;
+        memcpy(&blk, wrow + b * sizeof blk, sizeof blk);
+        int s = 0;
+        for (int j = 0; j < 32; j++)
+            s += blk.qs[j] * xq[32 * b + j];
+        acc += tensor_f16_to_f32(blk.d) * xd[b] * (float)s;
+    }
+    return acc;
+}
+
+static float s_dot_q4_0(const uint8_t *wrow, const int8_t *xq, const float *xd, size_t nb)
+{
+    float acc = 0.0f;
+    for (size_t b = 0; b < nb; b++) {
+        tensor_block_q4_0 blk;
+        memcpy(&blk, wrow + b * sizeof blk, sizeof blk);
+        int s = 0;
+        for (int j = 0; j < 16; j++) {
+            s += ((blk.qs[j] & 0xf) - 8) * xq[32 * b + j];
+            s += ((blk.qs[j] >> 4) - 8) * xq[32 * b + j + 16];
+        }
+        acc += tensor_f16_to_f32(blk.d) * xd[b] * (float)s;
+    }
+    return acc;
+}
+
+static float s_dot_q4_K(const uint8_t *wrow, const int8_t *xq, const float *xd,
+                        const int16_t *bsums, size_t nb)
+{
+    float acc = 0.0f, accm = 0.0f;
+    for (size_t b = 0; b < nb; b++) {
+        tensor_block_q4_K blk;
+        memcpy(&blk, wrow + b * sizeof blk, sizeof blk);
+        const int8_t *x = xq + 256 * b;
+        const int16_t *bs = bsums + 16 * b;
+        int sumi = 0, summ = 0;
+        for (int j = 0; j < 8; j++) {
+            uint8_t sc, m;
+            tensor_q4_K_scale_min(j, blk.scales, &sc, &m);
+            const uint8_t *q = blk.qs + 32 * (j / 2);
+            int s = 0;
+            for (int l = 0; l < 32; l++) {
+                int nib = (j & 1) ? (q[l] >> 4) : (q[l] & 0xf);
+                s += nib * x[32 * j + l];
+            }
+            sumi += sc * s;
+            summ += m * (bs[2 * j] + bs[2 * j + 1]);
+        }
+        acc += tensor_f16_to_f32(blk.d) * xd[b] * (float)sumi;
+        accm += tensor_f16_to_f32(blk.dmin) * xd[b] * (float)summ;
+    }
+    return acc - accm;
+}
+
+static float s_dot_q6_K(const uint8_t *wrow, const int8_t *xq, const float *xd, size_t nb)
+{
+    float acc = 0.0f;
+    for (size_t b = 0; b < nb; b++) {
+        tensor_block_q6_K blk;
+        memcpy(&blk, wrow + b * sizeof blk, sizeof blk);
+        const int8_t *x = xq + 256 * b;
+        int sumi = 0;
+        for (int h = 0; h < 2; h++) {
+            for (int k = 0; k < 4; k++) {
+                for (int half = 0; half < 2; half++) {
+                    int s = 0;
+                    for (int l = 16 * half; l < 16 * half + 16; l++) {
+                        uint8_t lo = blk.ql[64 * h + 32 * (k & 1) + l];
+                        lo = (k & 2) ? (uint8_t)(lo >> 4) : (uint8_t)(lo & 0xf);
+                        int q = lo | (((blk.qh[32 * h + l] >> (2 * k)) & 3) << 4);
+                        s += (q - 32) * x[128 * h + 32 * k + l];
+                    }
+                    sumi += blk.scales[8 * h + 2 * k + half] * s;
+                }
+            }
+        }
+        acc += tensor_f16_to_f32(blk.d) * xd[b] * (float)sumi;
+    }
+    return acc;
+}
+
+#define S_MM_QUANT(NAME, BLOCK, CALL)                                                            \
+    static void NAME(const kern_mat *w, size_t r0, size_t r1, const kern_act *a, size_t n,       \
+                     float *y, size_t ldy)                                                        \
+    {                                                                                             \
+        size_t nb = w->cols / (BLOCK);                                                            \
+        (void)nb;                                                                                 \
+        for (size_t r = r0; r < r1; r++) {                                                        \
+            const uint8_t *wrow = (const uint8_t *)w->data + r * w->row_bytes;                    \
+            for (size_t i = 0; i < n; i++)                                                        \
+                y[i * ldy + r] = CALL;                                                            \
+        }                                                                                         \
+    }
+
+S_MM_QUANT(s_mm_q8_0, 32, s_dot_q8_0(wrow, kern_act_qs(a, i), kern_act_d(a, i), nb))
+S_MM_QUANT(s_mm_q4_0, 32, s_dot_q4_0(wrow, kern_act_qs(a, i), kern_act_d(a, i), nb))
+S_MM_QUANT(s_mm_q4_K, 256,
+           s_dot_q4_K(wrow, kern_act_qs(a, i), kern_act_d(a, i), kern_act_bsums(a, i), nb))
+S_MM_QUANT(s_mm_q6_K, 256, s_dot_q6_K(wrow, kern_act_qs(a, i), kern_act_d(a, i), nb))
+
+static float s_dot_f32(const uint8_t *wrow, const float *x, size_t n)
+{
+    float acc = 0.0f;
+    for (size_t j = 0; j < n; j++) {
+        float v;
+        memcpy(&v, wrow + 4 * j, 4);
+        acc += v * x[j];
+    }
+    return acc;
+}
+
+static float s_dot_f16(const uint8_t *wrow, const float *x, size_t n)
+{
+    float acc = 0.0f;
+    for (size_t j = 0; j < n; j++) {
+        uint16_t h;
+        memcpy(&h, wrow + 2 * j, 2);
+        acc += tensor_f16_to_f32(h) * x[j];
+    }
+    return acc;
+}
+
+static float s_dot_bf16(const uint8_t *wrow, const float *x, size_t n)
+{
+    float acc = 0.0f;
+    for (size_t j = 0; j < n; j++) {
+        uint16_t h;
+        memcpy(&h, wrow + 2 * j, 2);
+        acc += tensor_bf16_to_f32(h) * x[j];
+    }
+    return acc;
+}
+
+S_MM_QUANT(s_mm_f32, 1, s_dot_f32(wrow, a->x + i * a->cols, a->cols))
+S_MM_QUANT(s_mm_f16, 1, s_dot_f16(wrow, a->x + i * a->cols, a->cols))
+S_MM_QUANT(s_mm_bf16, 1, s_dot_bf16(wrow, a->x + i * a->cols, a->cols))
+
+static void s_rmsnorm(float *y, const float *x, const float *w, size_t n, float eps)
+{
+    float ss = 0.0f;
+    for (size_t i = 0; i < n; i++)
+        ss += x[i] * x[i];
+    float r = 1.0f / sqrtf(ss / (float)n + eps);
+    for (size_t i = 0; i < n; i++)
+        y[i] = x[i] * r * w[i];
+}
+
+static void s_softmax(float *x, size_t n)
+{
+    float mx = x[0];
+    for (size_t i = 1; i < n; i++)
+        mx = fmaxf(mx, x[i]);
+    float sum = 0.0f;
+    for (size_t i = 0; i < n; i++) {
+        x[i] = expf(x[i] - mx);
+        sum += x[i];
+    }
+    float inv = 1.0f / sum;
+    for (size_t i = 0; i < n; i++)
+        x[i] *= inv;
+}
+
+static void s_swiglu(float *out, const float *gate, const float *up, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        float g = gate[i];
+        out[i] = g / (1.0f + expf(-g)) * up[i];
+    }
+}
+
+static void s_add(float *y, const float *a, const float *b, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        y[i] = a[i] + b[i];
+}
+
+static void s_f32_to_f16(uint16_t *dst, const float *src, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        dst[i] = tensor_f32_to_f16(src[i]);
+}
+
+static void s_f16_to_f32(float *dst, const uint16_t *src, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        dst[i] = tensor_f16_to_f32(src[i]);
+}
+
+static void s_attn_scores(float *out, const float *q, const uint16_t *k, size_t k_stride,
+                          size_t n_pos, size_t head_dim, float scale)
+{
+    for (size_t t = 0; t < n_pos; t++) {
+        const uint16_t *kt = k + t * k_stride;
+        float acc = 0.0f;
+        for (size_t d = 0; d < head_dim; d++)
+            acc += q[d] * tensor_f16_to_f32(kt[d]);
+        out[t] = acc * scale;
+    }
+}
+
+static void s_attn_accum(float *out, const float *w, const uint16_t *v, size_t v_stride,
+                         size_t n_pos, size_t head_dim)
+{
+    for (size_t d = 0; d < head_dim; d++)
+        out[d] = 0.0f;
+    for (size_t t = 0; t < n_pos; t++) {
+        const uint16_t *vt = v + t * v_stride;
+        float wt = w[t];
+        for (size_t d = 0; d < head_dim; d++)
+            out[d] += wt * tensor_f16_to_f32(vt[d]);
+    }
+}
+
+const kern_impl kern_impl_scalar = {
+    .name = "scalar",
+    .mm_f32 = s_mm_f32,
+    .mm_f16 = s_mm_f16,
+    .mm_bf16 = s_mm_bf16,
+    .mm_q8_0 = s_mm_q8_0,
+    .mm_q4_0 = s_mm_q4_0,
+    .mm_q4_K = s_mm_q4_K,
+    .mm_q6_K = s_mm_q6_K,
+    .quant_q8 = s_quant_q8,
+    .quant_q8K = s_quant_q8K,
+    .rmsnorm = s_rmsnorm,
+    .softmax = s_softmax,
+    .swiglu = s_swiglu,
+    .add = s_add,
+    .f32_to_f16 = s_f32_to_f16,
+    .f16_to_f32 = s_f16_to_f32,
+    .attn_scores = s_attn_scores,
+    .attn_accum = s_attn_accum,
+};
