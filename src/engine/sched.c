@@ -24,6 +24,7 @@
 
 #include "base/clock.h"
 #include "base/log.h"
+#include "engine/sched_metrics.h"
 #include "engine/sched_plan.h"
 
 /* Bytes one token can decode to (its text plus a completed held-back
@@ -82,6 +83,9 @@ struct sched {
     int efd;
     pthread_t thread;
     bool has_thread;
+
+    sched_series ms;  // metric series of this model (no-ops without a registry)
+    sched_stats last; // stats at the previous publish: metric deltas
 
     pthread_mutex_t stats_lock;
     sched_stats pub; // guarded by stats_lock
@@ -237,17 +241,20 @@ static void hist_observe(sched_hist *h, const double *bounds, size_t nb, double 
 /* Records the request's latencies in the histograms. */
 static void observe(sched *s, const sched_usage *u, size_t n_generated, int reason)
 {
-    (void)reason;
     if (u->ttft_ns) {
         double ttft = (double)u->ttft_ns / 1e9;
         hist_observe(&s->st.ttft, sched_ttft_bounds, sched_ttft_n_bounds, ttft);
+        obs_hist_observe(s->ms.ttft, ttft);
         if (n_generated >= 2) {
             double tpot = (double)(u->e2e_ns - u->ttft_ns) / 1e9 / (double)(n_generated - 1);
             hist_observe(&s->st.tpot, sched_tpot_bounds, sched_tpot_n_bounds, tpot);
+            obs_hist_observe(s->ms.tpot, tpot);
         }
     }
     double e2e = (double)u->e2e_ns / 1e9;
     hist_observe(&s->st.e2e, sched_e2e_bounds, sched_e2e_n_bounds, e2e);
+    obs_hist_observe(s->ms.e2e, e2e);
+    obs_counter_add(s->ms.finished[reason], 1);
 }
 
 static void fill_usage(const sched_handle *h, sched_usage *u)
@@ -283,7 +290,7 @@ static void end_done(sched *s, sched_handle *h, sched_finish why)
     sched_usage u;
     fill_usage(h, &u);
     observe(s, &u, h->n_generated,
-            why == SCHED_FINISH_STOP ? 0 : 1);
+            why == SCHED_FINISH_STOP ? SCHED_REASON_STOP : SCHED_REASON_LENGTH);
     if (why == SCHED_FINISH_STOP)
         s->st.finished_stop++;
     else
@@ -298,7 +305,7 @@ static void end_error(sched *s, sched_handle *h, int code, const char *msg)
     sched_usage u;
     fill_usage(h, &u);
     observe(s, &u, h->n_generated,
-            code == ERR_CANCELLED ? 2 : 3);
+            code == ERR_CANCELLED ? SCHED_REASON_ABORT : SCHED_REASON_ERROR);
     if (code == ERR_CANCELLED)
         s->st.finished_cancelled++;
     else
@@ -421,6 +428,19 @@ static void publish(sched *s)
     s->pub = s->st;
     pthread_mutex_unlock(&s->stats_lock);
 
+    /* Metrics: counters by their deltas since the last publish, gauges set. */
+    const sched_stats *a = &s->last, *b = &s->st;
+    obs_counter_add(s->ms.prompt, (double)(b->prompt_tokens - a->prompt_tokens));
+    obs_counter_add(s->ms.gen, (double)(b->generation_tokens - a->generation_tokens));
+    obs_counter_add(s->ms.hits, (double)(b->prefix_hits_tokens - a->prefix_hits_tokens));
+    obs_counter_add(s->ms.queries, (double)(b->prefix_queries_tokens - a->prefix_queries_tokens));
+    obs_counter_add(s->ms.preempt, (double)(b->preemptions - a->preemptions));
+    obs_gauge_set(s->ms.running, (double)b->n_running);
+    size_t q = atomic_load(&s->n_queued);
+    obs_gauge_set(s->ms.waiting, (double)MAX(q, b->n_waiting));
+    obs_gauge_set(s->ms.usage, b->kv_usage);
+    obs_gauge_set(s->ms.frag, b->kv_fragmentation);
+    s->last = s->st;
 }
 
 /* One scheduler iteration. Returns true when a forward step ran. */
@@ -637,6 +657,7 @@ int sched_new(model *m, const sched_config *cfg, sched **out, err_msg *e)
         rc = err_set(e, ERR_IO, "sched: eventfd: %s", strerror(errno));
         goto fail;
     }
+    sched_series_init(&s->ms, cfg->metrics, s->name);
     publish(s);
     if (pthread_create(&s->thread, NULL, sched_main, s) != 0) {
         rc = err_set(e, ERR_NOMEM, "sched: cannot start the scheduler thread");

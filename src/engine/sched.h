@@ -39,6 +39,7 @@
 #include "base/base.h"
 #include "base/pool.h"
 #include "engine/kv.h"
+#include "obs/obs.h"
 #include "model/llama.h"
 #include "model/sample.h"
 #include "model/tok.h"
@@ -73,6 +74,24 @@ typedef struct sched_sink {
     void (*on_error)(void *ctx, int code, const char *msg, const sched_usage *u);
 } sched_sink;
 
+/*
+ * The engine's metric families in a registry, shared by every model's
+ * scheduler (label model; ferry_requests_finished_total also has reason):
+ * ferry_time_to_first_token_seconds, ferry_time_per_output_token_seconds,
+ * ferry_e2e_request_latency_seconds (histograms), ferry_prompt_tokens_total,
+ * ferry_generation_tokens_total, ferry_prefix_cache_hits_total,
+ * ferry_prefix_cache_queries_total (tokens), ferry_preemptions_total,
+ * ferry_requests_finished_total{reason=stop|length|abort|error} (counters),
+ * ferry_requests_running, ferry_requests_waiting, ferry_kv_cache_usage_ratio,
+ * ferry_kv_cache_fragmentation_ratio (gauges).
+ */
+typedef struct sched_metrics sched_metrics;
+
+/* Registers the families in r (start-up only). Returns 0 and *out (free with
+ * sched_metrics_free after every scheduler using it), or an ERR_* with e. */
+int sched_metrics_new(obs_registry *r, sched_metrics **out, err_msg *e) MUST_USE;
+void sched_metrics_free(sched_metrics *m);
+
 typedef struct sched_config {
     size_t max_batch_tokens; // tokens per step (default 512)
     size_t max_seqs;         // running sequences (default 64)
@@ -88,6 +107,7 @@ typedef struct sched_config {
     const tok_vocab *vocab;  // borrowed, must outlive the scheduler: detokenization
                              // and end-of-generation tokens (tok_vocab_is_eog)
     const char *name;        // model name for logs and the metric label (copied)
+    sched_metrics *metrics;  // borrowed, may be NULL (no metrics)
 } sched_config;
 
 /* The defaults beside each field. */

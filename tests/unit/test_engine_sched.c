@@ -149,9 +149,12 @@ static void c_deinit(collect *c)
 
 /* ------------------------------------------------------------- helpers -- */
 
+static sched_metrics *g_metrics; // set by test_metrics only
+
 static sched *start(size_t kv_bytes, size_t max_seqs, size_t max_waiting, size_t max_batch)
 {
     sched_config cfg = sched_config_default();
+    cfg.metrics = g_metrics;
     cfg.vocab = g_vocab;
     cfg.n_threads = 2;
     cfg.kv_cache_bytes = kv_bytes;
@@ -470,6 +473,68 @@ static void test_deadline_stop_length(void **state)
     sched_free(s);
 }
 
+/* Reads one sample's value out of an exposition: the line starting with key. */
+static double metric(const buf *b, const char *key)
+{
+    const char *p = b->data;
+    size_t kl = strlen(key);
+    while ((p = strstr(p, key)) != NULL) {
+        if ((p == b->data || p[-1] == '\n') && p[kl] == ' ')
+            return strtod(p + kl + 1, NULL);
+        p += kl;
+    }
+    fail_msg("metric %s not exposed", key);
+    return -1;
+}
+
+static void test_metrics(void **state)
+{
+    (void)state;
+    NEED_MODEL();
+    obs_registry *reg = obs_registry_new();
+    assert_non_null(reg);
+    err_msg e;
+    assert_int_equal(sched_metrics_new(reg, &g_metrics, &e), 0);
+    sched *s = start(0, 8, 16, 512);
+    static const int32_t p[] = {1, 403, 407, 261, 378};
+    collect c;
+    c_init(&c, s);
+    sched_request r = req(p, 5, 10, 0.0f, 0, &c);
+    submit_ok(s, &r, &c);
+    c_wait(&c);
+    c_deinit(&c);
+    c_init(&c, s);
+    c.cancel_after_first = true;
+    r = req(p, 5, 300, 0.0f, 0, &c);
+    submit_ok(s, &r, &c);
+    c_wait(&c);
+    c_deinit(&c);
+    wait_idle(s);
+    buf b;
+    buf_init(&b, 1 << 20);
+    assert_int_equal(obs_expose(reg, &b), 0);
+#define M(name) metric(&b, name "{model=\"stories260K\"}")
+    assert_true(M("ferry_prompt_tokens_total") == 10);
+    assert_true(M("ferry_generation_tokens_total") >= 11);
+    assert_true(M("ferry_prefix_cache_queries_total") == 10);
+    assert_true(M("ferry_prefix_cache_hits_total") == 0); // 5-token prompts: no full block
+    assert_true(M("ferry_requests_running") == 0);
+    assert_true(M("ferry_requests_waiting") == 0);
+    assert_true(M("ferry_kv_cache_usage_ratio") == 0);
+    assert_true(M("ferry_preemptions_total") == 0);
+    assert_true(M("ferry_time_to_first_token_seconds_count") == 2);
+    assert_true(M("ferry_e2e_request_latency_seconds_count") == 2);
+    assert_true(M("ferry_time_per_output_token_seconds_count") >= 1);
+#undef M
+    assert_true(metric(&b, "ferry_requests_finished_total{model=\"stories260K\",reason=\"length\"}") == 1);
+    assert_true(metric(&b, "ferry_requests_finished_total{model=\"stories260K\",reason=\"abort\"}") == 1);
+    buf_deinit(&b);
+    sched_free(s);
+    sched_metrics_free(g_metrics);
+    g_metrics = NULL;
+    obs_registry_free(reg);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -480,6 +545,7 @@ int main(void)
         cmocka_unit_test(test_cancel_frees_blocks),
         cmocka_unit_test(test_admission_limits),
         cmocka_unit_test(test_deadline_stop_length),
+        cmocka_unit_test(test_metrics),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
