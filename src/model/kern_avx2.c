@@ -153,22 +153,22 @@ static ALWAYS_INLINE void tile_q8(const int R, const int C, const int is_q4, con
             acc[k][c] = _mm256_setzero_ps();
     for (size_t b = 0; b < nb; b++) {
         __m256i aw[4], sw[4];
-        float dw[4];
+        __m256 dw[4];
 #pragma GCC unroll 4
         for (int k = 0; k < R; k++) {
             sw[k] = load_w32(wr[k], b, is_q4);
             aw[k] = _mm256_sign_epi8(sw[k], sw[k]);
-            dw[k] = f16s(wr[k] + b * bb);
+            dw[k] = _mm256_set1_ps(f16s(wr[k] + b * bb));
         }
 #pragma GCC unroll 4
         for (int c = 0; c < C; c++) {
             __m256i x = _mm256_load_si256((const __m256i *)(xq[c] + 32 * b));
-            float dx = xd[c][b];
+            __m256 dx = _mm256_broadcast_ss(xd[c] + b);
 #pragma GCC unroll 4
             for (int k = 0; k < R; k++) {
                 __m256i p = _mm256_maddubs_epi16(aw[k], _mm256_sign_epi8(x, sw[k]));
                 __m256 s = _mm256_cvtepi32_ps(_mm256_madd_epi16(p, ones));
-                acc[k][c] = _mm256_fmadd_ps(_mm256_set1_ps(dw[k] * dx), s, acc[k][c]);
+                acc[k][c] = _mm256_fmadd_ps(_mm256_mul_ps(dw[k], dx), s, acc[k][c]);
             }
         }
     }
