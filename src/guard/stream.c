@@ -74,8 +74,9 @@ static size_t avoid_findings(const guard_result *R, size_t base, size_t cut)
         for (size_t i = 0; i < R->n_entities + R->n_terms; i++) {
             const guard_span *sp =
                 i < R->n_entities ? &R->entities[i] : &R->terms[i - R->n_entities];
-            if (sp->start < cut && sp->end > cut) {
-                cut = sp->start > base ? sp->start : base;
+            size_t to = sp->start > base ? sp->start : base;
+            if (sp->start < cut && sp->end > cut && to < cut) {
+                cut = to; // strictly decreasing: the loop ends
                 moved = true;
             }
         }
