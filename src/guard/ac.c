@@ -114,14 +114,39 @@ int ac_build(const char *const *pats, const size_t *lens, size_t n, ac_auto *out
             }
         }
     }
-    for (size_t x = 0; x < (size_t)ns * ncls; x++) {
-        uint32_t v = out->delta[x];
-        bool has = out->own[v] != NONE || out->dict[v] != 0;
-        out->delta[x] = v * ncls | (has ? AC_OUT : 0);
+    // Renumber states in breadth-first order so the shallow states, where a
+    // search spends most of its time, sit together in memory (cache).
+    uint32_t *perm = fail; // fail links are no longer needed
+    perm[0] = 0;
+    for (size_t k = 0; k < qt; k++)
+        perm[queue[k]] = (uint32_t)(k + 1);
+    uint32_t *nd = malloc((size_t)ns * ncls * sizeof(uint32_t));
+    uint32_t *nown = malloc((size_t)ns * sizeof(uint32_t));
+    uint32_t *ndict = malloc((size_t)ns * sizeof(uint32_t));
+    if (!nd || !nown || !ndict) {
+        free(nd);
+        free(nown);
+        free(ndict);
+        goto nomem;
     }
-    uint32_t *shrunk = realloc(out->delta, (size_t)ns * ncls * sizeof(uint32_t));
-    if (shrunk)
-        out->delta = shrunk;
+    for (uint32_t st = 0; st < ns; st++) {
+        uint32_t to = perm[st];
+        nown[to] = out->own[st];
+        ndict[to] = out->dict[st] ? perm[out->dict[st]] : 0;
+        const uint32_t *row = &out->delta[(size_t)st * ncls];
+        uint32_t *nrow = &nd[(size_t)to * ncls];
+        for (uint32_t c = 0; c < ncls; c++) {
+            uint32_t v = row[c];
+            bool has = out->own[v] != NONE || out->dict[v] != 0;
+            nrow[c] = perm[v] * ncls | (has ? AC_OUT : 0);
+        }
+    }
+    free(out->delta);
+    free(out->own);
+    free(out->dict);
+    out->delta = nd;
+    out->own = nown;
+    out->dict = ndict;
     free(fail);
     free(queue);
     return 0;

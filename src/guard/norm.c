@@ -306,11 +306,13 @@ int norm_run(const char *text, size_t len, norm_buf *b)
                 continue; // invalid byte: dropped like a zero-width character
             }
             // A following combining mark: normalize the whole cluster at once.
+            // ASCII and CJK ideographs (lead bytes E4-E9) never combine, so the
+            // common next characters skip the decode.
             size_t j = i + step;
             int32_t cl[32];
             size_t ncl = 0;
             cl[ncl++] = c;
-            while (j < len && ncl < 32) {
+            while (j < len && ncl < 32 && t[j] >= 0x80 && !(t[j] >= 0xE4 && t[j] <= 0xE9)) {
                 int32_t d;
                 size_t k = utf8_dec(t + j, len - j, &d);
                 if (d < 0)
