@@ -4,6 +4,7 @@
 # checks) over mixed English/Chinese text, one thread, through the real
 # `ferry guard scan --lines` path. Reference in the same run: GNU grep -F with
 # the same 10,000 terms (blocklist only, no normalization).
+# Times are CPU seconds (user+sys), medians of `runs`.
 # usage: bench/guard.sh [build/ferry] [MB=48] [runs=5]
 set -euo pipefail
 bin=${1:-build/ferry}
@@ -13,7 +14,9 @@ dir=$(mktemp -d)
 trap 'rm -rf "$dir"' EXIT
 python3 "$(dirname "$0")/guard_gen.py" "$dir" "$mb"
 bytes=$(stat -c %s "$dir/text.txt")
-secs() { local t0 t1; t0=$(date +%s.%N); "$@" >/dev/null; t1=$(date +%s.%N); echo "$t1 - $t0" | bc -l; }
+# CPU seconds (user + sys) of the command: the machine is shared, and one
+# thread's CPU time is the per-core figure; wall time is printed beside it.
+secs() { /usr/bin/time -f "%U %S %e" -o "$dir/t" "$@" >/dev/null || true; awk '{print $1 + $2}' "$dir/t"; }
 median() { sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
 # Fixed cost (policy load: 10,000 terms compiled) measured on empty input.
 fixed=$(for i in $(seq "$runs"); do secs "$bin" guard scan --json --lines --policy "$dir/policy.json" </dev/null; done | median)
