@@ -807,10 +807,24 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     return MHD_YES;
 }
 
+/* Per-connection state: the request whose line has arrived and which has
+ * not completed. libmicrohttpd does not always report completion for a
+ * request the client abandons inside its headers (seen with 0.9.75 under
+ * rapid connect/close), so the connection's close finishes it instead. */
+typedef struct conn_state {
+    http_req *cur;
+} conn_state;
+
+static conn_state *conn_state_of(struct MHD_Connection *conn)
+{
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    return ci ? ci->socket_context : NULL;
+}
+
 static void *on_uri(void *cls, const char *uri, struct MHD_Connection *conn)
 {
     (void)uri;
-    (void)conn;
     http_server *s = cls;
     http_req *r = calloc(1, sizeof *r);
     if (!r)
@@ -820,6 +834,9 @@ static void *on_uri(void *cls, const char *uri, struct MHD_Connection *conn)
     r->t0 = clock_mono_ns();
     r->method = "-";
     r->path = STR_LIT("-");
+    conn_state *cs = conn_state_of(conn);
+    if (cs)
+        cs->cur = r;
     atomic_fetch_add(&s->in_flight, 1);
     return r;
 }
@@ -903,17 +920,9 @@ static void log_request(http_req *r, const char *route, double dur_s)
     buf_deinit(&f);
 }
 
-static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
-                         enum MHD_RequestTerminationCode toe)
+/* Logs, hooks, frees and uncounts r. */
+static void finish_request(http_server *s, http_req *r)
 {
-    (void)conn;
-    http_server *s = cls;
-    http_req *r = *req_cls;
-    if (!r)
-        return;
-    *req_cls = NULL;
-    if (toe == MHD_REQUEST_TERMINATED_TIMEOUT_REACHED && !r->answered)
-        send_408(r);
     if (r->async) {
         http_async *a = r->async;
         pthread_mutex_lock(&a->mu);
@@ -935,6 +944,40 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
     arena_free(r->arena);
     free(r);
     atomic_fetch_sub(&s->in_flight, 1);
+}
+
+static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
+                          enum MHD_ConnectionNotificationCode code)
+{
+    (void)conn;
+    http_server *s = cls;
+    if (code == MHD_CONNECTION_NOTIFY_STARTED) {
+        *socket_context = calloc(1, sizeof(conn_state)); // NULL: requests are then untracked
+        return;
+    }
+    conn_state *cs = *socket_context;
+    *socket_context = NULL;
+    if (!cs)
+        return;
+    if (cs->cur)
+        finish_request(s, cs->cur);
+    free(cs);
+}
+
+static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
+                         enum MHD_RequestTerminationCode toe)
+{
+    http_server *s = cls;
+    http_req *r = *req_cls;
+    if (!r)
+        return;
+    *req_cls = NULL;
+    conn_state *cs = conn_state_of(conn);
+    if (cs && cs->cur == r)
+        cs->cur = NULL;
+    if (toe == MHD_REQUEST_TERMINATED_TIMEOUT_REACHED && !r->answered)
+        send_408(r);
+    finish_request(s, r);
 }
 
 static void mhd_log(void *cls, const char *fmt, va_list ap)
@@ -1009,7 +1052,8 @@ http_server *http_server_start(const http_config *c, const http_router *rt, err_
         (unsigned)c->per_ip_connections, MHD_OPTION_CONNECTION_TIMEOUT,
         (unsigned)c->read_timeout_s, MHD_OPTION_CONNECTION_MEMORY_LIMIT, mem,
         MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned)1024, MHD_OPTION_URI_LOG_CALLBACK, on_uri, s,
-        MHD_OPTION_NOTIFY_COMPLETED, on_completed, s, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, s,
+        MHD_OPTION_NOTIFY_COMPLETED, on_completed, s, MHD_OPTION_NOTIFY_CONNECTION, on_connection,
+        s, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, s,
         MHD_OPTION_END);
     if (!s->d) {
         int saved = errno;
