@@ -79,16 +79,13 @@ typedef struct scan_opts {
 } scan_opts;
 
 /* Returns 1 when blocked, 0 otherwise, 2 on error. */
-static int scan_one(const guard_engine *g, const guard_policy *p, const scan_opts *o,
-                    const char *text, size_t len, size_t idx)
+/* One text = one request (r is reset, keeping its scratch memory). */
+static int scan_one(guard_req *r, const guard_policy *p, const scan_opts *o, const char *text,
+                    size_t len, size_t idx)
 {
     char rid[32];
     snprintf(rid, sizeof rid, "scan-%zu", idx);
-    guard_req *r = guard_req_new(g, p, rid, o->audit ? audit_print : NULL, NULL);
-    if (!r) {
-        cli_errorf("guard: out of memory");
-        return 2;
-    }
+    guard_req_reset(r, rid);
     buf out;
     buf_init(&out, (size_t)len * 4 + 4096);
     guard_result res;
@@ -98,7 +95,6 @@ static int scan_one(const guard_engine *g, const guard_policy *p, const scan_opt
     if (rc && rc != ERR_POLICY) {
         cli_errorf("%s", err_text(&e, rc));
         buf_deinit(&out);
-        guard_req_free(r);
         return 2;
     }
     const char *act = guard_action_name(res.action);
@@ -145,7 +141,6 @@ static int scan_one(const guard_engine *g, const guard_policy *p, const scan_opt
             printf("redacted: %.*s\n", (int)out.len, out.data ? out.data : "");
     }
     buf_deinit(&out);
-    guard_req_free(r);
     return rc == ERR_POLICY ? 1 : 0;
 }
 
@@ -196,6 +191,12 @@ static int cmd_scan(int argc, char **argv)
     if (rc)
         return rc;
     const guard_policy *p = guard_engine_select(g, route, key);
+    guard_req *r = guard_req_new(g, p, NULL, o.audit ? audit_print : NULL, NULL);
+    if (!r) {
+        cli_errorf("guard: out of memory");
+        guard_engine_free(g);
+        return 2;
+    }
     int status = 0;
     if (lines) {
         char *line = NULL;
@@ -204,12 +205,12 @@ static int cmd_scan(int argc, char **argv)
         while ((n = getline(&line, &cap, stdin)) >= 0) {
             while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r'))
                 n--;
-            int r = scan_one(g, p, &o, line, (size_t)n, idx++);
-            if (r == 2) {
+            int rs = scan_one(r, p, &o, line, (size_t)n, idx++);
+            if (rs == 2) {
                 status = 2;
                 break;
             }
-            status |= r;
+            status |= rs;
         }
         free(line);
     } else {
@@ -221,14 +222,16 @@ static int cmd_scan(int argc, char **argv)
             if (buf_append(&in, tmp, n) != 0) {
                 cli_errorf("guard scan: input over %u bytes", LINE_MAX_BYTES);
                 buf_deinit(&in);
+                guard_req_free(r);
                 guard_engine_free(g);
                 return 2;
             }
         }
-        status = scan_one(g, p, &o, in.data ? in.data : "", in.len, 0);
+        status = scan_one(r, p, &o, in.data ? in.data : "", in.len, 0);
         buf_deinit(&in);
     }
     fflush(stdout);
+    guard_req_free(r);
     guard_engine_free(g);
     return status;
 }

@@ -223,14 +223,28 @@ guard_req *guard_req_new(const guard_engine *g, const guard_policy *p, const cha
     return r;
 }
 
-void guard_req_free(guard_req *r)
+static void wipe_map(guard_req *r)
 {
-    if (!r)
-        return;
     for (size_t i = 0; i < r->n; i++) {
         sodium_memzero(r->ents[i].orig, r->ents[i].orig_len);
         free(r->ents[i].orig);
     }
+    r->n = 0;
+}
+
+void guard_req_reset(guard_req *r, const char *request_id)
+{
+    wipe_map(r);
+    memset(r->count, 0, sizeof r->count);
+    memset(r->ccount, 0, (r->p->n_custom ? r->p->n_custom : 1) * sizeof *r->ccount);
+    snprintf(r->rid, sizeof r->rid, "%s", request_id ? request_id : "");
+}
+
+void guard_req_free(guard_req *r)
+{
+    if (!r)
+        return;
+    wipe_map(r);
     free(r->ents);
     free(r->ccount);
     guard_scratch_free(r->s);

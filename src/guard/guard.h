@@ -210,6 +210,12 @@ size_t guard_cp_offset(const char *text, size_t len, size_t off);
 guard_req *guard_req_new(const guard_engine *g, const guard_policy *p, const char *request_id,
                          guard_audit_fn audit, void *audit_ctx);
 void guard_req_free(guard_req *r);
+/*
+ * Starts a new request on r, keeping its scratch memory: the redaction map is
+ * wiped and the placeholder counters restart. For batch callers (`ferry guard
+ * scan --lines`) that handle one text per request. request_id may be NULL.
+ */
+void guard_req_reset(guard_req *r, const char *request_id);
 /* The request's scratch (for callers that want guard_scan on the same thread). */
 guard_scratch *guard_req_scratch(guard_req *r);
 

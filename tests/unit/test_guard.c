@@ -541,6 +541,14 @@ static void test_redact_restore(void **state)
     buf_reset(&out);
     assert_int_equal(guard_req_check_input(r, "13812345679", 11, &out, NULL, NULL), 0);
     assert_string_not_equal(log2.last_hash, h1);
+    // A reset starts a new request: the map is gone, numbering restarts.
+    guard_req_reset(r, "req-3");
+    buf_reset(&back);
+    assert_int_equal(guard_req_restore(r, "[PHONE_1]", 9, &back), 0);
+    assert_string_equal(back.data, "[PHONE_1]");
+    buf_reset(&out);
+    assert_int_equal(guard_req_check_input(r, "x 13900001111", 13, &out, NULL, NULL), 0);
+    assert_string_equal(out.data, "x [PHONE_1]");
     guard_req_free(r);
     buf_deinit(&out);
     buf_deinit(&back);
