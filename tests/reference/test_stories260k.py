@@ -3,7 +3,7 @@
 continuation of each reference prompt is identical to greedy-reference.json
 (prompt ids included, so the tokenizer is checked too) and to this folder's
 numpy reference; the text is the fluent English of the reference; the scalar
-kernels give the same ids.
+kernels give the same ids. Sampling with a seed is reproducible.
 """
 import json
 import os
@@ -40,6 +40,16 @@ def main():
             "" if len(ok) < 3 else "; numpy reference %s; text %s" % (
                 "ok" if ok[2] else "FAIL", "ok" if ok[3] else "FAIL")))
         failures += ok.count(False)
+    # seeded sampling: the same seed gives the same text, another seed another text
+    runs = []
+    for seed in (5, 5, 6):
+        p = H.run([H.ferry_bin(), "generate", "-m", model, "-p", "Once upon a time", "-n", "40",
+                   "--temp", "1.0", "--top-k", "0", "--top-p", "0.95", "--seed", str(seed),
+                   "--json", "-t", "2"])
+        runs.append(json.loads(p.stdout.decode())["tokens"])
+    ok = runs[0] == runs[1] and runs[0] != runs[2]
+    print("seeded sampling reproducible %s" % ("ok" if ok else "FAIL"))
+    failures += not ok
     sys.exit(1 if failures else 0)
 
 
