@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "model/gguf.h"
+#include "model/kern.h"
 #include "model/tensor.h"
 
 /* ================================================================ the model */
@@ -26,6 +27,7 @@ typedef struct llama_weight {
     size_t n_in, n_out;
     size_t row_bytes;
     const uint8_t *data;
+    kern_mat km;  // the same matrix as the kernels see it
 } llama_weight;
 
 typedef struct llama_layer {
@@ -190,6 +192,9 @@ static int get_weight(const gguf_file *f, const char *name, size_t n_in, size_t 
         return err_set(e, rc, "model: tensor \"%s\": rows of %zu elements do not fit type %s",
                        name, n_in, tensor_type_name(t->type));
     w->data = t->data;
+    if ((rc = kern_mat_init(&w->km, w->type, n_out, n_in, t->data)) < 0)
+        return err_set(e, rc, "model: tensor \"%s\" (%s, %zu x %zu) cannot be used by the "
+                       "kernels", name, tensor_type_name(t->type), n_out, n_in);
     return 0;
 }
 
@@ -486,10 +491,31 @@ struct llama_ctx {
     float *hb, *hb2;    // (B, ffn) gate and up projections
     float *xo;          // (max_logits, dim) final normed rows that want logits
     float *scores;      // (n_threads, max_ctx) attention scores of one (token, head)
-    float *wrow;        // (n_threads, max(dim, ffn)) one dequantized weight row
+    float *part;        // (n_threads, head_dim) attention output of one KV block
     size_t n_threads;   // participants of cfg.pool
-    size_t wmax;        // max(dim, ffn)
+    void *mm_scratch;   // kern_matmul's quantized activations, for the largest case
+    size_t mm_scratch_bytes;
 };
+
+/* Largest kern_matmul scratch of a step: B rows through every layer weight, and
+ * max_logits rows through the output matrix. SIZE_MAX on overflow. */
+static size_t ctx_scratch_bytes(const model *m, size_t B, size_t max_logits)
+{
+    size_t mx = kern_scratch_bytes(m->output.type, m->output.n_in, max_logits);
+    for (uint32_t l = 0; l < m->hp.n_layer; l++) {
+        const llama_layer *L = &m->layers[l];
+        const llama_weight *ws[] = {&L->wq, &L->wk, &L->wv, &L->wo, &L->w_gate, &L->w_up,
+                                    &L->w_down};
+        for (size_t i = 0; i < ARRAY_LEN(ws); i++) {
+            size_t b = kern_scratch_bytes(ws[i]->type, ws[i]->n_in, B);
+            if (b == SIZE_MAX || mx == SIZE_MAX)
+                return SIZE_MAX;
+            if (b > mx)
+                mx = b;
+        }
+    }
+    return mx;
+}
 
 llama_config llama_config_default(void)
 {
@@ -523,7 +549,6 @@ int llama_ctx_new(model *m, const llama_config *cfg, llama_ctx **out, err_msg *e
         return err_set(e, ERR_NOMEM, "llama: out of memory");
     x->cfg = c;
     x->n_threads = nt;
-    size_t wmax = hp->dim > hp->ffn ? hp->dim : hp->ffn;
     x->tok = malloc(B * sizeof *x->tok);
     x->pos = malloc(B * sizeof *x->pos);
     x->span = malloc(B * sizeof *x->span);
@@ -538,11 +563,17 @@ int llama_ctx_new(model *m, const llama_config *cfg, llama_ctx **out, err_msg *e
     x->hb = malloc(B * hp->ffn * sizeof(float));
     x->hb2 = malloc(B * hp->ffn * sizeof(float));
     x->xo = malloc(c.max_logits * hp->dim * sizeof(float));
-    x->wmax = wmax;
     x->scores = malloc(nt * c.max_ctx * sizeof(float));
-    x->wrow = malloc(nt * wmax * sizeof(float));
+    x->part = malloc(nt * hp->head_dim * sizeof(float));
+    x->mm_scratch_bytes = ctx_scratch_bytes(m, B, c.max_logits);
+    if (x->mm_scratch_bytes == SIZE_MAX) {
+        llama_ctx_free(x);
+        return err_set(e, ERR_OVERFLOW, "llama: matmul scratch for %zu tokens overflows", B);
+    }
+    x->mm_scratch = x->mm_scratch_bytes ? malloc(x->mm_scratch_bytes) : NULL;
     if (!x->tok || !x->pos || !x->span || !x->rope || !x->x || !x->xb || !x->q || !x->k ||
-        !x->v || !x->att || !x->xb2 || !x->hb || !x->hb2 || !x->xo || !x->scores || !x->wrow) {
+        !x->v || !x->att || !x->xb2 || !x->hb || !x->hb2 || !x->xo || !x->scores || !x->part ||
+        (x->mm_scratch_bytes && !x->mm_scratch)) {
         llama_ctx_free(x);
         return err_set(e, ERR_NOMEM, "llama: out of memory for a batch of %zu tokens", B);
     }
@@ -570,7 +601,8 @@ void llama_ctx_free(llama_ctx *c)
     free(c->hb2);
     free(c->xo);
     free(c->scores);
-    free(c->wrow);
+    free(c->part);
+    free(c->mm_scratch);
     model_unref(c->m);
     free(c);
 }
@@ -587,56 +619,24 @@ const model *llama_ctx_model(const llama_ctx *c)
 
 /* ================================================================ the forward pass */
 
-typedef struct matmul_job {
-    llama_ctx *c;
-    const llama_weight *w;
-    const float *X;
-    size_t n;
-    float *Y;
-} matmul_job;
-
-static void matmul_rows(void *arg, size_t begin, size_t end, int tid)
-{
-    const matmul_job *j = arg;
-    const llama_weight *w = j->w;
-    float *wrow = j->c->wrow + (size_t)tid * j->c->wmax;
-    for (size_t o = begin; o < end; o++) {
-        tensor_dequantize_row(w->type, w->data + o * w->row_bytes, wrow, w->n_in);
-        for (size_t t = 0; t < j->n; t++) {
-            const float *xr = j->X + t * w->n_in;
-            float s = 0;
-            for (size_t i = 0; i < w->n_in; i++)
-                s += xr[i] * wrow[i];
-            j->Y[t * w->n_out + o] = s;
-        }
-    }
-}
-
 /*
- * Y (n, w->n_out) = X (n, w->n_in) · Wᵀ. Each output element is one dot product
- * over the row in index order, so a row of Y does not depend on n or on the
- * thread count. By far the most time of a step is spent here.
+ * Y (n, w->n_out) = X (n, w->n_in) · Wᵀ with kern_matmul: every weight row is read
+ * once for all n rows, and each output element is computed by the same fixed
+ * instruction sequence whatever n, tiling and thread count are (batch
+ * invariance). By far the most time of a step is spent here.
  */
 static void matmul(llama_ctx *c, const llama_weight *w, const float *X, size_t n, float *Y)
 {
-    matmul_job j = {c, w, X, n, Y};
     // below ~64k multiply-adds a hand-off to other threads costs more than it saves
     bool small = (uint64_t)w->n_out * w->n_in * n < 65536;
-    pool_for(small ? NULL : c->cfg.pool, w->n_out, 1, matmul_rows, &j);
+    kern_matmul(small ? NULL : c->cfg.pool, &w->km, X, n, Y, c->mm_scratch, c->mm_scratch_bytes);
 }
 
-/* out (n, dim) = x / sqrt(mean(x²) + eps) * g, per row. */
+/* out (n, dim) = x / sqrt(mean(x²) + eps) * g, per row. out may equal x. */
 static void rmsnorm(const float *x, const float *g, size_t n, size_t dim, float eps, float *out)
 {
-    for (size_t t = 0; t < n; t++) {
-        const float *xr = x + t * dim;
-        float ss = 0;
-        for (size_t i = 0; i < dim; i++)
-            ss += xr[i] * xr[i];
-        float inv = 1.0f / sqrtf(ss / (float)dim + eps);
-        for (size_t i = 0; i < dim; i++)
-            out[t * dim + i] = xr[i] * inv * g[i];
-    }
+    for (size_t t = 0; t < n; t++)
+        kern_rmsnorm(out + t * dim, x + t * dim, g, dim, eps);
 }
 
 /* y (n, len) += b, per row. */
@@ -702,10 +702,8 @@ static void kv_store(llama_ctx *c, llama_kv *kv, size_t l, const llama_span *spa
         const llama_span *s = &spans[c->span[t]];
         uint16_t *kr = kv_row(kv, kv->k, l, s->blocks, (size_t)c->pos[t]);
         uint16_t *vr = kv_row(kv, kv->v, l, s->blocks, (size_t)c->pos[t]);
-        for (size_t i = 0; i < kd; i++) {
-            kr[i] = tensor_f32_to_f16(c->k[t * kd + i]);
-            vr[i] = tensor_f32_to_f16(c->v[t * kd + i]);
-        }
+        kern_f32_to_f16(kr, c->k + t * kd, kd);
+        kern_f32_to_f16(vr, c->v + t * kd, kd);
     }
 }
 
@@ -724,40 +722,35 @@ static void attention_items(void *arg, size_t begin, size_t end, int tid)
     const llama_kv *kv = jb->kv;
     const llama_hparams *hp = &c->m->hp;
     size_t hd = hp->head_dim, grp = hp->n_head / hp->n_kv_head, l = jb->l;
+    size_t bt = kv->block_tokens, kd = kv->kv_dim;
     float scale = 1.0f / sqrtf((float)hd);
     float *sc = c->scores + (size_t)tid * c->cfg.max_ctx;
+    float *part = c->part + (size_t)tid * hd;
     for (size_t it = begin; it < end; it++) {
         size_t t = it / hp->n_head, h = it % hp->n_head;
         const llama_span *s = &jb->spans[c->span[t]];
         size_t np = (size_t)c->pos[t] + 1;
         const float *q = c->q + t * hp->dim + h * hd;
-        size_t kvh = h / grp;
-        float mx = -INFINITY;
-        for (size_t j = 0; j < np; j++) {
-            const uint16_t *kr = kv_row(kv, kv->k, l, s->blocks, j) + kvh * hd;
-            float d = 0;
-            for (size_t i = 0; i < hd; i++)
-                d += q[i] * tensor_f16_to_f32(kr[i]);
-            sc[j] = d * scale;
-            if (sc[j] > mx)
-                mx = sc[j];
+        size_t off = (h / grp) * hd;  // the KV head's columns in a K/V row
+        // scores, one block (contiguous rows) at a time
+        for (size_t j = 0; j < np; j += bt) {
+            size_t cnt = np - j < bt ? np - j : bt;
+            kern_attn_scores(sc + j, q, kv_row(kv, kv->k, l, s->blocks, j) + off, kd, cnt, hd,
+                             scale);
         }
-        float sum = 0;
-        for (size_t j = 0; j < np; j++) {
-            sc[j] = expf(sc[j] - mx);
-            sum += sc[j];
-        }
+        kern_softmax(sc, np);
+        // out = Σ_j p_j v_j, summed per block then across blocks, both ascending
         float *o = c->att + t * hp->dim + h * hd;
-        memset(o, 0, hd * sizeof *o);
-        for (size_t j = 0; j < np; j++) {
-            const uint16_t *vr = kv_row(kv, kv->v, l, s->blocks, j) + kvh * hd;
-            float p = sc[j];
-            for (size_t i = 0; i < hd; i++)
-                o[i] += p * tensor_f16_to_f32(vr[i]);
+        for (size_t j = 0; j < np; j += bt) {
+            size_t cnt = np - j < bt ? np - j : bt;
+            const uint16_t *v = kv_row(kv, kv->v, l, s->blocks, j) + off;
+            if (j == 0) {
+                kern_attn_accum(o, sc, v, kd, cnt, hd);
+            } else {
+                kern_attn_accum(part, sc + j, v, kd, cnt, hd);
+                kern_add(o, o, part, hd);
+            }
         }
-        float inv = 1.0f / sum;
-        for (size_t i = 0; i < hd; i++)
-            o[i] *= inv;
     }
 }
 
@@ -778,20 +771,21 @@ static void attention(llama_ctx *c, const llama_kv *kv, size_t l, const llama_sp
     pool_for(work < 65536 ? NULL : c->cfg.pool, n * c->m->hp.n_head, 1, attention_items, &j);
 }
 
-/* hb (n, ffn) = silu(hb) * hb2, silu(g) = g / (1 + e^-g). */
-static void swiglu(float *hb, const float *hb2, size_t n)
+/*
+ * hb (n, ffn) = silu(hb) * hb2, silu(g) = g / (1 + e^-g). Row by row: a vector
+ * kernel treats its tail elements differently from its body, so one call over
+ * all n rows would make a row's bits depend on where it sits in the batch.
+ */
+static void swiglu(float *hb, const float *hb2, size_t n, size_t ffn)
 {
-    for (size_t i = 0; i < n; i++) {
-        float g = hb[i];
-        hb[i] = g / (1.0f + expf(-g)) * hb2[i];
-    }
+    for (size_t t = 0; t < n; t++)
+        kern_swiglu(hb + t * ffn, hb + t * ffn, hb2 + t * ffn, ffn);
 }
 
-/* x (n, len) += y (n, len). */
+/* x (n) += y (n). */
 static void add_into(float *x, const float *y, size_t n)
 {
-    for (size_t i = 0; i < n; i++)
-        x[i] += y[i];
+    kern_add(x, x, y, n);
 }
 
 /* Checks the spans and lays out tok/pos/span per token. Returns the token count. */
@@ -883,7 +877,7 @@ int llama_forward(llama_ctx *c, llama_kv *kv, const llama_span *spans, size_t n_
         rmsnorm(c->x, L->ffn_norm, B, dim, hp->rms_eps, c->xb);
         matmul(c, &L->w_gate, c->xb, B, c->hb);  // (B, ffn)
         matmul(c, &L->w_up, c->xb, B, c->hb2);   // (B, ffn)
-        swiglu(c->hb, c->hb2, B * ffn);
+        swiglu(c->hb, c->hb2, B, ffn);
         matmul(c, &L->w_down, c->hb, B, c->xb2);  // (B, dim)
         add_into(c->x, c->xb2, B * dim);
     }
