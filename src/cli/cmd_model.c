@@ -9,7 +9,9 @@
  * and not on the order of writing. Each pair of uniforms u1 in (0,1], u2 in
  * [0,1) (the top 53 bits of a draw, times 2^-53) gives two normals by
  * Box-Muller: r = sqrt(-2 ln u1), r cos(2 pi u2), r sin(2 pi u2); scaled by
- * 0.02. Norm weights are 1.0 and biases 0.0.
+ * 0.02. Norm weights are 1.0 and biases 0.0, except in `bert` models, whose
+ * biases are drawn like weights and whose LayerNorm weights are 1 + 0.02 N(0,1),
+ * so that a reference comparison exercises every term.
  *
  * Files are written tensor by tensor, row by row (a row generated or
  * dequantized, quantized and written), so even the 3B shape needs only a row
@@ -29,6 +31,7 @@
 #include "base/buf.h"
 #include "base/str.h"
 #include "cli/cli.h"
+#include "model/bert.h"
 #include "model/gguf.h"
 #include "model/tensor.h"
 
@@ -391,6 +394,23 @@ static int model_info(int argc, char **argv)
         gguf_close(f);
         return 2;
     }
+    if (strcmp(arch_z, "bert") == 0 && gguf_tensor_count(f) > 0) {
+        // an embedding model: the bert loader checks every key, tensor and the tokenizer
+        bert_model *bm;
+        if (bert_load(path, &bm, &e) != 0) {
+            cli_errorf("model info: %s: %s", path, e.text);
+            gguf_close(f);
+            return 2;
+        }
+        const bert_hparams *bh = bert_model_hparams(bm);
+        hp.n_embd = bh->dim;
+        hp.n_layer = bh->n_layer;
+        hp.n_head = hp.n_head_kv = bh->n_head;
+        hp.n_ff = bh->ffn;
+        hp.n_vocab = bh->n_vocab;
+        is_supported = true;
+        bert_unref(bm);
+    }
 
     uint64_t n_params = 0;
     size_t type_count[64] = {0};
@@ -488,6 +508,12 @@ static const shape SHAPES[] = {
     {"qwen2-0.5b", 896, 24, 14, 2, 4864, 151936, 32768, true},
     {"tinyllama-1.1b", 2048, 22, 32, 4, 5632, 32000, 2048, false},
     {"llama-3b", 3200, 26, 32, 32, 8640, 32000, 2048, false},
+};
+
+/* Shapes of `bert` models (n_head_kv = n_head, n_vocab from the tokenizer). */
+static const shape BERT_SHAPES[] = {
+    {"tiny", 64, 2, 4, 4, 128, 0, 512, false},
+    {"minilm", 384, 6, 12, 12, 1536, 0, 512, false}, // all-MiniLM-L6-v2
 };
 
 /*
@@ -611,8 +637,89 @@ out:
     return rc;
 }
 
+/*
+ * The built-in WordPiece vocab for `bert` models made without --vocab: the five
+ * BERT specials ([PAD] 0, [UNK] 1, [CLS] 2, [SEP] 3, [MASK] 4), every printable
+ * ASCII character except upper-case letters (the tokenizer lower-cases), the
+ * continuation pieces "##a".."##z" and "##0".."##9", then common English words.
+ * Any lower-cased ASCII text tokenizes without [UNK].
+ */
+static const char *const WPM_WORDS[] = {
+    "the",  "of",    "and",   "to",    "in",    "is",    "was",   "for",   "on",    "that",
+    "with", "as",    "it",    "by",    "at",    "from",  "he",    "she",   "they",  "we",
+    "you",  "this",  "are",   "be",    "or",    "an",    "not",   "but",   "have",  "has",
+    "had",  "which", "one",   "all",   "their", "there", "can",   "will",  "more",  "when",
+    "who",  "what",  "how",   "new",   "time",  "day",   "year",  "water", "cat",   "dog",
+    "house", "city", "world", "model", "text",  "data",  "search", "file", "server", "token",
+    "##s",  "##ed",  "##ing", "##er",  "##ly",  "##es",
+};
+#define WPM_SPECIALS 5
+
+static int builtin_wpm_vocab(gguf_writer *w, uint32_t *n_out)
+{
+    static const char *const specials[WPM_SPECIALS] = {"[PAD]", "[UNK]", "[CLS]", "[SEP]",
+                                                       "[MASK]"};
+    size_t n = WPM_SPECIALS + ('~' - '!' + 1 - 26) + 36 + ARRAY_LEN(WPM_WORDS);
+    char *text = malloc(n * 16); // every spelling fits in 16 bytes
+    str *toks = calloc(n, sizeof(str));
+    int32_t *types = calloc(n, sizeof(int32_t));
+    int rc = ERR_NOMEM;
+    if (!text || !toks || !types)
+        goto out;
+    size_t k = 0;
+    for (size_t i = 0; i < WPM_SPECIALS; i++, k++) {
+        toks[k] = str_from(specials[i]);
+        types[k] = 3; // control
+    }
+    for (int c = '!'; c <= '~'; c++) {
+        if (c >= 'A' && c <= 'Z')
+            continue;
+        char *p = text + k * 16;
+        p[0] = (char)c;
+        toks[k] = (str){p, 1};
+        types[k++] = 1;
+    }
+    for (int c = 0; c < 36; c++) {
+        char *p = text + k * 16;
+        p[0] = '#';
+        p[1] = '#';
+        p[2] = (char)(c < 26 ? 'a' + c : '0' + (c - 26));
+        toks[k] = (str){p, 3};
+        types[k++] = 1;
+    }
+    for (size_t i = 0; i < ARRAY_LEN(WPM_WORDS); i++, k++) {
+        toks[k] = str_from(WPM_WORDS[i]);
+        types[k] = 1;
+    }
+    if (NEVER(k != n)) {
+        rc = ERR_INTERNAL;
+        goto out;
+    }
+    rc = gguf_writer_set_str(w, "tokenizer.ggml.model", STR_LIT("bert"));
+    if (!rc)
+        rc = gguf_writer_set_arr_str(w, "tokenizer.ggml.tokens", toks, n);
+    if (!rc)
+        rc = gguf_writer_set_arr(w, "tokenizer.ggml.token_type", GGUF_TYPE_INT32, types, n);
+    if (!rc)
+        rc = gguf_writer_set_u32(w, "tokenizer.ggml.padding_token_id", 0);
+    if (!rc)
+        rc = gguf_writer_set_u32(w, "tokenizer.ggml.unknown_token_id", 1);
+    if (!rc)
+        rc = gguf_writer_set_u32(w, "tokenizer.ggml.cls_token_id", 2);
+    if (!rc)
+        rc = gguf_writer_set_u32(w, "tokenizer.ggml.seperator_token_id", 3); // GGUF's spelling
+    if (!rc)
+        rc = gguf_writer_set_u32(w, "tokenizer.ggml.mask_token_id", 4);
+    *n_out = (uint32_t)n;
+out:
+    free(text);
+    free(toks);
+    free(types);
+    return rc;
+}
+
 /* A tensor of the model being made: name, shape, type and how to fill it. */
-typedef enum fill { FILL_NORMAL, FILL_ONES, FILL_ZEROS } fill;
+typedef enum fill { FILL_NORMAL, FILL_ONES, FILL_ZEROS, FILL_NEAR_ONE } fill;
 
 typedef struct plan_tensor {
     char name[GGUF_TENSOR_NAME_MAX + 1];
@@ -656,21 +763,26 @@ static int plan_add(plan *p, uint32_t n_dims, uint64_t ne0, uint64_t ne1, fill h
 static int init_usage(FILE *fp)
 {
     fprintf(fp,
-            "usage: ferry model init --arch llama|qwen2 --shape SHAPE --type TYPE\n"
-            "                        [--vocab VOCAB.gguf] [--seed S] [--name NAME] -o OUT.gguf\n"
+            "usage: ferry model init --arch llama|qwen2|bert --shape SHAPE --type TYPE\n"
+            "                        [--vocab VOCAB.gguf] [--seed S] [--name NAME]\n"
+            "                        [--pooling mean|cls] -o OUT.gguf\n"
             "Writes a model of a real architecture and shape with seeded random weights\n"
             "(normal, std 0.02; norms 1.0). SHAPE: tiny (hidden 64, 2 layers, 4 heads, 2 KV\n"
             "heads, FFN 128, the tokenizer's vocab), smollm-135m, qwen2-0.5b, tinyllama-1.1b,\n"
             "llama-3b. TYPE: f32 f16 bf16 q8_0 q4_0 q4_k (a Q4_K_M-style mix). --vocab copies\n"
             "all tokenizer.* metadata from a GGUF (and the vocab size with it); otherwise a\n"
-            "built-in byte-level BPE vocab is used, padded to the shape's vocab size.\n");
+            "built-in byte-level BPE vocab is used, padded to the shape's vocab size.\n"
+            "bert (embedding models): SHAPE tiny (hidden 64, 2 layers, 4 heads, FFN 128,\n"
+            "512 positions) or minilm (all-MiniLM-L6-v2: 384, 6 layers, 12 heads, FFN 1536,\n"
+            "512 positions); --vocab must hold a WordPiece (\"bert\") tokenizer, else a small\n"
+            "built-in one is used; --pooling (default mean) sets bert.pooling_type.\n");
     return fp == stdout ? 0 : 2;
 }
 
 static int model_init(int argc, char **argv)
 {
     const char *arch = NULL, *shape_name = NULL, *type_name = NULL, *vocab_path = NULL,
-               *out_path = NULL, *model_name = NULL;
+               *out_path = NULL, *model_name = NULL, *pooling = "mean";
     uint64_t seed = 42;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -691,6 +803,8 @@ static int model_init(int argc, char **argv)
             vocab_path = v;
         else if (strcmp(a, "--name") == 0)
             model_name = v;
+        else if (strcmp(a, "--pooling") == 0)
+            pooling = v;
         else if (strcmp(a, "-o") == 0 || strcmp(a, "--output") == 0)
             out_path = v;
         else if (strcmp(a, "--seed") == 0) {
@@ -709,14 +823,28 @@ static int model_init(int argc, char **argv)
         cli_errorf("model init: --arch, --shape, --type and -o are required (see --help)");
         return 2;
     }
-    if (strcmp(arch, "llama") != 0 && strcmp(arch, "qwen2") != 0) {
-        cli_errorf("model init: unknown --arch %s (llama or qwen2)", arch);
+    bool is_bert = strcmp(arch, "bert") == 0;
+    if (strcmp(arch, "llama") != 0 && strcmp(arch, "qwen2") != 0 && !is_bert) {
+        cli_errorf("model init: unknown --arch %s (llama, qwen2 or bert)", arch);
+        return 2;
+    }
+    uint32_t pool_type = BERT_POOL_MEAN;
+    if (strcmp(pooling, "cls") == 0)
+        pool_type = BERT_POOL_CLS;
+    else if (strcmp(pooling, "mean") != 0) {
+        cli_errorf("model init: unknown --pooling %s (mean or cls)", pooling);
         return 2;
     }
     const shape *sh = NULL;
-    for (size_t i = 0; i < ARRAY_LEN(SHAPES); i++)
-        if (strcmp(shape_name, SHAPES[i].name) == 0)
-            sh = &SHAPES[i];
+    const shape *shapes = is_bert ? BERT_SHAPES : SHAPES;
+    size_t n_shapes = is_bert ? ARRAY_LEN(BERT_SHAPES) : ARRAY_LEN(SHAPES);
+    for (size_t i = 0; i < n_shapes; i++)
+        if (strcmp(shape_name, shapes[i].name) == 0)
+            sh = &shapes[i];
+    if (!sh && is_bert) {
+        cli_errorf("model init: unknown --shape %s for bert (tiny, minilm)", shape_name);
+        return 2;
+    }
     if (!sh) {
         cli_errorf("model init: unknown --shape %s (tiny, smollm-135m, qwen2-0.5b, "
                    "tinyllama-1.1b, llama-3b)",
@@ -757,6 +885,13 @@ static int model_init(int argc, char **argv)
             goto out;
         }
         n_vocab = (uint32_t)gguf_arr_len(toks);
+        str tm = {0};
+        if (is_bert && (gguf_get_str(vf, "tokenizer.ggml.model", &tm, NULL) != 0 ||
+                        !str_eq_cstr(tm, "bert"))) {
+            cli_errorf("model init: --vocab %s: a bert model needs a WordPiece tokenizer "
+                       "(tokenizer.ggml.model \"bert\")", vocab_path);
+            goto out;
+        }
         for (size_t i = 0; i < gguf_kv_count(vf); i++) {
             str k = gguf_kv_key(vf, i);
             char kz[256];
@@ -767,7 +902,8 @@ static int model_init(int argc, char **argv)
             if (gguf_writer_set_value(w, kz, gguf_kv_value(vf, i)) != 0)
                 goto nomem;
         }
-    } else if (builtin_vocab(w, sh->n_vocab, &n_vocab) != 0) {
+    } else if (is_bert ? builtin_wpm_vocab(w, &n_vocab) != 0
+                       : builtin_vocab(w, sh->n_vocab, &n_vocab) != 0) {
         goto nomem;
     }
 
@@ -787,42 +923,78 @@ static int model_init(int argc, char **argv)
     SET(gguf_writer_set_u32(w, "general.alignment", GGUF_DEFAULT_ALIGNMENT));
     if (fmt->type != TENSOR_F32 && fmt->type != TENSOR_F16 && fmt->type != TENSOR_BF16)
         SET(gguf_writer_set_u32(w, "general.quantization_version", 2));
-    SET(gguf_writer_set_u32(w, AKEY("vocab_size"), n_vocab));
-    SET(gguf_writer_set_u32(w, AKEY("context_length"), sh->n_ctx));
-    SET(gguf_writer_set_u32(w, AKEY("embedding_length"), sh->n_embd));
-    SET(gguf_writer_set_u32(w, AKEY("block_count"), sh->n_layer));
-    SET(gguf_writer_set_u32(w, AKEY("feed_forward_length"), sh->n_ff));
-    SET(gguf_writer_set_u32(w, AKEY("rope.dimension_count"), sh->n_embd / sh->n_head));
-    SET(gguf_writer_set_u32(w, AKEY("attention.head_count"), sh->n_head));
-    SET(gguf_writer_set_u32(w, AKEY("attention.head_count_kv"), sh->n_head_kv));
-    SET(gguf_writer_set_f32(w, AKEY("attention.layer_norm_rms_epsilon"), is_qwen2 ? 1e-6f : 1e-5f));
-    SET(gguf_writer_set_f32(w, AKEY("rope.freq_base"), is_qwen2 ? 1000000.0f : 10000.0f));
-#undef AKEY
+    if (is_bert) {
+        // the keys and tensors llama.cpp's converter writes for BertModel
+        SET(gguf_writer_set_u32(w, AKEY("context_length"), sh->n_ctx));
+        SET(gguf_writer_set_u32(w, AKEY("embedding_length"), sh->n_embd));
+        SET(gguf_writer_set_u32(w, AKEY("feed_forward_length"), sh->n_ff));
+        SET(gguf_writer_set_u32(w, AKEY("block_count"), sh->n_layer));
+        SET(gguf_writer_set_u32(w, AKEY("attention.head_count"), sh->n_head));
+        SET(gguf_writer_set_f32(w, AKEY("attention.layer_norm_epsilon"), 1e-12f));
+        SET(gguf_writer_set_bool(w, AKEY("attention.causal"), false));
+        SET(gguf_writer_set_u32(w, AKEY("pooling_type"), pool_type));
+        if (!vf || gguf_find_key(vf, "tokenizer.ggml.token_type_count") < 0)
+            SET(gguf_writer_set_u32(w, "tokenizer.ggml.token_type_count", 2));
+        uint64_t E = sh->n_embd, F = sh->n_ff, V = n_vocab;
+        SET(plan_add(&p, 2, E, V, FILL_NORMAL, "token_embd.weight"));
+        SET(plan_add(&p, 2, E, 2, FILL_NORMAL, "token_types.weight"));
+        SET(plan_add(&p, 2, E, sh->n_ctx, FILL_NORMAL, "position_embd.weight"));
+        SET(plan_add(&p, 1, E, 1, FILL_NEAR_ONE, "token_embd_norm.weight"));
+        SET(plan_add(&p, 1, E, 1, FILL_NORMAL, "token_embd_norm.bias"));
+        for (uint32_t l = 0; l < sh->n_layer; l++) {
+            static const char *const attn[] = {"attn_q", "attn_k", "attn_v", "attn_output"};
+            for (size_t a = 0; a < ARRAY_LEN(attn); a++) {
+                SET(plan_add(&p, 2, E, E, FILL_NORMAL, "blk.%u.%s.weight", l, attn[a]));
+                SET(plan_add(&p, 1, E, 1, FILL_NORMAL, "blk.%u.%s.bias", l, attn[a]));
+            }
+            SET(plan_add(&p, 1, E, 1, FILL_NEAR_ONE, "blk.%u.attn_output_norm.weight", l));
+            SET(plan_add(&p, 1, E, 1, FILL_NORMAL, "blk.%u.attn_output_norm.bias", l));
+            SET(plan_add(&p, 2, E, F, FILL_NORMAL, "blk.%u.ffn_up.weight", l));
+            SET(plan_add(&p, 1, F, 1, FILL_NORMAL, "blk.%u.ffn_up.bias", l));
+            SET(plan_add(&p, 2, F, E, FILL_NORMAL, "blk.%u.ffn_down.weight", l));
+            SET(plan_add(&p, 1, E, 1, FILL_NORMAL, "blk.%u.ffn_down.bias", l));
+            SET(plan_add(&p, 1, E, 1, FILL_NEAR_ONE, "blk.%u.layer_output_norm.weight", l));
+            SET(plan_add(&p, 1, E, 1, FILL_NORMAL, "blk.%u.layer_output_norm.bias", l));
+        }
+    } else {
+        SET(gguf_writer_set_u32(w, AKEY("vocab_size"), n_vocab));
+        SET(gguf_writer_set_u32(w, AKEY("context_length"), sh->n_ctx));
+        SET(gguf_writer_set_u32(w, AKEY("embedding_length"), sh->n_embd));
+        SET(gguf_writer_set_u32(w, AKEY("block_count"), sh->n_layer));
+        SET(gguf_writer_set_u32(w, AKEY("feed_forward_length"), sh->n_ff));
+        SET(gguf_writer_set_u32(w, AKEY("rope.dimension_count"), sh->n_embd / sh->n_head));
+        SET(gguf_writer_set_u32(w, AKEY("attention.head_count"), sh->n_head));
+        SET(gguf_writer_set_u32(w, AKEY("attention.head_count_kv"), sh->n_head_kv));
+        SET(gguf_writer_set_f32(w, AKEY("attention.layer_norm_rms_epsilon"),
+                                is_qwen2 ? 1e-6f : 1e-5f));
+        SET(gguf_writer_set_f32(w, AKEY("rope.freq_base"), is_qwen2 ? 1000000.0f : 10000.0f));
 
-    // Tensors, in the order llama.cpp's converter writes them.
-    uint64_t E = sh->n_embd, KV = (uint64_t)sh->n_embd / sh->n_head * sh->n_head_kv, F = sh->n_ff,
-             V = n_vocab;
-    SET(plan_add(&p, 2, E, V, FILL_NORMAL, "token_embd.weight"));
-    for (uint32_t l = 0; l < sh->n_layer; l++) {
-        SET(plan_add(&p, 1, E, 1, FILL_ONES, "blk.%u.attn_norm.weight", l));
-        SET(plan_add(&p, 2, E, E, FILL_NORMAL, "blk.%u.attn_q.weight", l));
-        if (is_qwen2)
-            SET(plan_add(&p, 1, E, 1, FILL_NORMAL, "blk.%u.attn_q.bias", l));
-        SET(plan_add(&p, 2, E, KV, FILL_NORMAL, "blk.%u.attn_k.weight", l));
-        if (is_qwen2)
-            SET(plan_add(&p, 1, KV, 1, FILL_NORMAL, "blk.%u.attn_k.bias", l));
-        SET(plan_add(&p, 2, E, KV, FILL_NORMAL, "blk.%u.attn_v.weight", l));
-        if (is_qwen2)
-            SET(plan_add(&p, 1, KV, 1, FILL_NORMAL, "blk.%u.attn_v.bias", l));
-        SET(plan_add(&p, 2, E, E, FILL_NORMAL, "blk.%u.attn_output.weight", l));
-        SET(plan_add(&p, 1, E, 1, FILL_ONES, "blk.%u.ffn_norm.weight", l));
-        SET(plan_add(&p, 2, E, F, FILL_NORMAL, "blk.%u.ffn_gate.weight", l));
-        SET(plan_add(&p, 2, E, F, FILL_NORMAL, "blk.%u.ffn_up.weight", l));
-        SET(plan_add(&p, 2, F, E, FILL_NORMAL, "blk.%u.ffn_down.weight", l));
+        // Tensors, in the order llama.cpp's converter writes them.
+        uint64_t E = sh->n_embd, KV = (uint64_t)sh->n_embd / sh->n_head * sh->n_head_kv,
+                 F = sh->n_ff, V = n_vocab;
+        SET(plan_add(&p, 2, E, V, FILL_NORMAL, "token_embd.weight"));
+        for (uint32_t l = 0; l < sh->n_layer; l++) {
+            SET(plan_add(&p, 1, E, 1, FILL_ONES, "blk.%u.attn_norm.weight", l));
+            SET(plan_add(&p, 2, E, E, FILL_NORMAL, "blk.%u.attn_q.weight", l));
+            if (is_qwen2)
+                SET(plan_add(&p, 1, E, 1, FILL_NORMAL, "blk.%u.attn_q.bias", l));
+            SET(plan_add(&p, 2, E, KV, FILL_NORMAL, "blk.%u.attn_k.weight", l));
+            if (is_qwen2)
+                SET(plan_add(&p, 1, KV, 1, FILL_NORMAL, "blk.%u.attn_k.bias", l));
+            SET(plan_add(&p, 2, E, KV, FILL_NORMAL, "blk.%u.attn_v.weight", l));
+            if (is_qwen2)
+                SET(plan_add(&p, 1, KV, 1, FILL_NORMAL, "blk.%u.attn_v.bias", l));
+            SET(plan_add(&p, 2, E, E, FILL_NORMAL, "blk.%u.attn_output.weight", l));
+            SET(plan_add(&p, 1, E, 1, FILL_ONES, "blk.%u.ffn_norm.weight", l));
+            SET(plan_add(&p, 2, E, F, FILL_NORMAL, "blk.%u.ffn_gate.weight", l));
+            SET(plan_add(&p, 2, E, F, FILL_NORMAL, "blk.%u.ffn_up.weight", l));
+            SET(plan_add(&p, 2, F, E, FILL_NORMAL, "blk.%u.ffn_down.weight", l));
+        }
+        SET(plan_add(&p, 1, E, 1, FILL_ONES, "output_norm.weight"));
+        if (!is_tied)
+            SET(plan_add(&p, 2, E, V, FILL_NORMAL, "output.weight"));
     }
-    SET(plan_add(&p, 1, E, 1, FILL_ONES, "output_norm.weight"));
-    if (!is_tied)
-        SET(plan_add(&p, 2, E, V, FILL_NORMAL, "output.weight"));
+#undef AKEY
 #undef SET
     for (size_t i = 0; i < p.n; i++) {
         plan_tensor *t = &p.t[i];
@@ -853,9 +1025,10 @@ static int model_init(int argc, char **argv)
             goto write_fail;
         for (uint64_t row = 0; row < t->ne[1]; row++) {
             for (uint64_t j = 0; j < t->ne[0]; j++)
-                rb.f[j] = t->how == FILL_ONES    ? 1.0f
-                          : t->how == FILL_ZEROS ? 0.0f
-                                                 : (float)(0.02 * rng_normal(&r));
+                rb.f[j] = t->how == FILL_ONES       ? 1.0f
+                          : t->how == FILL_ZEROS    ? 0.0f
+                          : t->how == FILL_NEAR_ONE ? (float)(1.0 + 0.02 * rng_normal(&r))
+                                                    : (float)(0.02 * rng_normal(&r));
             tensor_quantize_row((tensor_type)t->type, rb.f, rb.q, (size_t)t->ne[0]);
             if (gguf_writer_write(w, rb.q, row_bytes, &e) != 0)
                 goto write_fail;
