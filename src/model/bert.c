@@ -17,6 +17,7 @@
 #include <string.h>
 
 #include "model/gguf.h"
+#include "model/kern.h"
 #include "model/tensor.h"
 #include "model/tok.h"
 
@@ -27,6 +28,7 @@ typedef struct bert_weight {
     size_t n_in, n_out;
     size_t row_bytes;
     const uint8_t *data;
+    kern_mat km; // the same matrix as the kernels see it
 } bert_weight;
 
 typedef struct bert_layer {
@@ -132,6 +134,8 @@ static int get_weight(const gguf_file *f, const char *name, size_t n_in, size_t 
         return err_set(e, rc, "bert: tensor \"%s\": rows of %zu elements do not fit type %s",
                        name, n_in, tensor_type_name(t->type));
     w->data = t->data;
+    if ((rc = kern_mat_init(&w->km, w->type, n_out, n_in, t->data)) < 0)
+        return err_set(e, rc, "bert: tensor \"%s\" cannot be used by the kernels", name);
     return 0;
 }
 
@@ -306,7 +310,6 @@ struct bert_ctx {
     bert_model *m;
     bert_config cfg;
     size_t n_threads;
-    size_t wmax;       // longest weight row (max(dim, ffn))
     uint32_t *seq_of;  // (B) text index (within the batch) of each token
     size_t *seq_start; // (B + 1) first token of each text in the batch
     float *x;          // (B, dim) residual stream
@@ -314,9 +317,28 @@ struct bert_ctx {
     float *att;        // (B, dim) attention output, heads concatenated
     float *tmp;        // (B, dim)
     float *hb;         // (B, ffn)
-    float *wrow;       // (threads, wmax) a dequantized weight row per thread
     float *scores;     // (threads, n_ctx)
+    void *mm_scratch;  // kern_matmul's quantized activations for B rows, largest weight
+    size_t mm_scratch_bytes;
 };
+
+/* Largest kern_matmul scratch of a batch of B rows over every layer weight; SIZE_MAX on
+ * overflow. */
+static size_t ctx_scratch_bytes(const bert_model *m, size_t B)
+{
+    size_t mx = 0;
+    for (uint32_t l = 0; l < m->hp.n_layer; l++) {
+        const bert_layer *L = &m->layers[l];
+        const bert_weight *ws[] = {&L->wq, &L->wk, &L->wv, &L->wo, &L->w_up, &L->w_down};
+        for (size_t i = 0; i < ARRAY_LEN(ws); i++) {
+            size_t b = kern_scratch_bytes(ws[i]->type, ws[i]->n_in, B);
+            if (b == SIZE_MAX)
+                return SIZE_MAX;
+            mx = MAX(mx, b);
+        }
+    }
+    return mx;
+}
 
 bert_config bert_config_default(void)
 {
@@ -339,7 +361,7 @@ void bert_ctx_free(bert_ctx *c)
     free(c->att);
     free(c->tmp);
     free(c->hb);
-    free(c->wrow);
+    free(c->mm_scratch);
     free(c->scores);
     bert_unref(c->m);
     free(c);
@@ -370,7 +392,6 @@ int bert_ctx_new(bert_model *m, const bert_config *cfg, bert_ctx **out, err_msg 
         return err_set(e, ERR_NOMEM, "bert: out of memory");
     x->cfg = c;
     x->n_threads = nt;
-    x->wmax = MAX(hp->dim, hp->ffn);
     x->seq_of = malloc(B * sizeof *x->seq_of);
     x->seq_start = malloc((B + 1) * sizeof *x->seq_start);
     x->x = falloc(B, hp->dim);
@@ -380,11 +401,16 @@ int bert_ctx_new(bert_model *m, const bert_config *cfg, bert_ctx **out, err_msg 
     x->att = falloc(B, hp->dim);
     x->tmp = falloc(B, hp->dim);
     x->hb = falloc(B, hp->ffn);
-    x->wrow = falloc(nt, x->wmax);
+    x->mm_scratch_bytes = ctx_scratch_bytes(m, B);
+    if (x->mm_scratch_bytes == SIZE_MAX) {
+        free(x);
+        return err_set(e, ERR_OVERFLOW, "bert: kernel scratch for %zu tokens overflows", B);
+    }
+    x->mm_scratch = x->mm_scratch_bytes ? malloc(x->mm_scratch_bytes) : NULL;
     x->scores = falloc(nt, hp->n_ctx);
     x->m = bert_ref(m);
     if (!x->seq_of || !x->seq_start || !x->x || !x->q || !x->k || !x->v || !x->att || !x->tmp ||
-        !x->hb || !x->wrow || !x->scores) {
+        !x->hb || !x->scores || (x->mm_scratch_bytes && !x->mm_scratch)) {
         bert_ctx_free(x);
         return err_set(e, ERR_NOMEM, "bert: out of memory for a batch of %zu tokens", B);
     }
@@ -399,45 +425,19 @@ const bert_model *bert_ctx_model(const bert_ctx *c)
 
 /* ================================================================ the encoder pass */
 
-typedef struct matmul_job {
-    bert_ctx *c;
-    const bert_weight *w;
-    const float *b;
-    const float *X;
-    size_t n;
-    float *Y;
-} matmul_job;
-
-static void matmul_rows(void *arg, size_t begin, size_t end, int tid)
-{
-    const matmul_job *j = arg;
-    const bert_weight *w = j->w;
-    float *wrow = j->c->wrow + (size_t)tid * j->c->wmax;
-    for (size_t o = begin; o < end; o++) {
-        tensor_dequantize_row(w->type, w->data + o * w->row_bytes, wrow, w->n_in);
-        float bias = j->b ? j->b[o] : 0.0f;
-        for (size_t t = 0; t < j->n; t++) {
-            const float *xr = j->X + t * w->n_in;
-            float s = 0;
-            for (size_t i = 0; i < w->n_in; i++)
-                s += xr[i] * wrow[i];
-            j->Y[t * w->n_out + o] = s + bias;
-        }
-    }
-}
-
 /*
- * Y (n, n_out) = X (n, n_in) · Wᵀ + b. Each weight row is dequantized once and
- * dotted with every token of the batch, so the batch reads each matrix once.
- * Each output is one dot product in index order: a text's embedding does not
+ * Y (n, n_out) = X (n, n_in) · Wᵀ + b through kern_matmul: each weight row is
+ * read once for every token of the batch, and each output depends only on its
+ * own row of X (kern's batch invariance), so a text's embedding does not
  * depend on which texts share its batch or on the thread count.
  */
 static void matmul(bert_ctx *c, const bert_weight *w, const float *b, const float *X, size_t n,
                    float *Y)
 {
-    matmul_job j = {c, w, b, X, n, Y};
     bool small = (uint64_t)w->n_out * w->n_in * n < 65536;
-    pool_for(small ? NULL : c->cfg.pool, w->n_out, 1, matmul_rows, &j);
+    kern_matmul(small ? NULL : c->cfg.pool, &w->km, X, n, Y, c->mm_scratch, c->mm_scratch_bytes);
+    for (size_t t = 0; t < n; t++)
+        kern_add(Y + t * w->n_out, Y + t * w->n_out, b, w->n_out);
 }
 
 /* x (n, dim) = LN(x) per row: (x - mean) / sqrt(var + eps) * w + b (two-pass variance). */

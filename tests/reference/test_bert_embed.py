@@ -8,6 +8,7 @@ Seeded random `bert` models from `ferry model init --arch bert`:
   - for each, several texts are embedded in ONE `ferry embed` call (one batch)
     and each must have cosine >= 0.9999 with the reference's embedding of the
     same token ids (ids from `ferry tokenize --bos`, i.e. [CLS] ... [SEP]);
+  - the scalar kernels (FERRY_SIMD=scalar) agree with the default ones (cosine);
   - the embeddings are unit vectors, and a text embedded alone gives the same
     vector as inside the batch (batch invariance, max abs diff <= 1e-6).
 """
@@ -58,6 +59,11 @@ def check(label, path, texts):
         if not (abs(np.linalg.norm(got[i]) - 1.0) < 1e-5):
             print("  %s text %d: norm %.7f is not 1" % (label, i, np.linalg.norm(got[i])))
             fails += 1
+    scalar = embed(path, texts, env={"FERRY_SIMD": "scalar"})[1]
+    sc_cos = float(min((scalar * got).sum(axis=1)))
+    if sc_cos < COS_MIN:
+        print("  %s: scalar kernels vs default: min cosine %.7f" % (label, sc_cos))
+        fails += 1
     alone = embed(path, [texts[1]])[1][0]
     diff = float(np.abs(alone - got[1]).max())
     ok = worst >= COS_MIN and diff <= 1e-6 and fails == 0
