@@ -53,6 +53,10 @@ def main():
     # models are not yet supported: a clear message, exit 2
     rc, out, err = run("serve", "--model", "tiny.gguf", "--data", os.path.join(d, "m"))
     check(rc == 2 and "not yet supported" in err, (rc, err))
+    # a data directory that cannot be created: refused at start, exit 1
+    rc, out, err = run("serve", "--listen", "127.0.0.1:0", "--data", "/proc/ferry-no/data",
+                       "--log-file", os.path.join(d, "start.log"))
+    check(rc == 1 and "cannot create data directory" in err, (rc, err))
     # precedence: flag > env > file > default (max_body_bytes and read timeout)
     cfg = os.path.join(d, "p.yaml")
     with open(cfg, "w") as f:
