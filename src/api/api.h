@@ -30,6 +30,7 @@ typedef struct api_app {
     obs_family *http_duration;  // ferry_http_request_duration_seconds{route}
     obs_series *http_in_flight; // ferry_http_in_flight
     http_server *srv;           // set once serving; NULL before
+    struct api_models *models;  // local models (api/openai_serve.h); NULL = none
     bool debug_routes;          // expose /debug/* (tests, never in production)
     _Atomic bool ready;
     pthread_mutex_t ready_mu;   // guards not_ready

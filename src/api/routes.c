@@ -5,6 +5,7 @@
 #include <stdlib.h>
 
 #include "api/api.h"
+#include "api/openai_serve.h"
 
 /* Every JSON route's trampoline context; filled at router construction. */
 static api_json_route g_debug_echo;
@@ -19,6 +20,9 @@ http_router *api_router_new(api_app *app, err_msg *e)
         {"GET", "/healthz", api_h_healthz, NULL, HTTP_ROUTE_PROBE},
         {"GET", "/readyz", api_h_readyz, NULL, HTTP_ROUTE_PROBE},
         {"GET", "/metrics", api_h_metrics, NULL, HTTP_ROUTE_PROBE},
+        {"GET", "/v1/models", api_h_models, NULL, 0},
+        {"POST", "/v1/chat/completions", api_h_chat, NULL, HTTP_ROUTE_JSON},
+        {"POST", "/v1/completions", api_h_completions, NULL, HTTP_ROUTE_JSON},
         /* Debug routes (debug_routes: true only; tests): keep them last. */
         {"POST", "/debug/sleep", api_h_debug_sleep, NULL, 0},
         {"GET", "/debug/stream", api_h_debug_stream, NULL, 0},

@@ -15,6 +15,8 @@
 #include <unistd.h>
 
 #include "api/api.h"
+#include "api/openai_serve.h"
+#include "engine/sched.h"
 #include "base/log.h"
 #include "cli/cli.h"
 #include "cli/config.h"
@@ -26,8 +28,10 @@ extern char **environ;
 static void usage(FILE *f)
 {
     fprintf(f, "usage: ferry serve [--config FILE] [--OPTION VALUE]...\n\n"
-               "Serves the HTTP API (health, readiness, metrics; OpenAI endpoints as they\n"
-               "land) with the embedded store (SQLite under --data).\n\n"
+               "Serves the HTTP API (health, readiness, metrics, the OpenAI-compatible\n"
+               "/v1/models, /v1/chat/completions and /v1/completions over the models given\n"
+               "with --model [NAME=]PATH, once per model, each with its own scheduler) with\n"
+               "the embedded store (SQLite under --data).\n\n"
                "  --config FILE              YAML configuration file (see docs/configuration.md)\n"
                "  --help                     this text\n\n"
                "Every key can be set in the file, by flag or by environment variable;\n"
@@ -119,11 +123,24 @@ int cli_cmd_serve(int argc, char **argv)
     int rc = build_config(argc, argv, &cfg);
     if (rc)
         return rc == 1 ? 0 : 2;
-    if (cfg.n_models > 0) {
-        cli_errorf("serve: models are not yet supported (--model %s): the inference engine "
-                   "has not landed; run without --model to serve the API and store",
-                   cfg.models[0]);
-        return 2;
+    /* --model [NAME=]PATH: NAME defaults to the file name without ".gguf". */
+    static char names[CONFIG_MODELS_MAX][256];
+    api_model_spec specs[CONFIG_MODELS_MAX];
+    for (int i = 0; i < cfg.n_models; i++) {
+        const char *m = cfg.models[i], *eq = strchr(m, '=');
+        const char *path = eq ? eq + 1 : m;
+        const char *base = strrchr(path, '/');
+        base = base ? base + 1 : path;
+        size_t nl = eq ? (size_t)(eq - m) : strlen(base);
+        if (!eq && nl > 5 && strcmp(base + nl - 5, ".gguf") == 0)
+            nl -= 5;
+        if (nl == 0 || nl >= sizeof names[i] || !*path) {
+            cli_errorf("serve: --model %s: expected [NAME=]PATH", m);
+            return 2;
+        }
+        memcpy(names[i], eq ? m : base, nl);
+        names[i][nl] = '\0';
+        specs[i] = (api_model_spec){.name = names[i], .path = path};
     }
     err_msg e;
     log_level lvl;
@@ -152,6 +169,19 @@ int cli_cmd_serve(int argc, char **argv)
     if (api_app_init(&app, cfg.debug_routes, &e) != 0) {
         cli_errorf("serve: %s", e.text);
         return 1;
+    }
+    sched_metrics *sm = NULL;
+    if (cfg.n_models > 0) {
+        if (sched_metrics_new(app.metrics, &sm, &e) != 0) {
+            cli_errorf("serve: %s", e.text);
+            return 1;
+        }
+        sched_config sc = sched_config_default();
+        sc.metrics = sm;
+        if (api_models_load(specs, (size_t)cfg.n_models, &sc, &app.models, &e) != 0) {
+            cli_errorf("serve: %s", e.text);
+            return 2;
+        }
     }
     http_router *rt = api_router_new(&app, &e);
     if (!rt) {
@@ -216,11 +246,24 @@ int cli_cmd_serve(int argc, char **argv)
     snprintf(fields, sizeof fields, "\"in_flight\":%lld,\"grace_s\":%lld", (long long)n,
              (long long)cfg.shutdown_grace_s);
     log_write_fields(LOG_LEVEL_INFO, "serve", "draining", fields);
+    /* Generations end before the server goes: their sinks write to live
+     * streams and deferred answers. Wait out the grace period for them, then
+     * stop the schedulers (what is left ends with 503). */
+    if (app.models) {
+        for (int64_t ms = 0; ms < cfg.shutdown_grace_s * 1000 && http_server_in_flight(srv) > 0;
+             ms += 20)
+            usleep(20000);
+        api_models_free(app.models);
+        app.models = NULL;
+    }
     int cut = http_server_stop(srv, (uint64_t)cfg.shutdown_grace_s * 1000);
     app.srv = NULL;
     snprintf(fields, sizeof fields, "\"cut_short\":%d", cut);
     log_write_fields(LOG_LEVEL_INFO, "serve", "stopped", fields);
     store_close(st);
+    api_models_free(app.models);
+    app.models = NULL;
+    sched_metrics_free(sm);
     http_router_free(rt);
     api_app_free(&app);
     return 0;
