@@ -50,9 +50,9 @@ def main():
     check(rc == 2 and "--bogus" in err, err)
     rc, out, err = run("serve", "--threads", "lots")
     check(rc == 2 and "--threads" in err, err)
-    # models are not yet supported: a clear message, exit 2
-    rc, out, err = run("serve", "--model", "tiny.gguf", "--data", os.path.join(d, "m"))
-    check(rc == 2 and "not yet supported" in err, (rc, err))
+    # a model file that does not exist: a one-line message naming it, exit 2
+    rc, out, err = run("serve", "--model", "no-such-model.gguf", "--data", os.path.join(d, "m"))
+    check(rc == 2 and "no-such-model.gguf" in err and err.count("\n") == 1, (rc, err))
     # a data directory that cannot be created: refused at start, exit 1
     rc, out, err = run("serve", "--listen", "127.0.0.1:0", "--data", "/proc/ferry-no/data",
                        "--log-file", os.path.join(d, "start.log"))
