@@ -135,3 +135,156 @@ int rag_bm25_search(const rag_bm25 *x, const char *q, size_t qlen, size_t k,
  */
 int rag_rrf(const rag_hit *a, size_t na, const rag_hit *b, size_t nb, size_t rrf_k, size_t k,
             rag_hit *out) MUST_USE;
+
+/* ---------------------------------------------------------------- collections */
+
+/*
+ * A collection: documents (caller ids, text, opaque metadata bytes such as a
+ * JSON object the API layer keeps), cut into chunks; each chunk is embedded
+ * into a vector index (vector/hnsw, under the chunk's 64-bit label) and
+ * indexed by BM25. Queries run in one of three modes:
+ *   RAG_MODE_VECTOR   score = similarity: 1 - distance for cosine and ip,
+ *                     1 / (1 + distance) for l2
+ *   RAG_MODE_KEYWORD  score = BM25
+ *   RAG_MODE_HYBRID   score = RRF (k = 60) of the vector and BM25 rankings, each
+ *                     taken to max(4 * top_k, 20) candidates
+ * min_score drops results below it (in the mode's own score). Upserting an id
+ * that exists replaces the document and all its chunks.
+ *
+ * Persistence (rag_collection_save/load) writes two files in a directory:
+ * NAME.hnsw (vector/hnsw_index_save: temporary name, fsync, rename, checksum)
+ * and NAME.docs, the documents and chunk table:
+ *   "FRAGDOCS" u32 version (1) u32 metric u32 dim u32 max_tokens u32 overlap
+ *   u64 next_label u64 n_docs, then per document:
+ *     u32 id_len, id, u64 text_len, text, u32 meta_len, meta, u32 n_chunks,
+ *     n_chunks x (u64 label, u64 off, u64 len, u64 n_tokens)
+ *   then u64 FNV-1a 64 of every byte before it
+ * (little-endian), written to NAME.docs.tmp, fsynced and renamed. A file whose
+ * sizes, offsets or checksum disagree is refused with ERR_FORMAT. The embedder
+ * (name and dim) must match on load. BM25 is rebuilt from the chunk texts.
+ *
+ * Threads: one thread at a time per collection (the caller's lock).
+ */
+
+typedef enum rag_mode {
+    RAG_MODE_VECTOR = 0,
+    RAG_MODE_KEYWORD = 1,
+    RAG_MODE_HYBRID = 2,
+} rag_mode;
+
+/* Parses "vector", "keyword" or "hybrid". Returns 0 or ERR_INVAL. */
+int rag_mode_parse(const char *s, rag_mode *out) MUST_USE;
+const char *rag_mode_name(rag_mode m);
+
+/*
+ * An embedder: fn writes n rows of dim floats for texts[i] (lens[i] bytes).
+ * Returns 0 or a negative ERR_* with e set; ctx is the embedder's own.
+ */
+typedef int (*rag_embed_fn)(void *ctx, const char *const *texts, const size_t *lens, size_t n,
+                            float *out, err_msg *e);
+
+typedef struct rag_embedder {
+    const char *name; // stable name (stored with a saved collection)
+    size_t dim;
+    rag_embed_fn fn;
+    void *ctx;
+} rag_embedder;
+
+/* The built-in lexical embedder (model/lex: LEX_EMBED_NAME, 384 dims). */
+rag_embedder rag_embedder_lexical(void);
+
+#define RAG_NAME_MAX 128    // collection name bytes
+#define RAG_DOC_ID_MAX 256  // document id bytes
+#define RAG_META_MAX 65536  // metadata bytes per document
+
+typedef struct rag_collection_config {
+    vec_metric metric;      // default cosine
+    rag_chunk_config chunk; // rag_chunk_config_default()
+    rag_bm25_config bm25;   // rag_bm25_config_default()
+} rag_collection_config;
+
+rag_collection_config rag_collection_config_default(void);
+
+typedef struct rag_collection rag_collection;
+
+/*
+ * An empty collection named name (1..RAG_NAME_MAX bytes of [A-Za-z0-9_.-],
+ * not starting with '.') embedding with emb (copied; emb->ctx must outlive
+ * the collection). Returns 0, ERR_INVAL (name, config) or ERR_NOMEM.
+ */
+int rag_collection_new(const char *name, const rag_collection_config *cfg,
+                       const rag_embedder *emb, rag_collection **out, err_msg *e) MUST_USE;
+void rag_collection_free(rag_collection *c);
+const char *rag_collection_name(const rag_collection *c);
+const rag_embedder *rag_collection_embedder(const rag_collection *c);
+const rag_collection_config *rag_collection_config_get(const rag_collection *c);
+size_t rag_collection_doc_count(const rag_collection *c);
+size_t rag_collection_chunk_count(const rag_collection *c);
+
+/*
+ * Adds or replaces document id with text and meta (meta may be NULL/0). The
+ * text is chunked, embedded (one batched embedder call) and indexed. On
+ * success *n_chunks and *n_tokens (either may be NULL) get the chunk count and
+ * the tokens of all chunks. Returns 0, ERR_INVAL (empty or overlong id, meta
+ * over RAG_META_MAX), the chunker's, the embedder's or the index's errors;
+ * on error the collection is unchanged.
+ */
+int rag_collection_upsert(rag_collection *c, const char *id, const char *text, size_t len,
+                          const char *meta, size_t meta_len, size_t *n_chunks, size_t *n_tokens,
+                          err_msg *e) MUST_USE;
+/* Removes document id and its chunks. Returns 0 or ERR_NOT_FOUND. */
+int rag_collection_delete(rag_collection *c, const char *id) MUST_USE;
+
+/* A document as stored; pointers are borrowed until the collection next changes. */
+typedef struct rag_doc_view {
+    const char *id;
+    const char *text;
+    size_t text_len;
+    const char *meta; // NULL when none
+    size_t meta_len;
+    size_t n_chunks;
+} rag_doc_view;
+
+/* Looks up document id. Returns 0 with *out set, or ERR_NOT_FOUND. */
+int rag_collection_get(const rag_collection *c, const char *id, rag_doc_view *out) MUST_USE;
+/* Document i (< rag_collection_doc_count) in insertion order, for listing. */
+int rag_collection_doc_at(const rag_collection *c, size_t i, rag_doc_view *out) MUST_USE;
+
+/* A document predicate for filtered queries (the API matches metadata with it). */
+typedef bool (*rag_doc_filter_fn)(void *ctx, const rag_doc_view *doc);
+
+typedef struct rag_query {
+    const char *text;
+    size_t len;
+    size_t top_k;             // 1..HNSW_EF_MAX
+    rag_mode mode;
+    double min_score;         // results below are dropped (-INFINITY: keep all)
+    rag_doc_filter_fn filter; // NULL: every document
+    void *filter_ctx;
+} rag_query;
+
+/* One result: a chunk of a document; pointers borrowed like rag_doc_view's. */
+typedef struct rag_result {
+    uint64_t chunk_id;
+    const char *doc_id;
+    size_t off, len; // the chunk's bytes in the document text
+    const char *text; // doc text + off
+    double score;
+} rag_result;
+
+/*
+ * Runs q, writing up to q->top_k results (best first) to out. Returns the
+ * count, ERR_INVAL (top_k out of range), or the embedder's / index's errors.
+ */
+int rag_collection_query(rag_collection *c, const rag_query *q, rag_result *out, err_msg *e)
+    MUST_USE;
+
+/* Writes dir/NAME.hnsw and dir/NAME.docs (see above). Returns 0 or ERR_IO. */
+int rag_collection_save(rag_collection *c, const char *dir, err_msg *e) MUST_USE;
+/*
+ * Loads collection name from dir with embedder emb (which must have the saved
+ * name and dim). Returns 0 and *out, ERR_IO (missing/unreadable), ERR_FORMAT
+ * (damaged file, embedder mismatch) or ERR_NOMEM.
+ */
+int rag_collection_load(const char *dir, const char *name, const rag_embedder *emb,
+                        rag_collection **out, err_msg *e) MUST_USE;
