@@ -5,6 +5,7 @@
 #include <stdlib.h>
 
 #include "api/api.h"
+#include "api/collections.h"
 #include "api/openai_serve.h"
 
 /* Every JSON route's trampoline context; filled at router construction. */
@@ -23,6 +24,15 @@ http_router *api_router_new(api_app *app, err_msg *e)
         {"GET", "/v1/models", api_h_models, NULL, 0},
         {"POST", "/v1/chat/completions", api_h_chat, NULL, HTTP_ROUTE_JSON},
         {"POST", "/v1/completions", api_h_completions, NULL, HTTP_ROUTE_JSON},
+        {"POST", "/v1/embeddings", api_h_embeddings, NULL, HTTP_ROUTE_JSON},
+        {"POST", "/v1/collections", api_h_coll_create, NULL, HTTP_ROUTE_JSON},
+        {"GET", "/v1/collections", api_h_coll_list, NULL, 0},
+        {"GET", "/v1/collections/{c}", api_h_coll_get, NULL, 0},
+        {"DELETE", "/v1/collections/{c}", api_h_coll_delete, NULL, 0},
+        {"POST", "/v1/collections/{c}/documents", api_h_docs_upsert, NULL, HTTP_ROUTE_JSON},
+        {"GET", "/v1/collections/{c}/documents/{id}", api_h_doc_get, NULL, 0},
+        {"DELETE", "/v1/collections/{c}/documents/{id}", api_h_doc_delete, NULL, 0},
+        {"POST", "/v1/collections/{c}/query", api_h_coll_query, NULL, HTTP_ROUTE_JSON},
         /* Debug routes (debug_routes: true only; tests): keep them last. */
         {"POST", "/debug/sleep", api_h_debug_sleep, NULL, 0},
         {"GET", "/debug/stream", api_h_debug_stream, NULL, 0},

@@ -21,6 +21,7 @@
 #include "cli/cli.h"
 #include "cli/config.h"
 #include "http/http.h"
+#include "api/collections.h"
 #include "store/store.h"
 
 extern char **environ;
@@ -228,6 +229,8 @@ int cli_cmd_serve(int argc, char **argv)
         return 1;
     }
     LOG_INFO("serve", "store ready: %s (schema %d)", store_path(st), store_schema_version(st));
+    if (api_kb_init(cfg.data, &e) != 0) // collections persist under DATA/collections
+        LOG_WARN("serve", "%s (collections stay in memory)", e.text);
     api_set_ready(&app, NULL);
 
     for (;;) {
@@ -261,6 +264,7 @@ int cli_cmd_serve(int argc, char **argv)
     snprintf(fields, sizeof fields, "\"cut_short\":%d", cut);
     log_write_fields(LOG_LEVEL_INFO, "serve", "stopped", fields);
     store_close(st);
+    api_kb_free();
     api_models_free(app.models);
     app.models = NULL;
     sched_metrics_free(sm);

@@ -702,6 +702,12 @@ static int read_file(const char *path, char **out, size_t *n, err_msg *e)
     return 0;
 }
 
+static int chunk_cmp(const void *a, const void *b)
+{
+    uint64_t x = ((const rchunk *)a)->label, y = ((const rchunk *)b)->label;
+    return x < y ? -1 : x > y;
+}
+
 int rag_collection_load(const char *dir, const char *name, const rag_embedder *emb,
                         rag_collection **out, err_msg *e)
 {
@@ -790,8 +796,7 @@ int rag_collection_load(const char *dir, const char *name, const rag_embedder *e
         c->docs[c->ndocs++] = d;
         for (uint32_t k = 0; k < nc && !r.bad; k++) {
             uint64_t label = r_u64(&r), off = r_u64(&r), len = r_u64(&r), nt = r_u64(&r);
-            if (r.bad || off > tl || len > tl - off || label >= c->next_label ||
-                (c->nchunks && label <= c->chunks[c->nchunks - 1].label)) {
+            if (r.bad || off > tl || len > tl - off || label == 0 || label >= c->next_label) {
                 r.bad = true;
                 break;
             }
@@ -814,6 +819,12 @@ int rag_collection_load(const char *dir, const char *name, const rag_embedder *e
             }
         }
     }
+    // the chunk table is sorted by label (a replaced document's chunks come later than
+    // those of documents after it in the file); a label used twice is damage
+    qsort(c->chunks, c->nchunks, sizeof *c->chunks, chunk_cmp);
+    for (size_t k = 1; k < c->nchunks && !r.bad; k++)
+        if (c->chunks[k].label == c->chunks[k - 1].label)
+            r.bad = true;
     if (r.bad || r.o != r.n || hnsw_index_count(c->vec) != c->nchunks) {
         rc = err_set(e, ERR_FORMAT, "rag: %s/%s.docs is damaged (a size, offset or label is out "
                      "of range, or it disagrees with %s.hnsw)", dir, name, name);

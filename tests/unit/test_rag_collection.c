@@ -153,6 +153,11 @@ static void test_save_load(void **state)
     assert_non_null(mkdtemp(dir));
     rag_collection *c = make();
     err_msg e;
+    // a replaced document gets newer chunk labels than the documents after it
+    const char *t = "Rust is a language. Its borrow checker prevents data races. Cargo builds.";
+    assert_int_equal(rag_collection_upsert(c, "rust", t, strlen(t), "{\"topic\":\"code\"}", 16,
+                                           NULL, NULL, &e),
+                     0);
     assert_int_equal(rag_collection_save(c, dir, &e), 0);
     rag_embedder emb = rag_embedder_lexical();
     rag_collection *d;

@@ -1,0 +1,646 @@
+/*
+ * api/collections — JSON <-> rag for the knowledge-base endpoints and
+ * /v1/embeddings (contract in collections.h).
+ *
+ * The registry: up to KB_MAX collections by name behind one mutex (kb.mu),
+ * held for the whole of each operation, including embedding (the lexical
+ * embedder is microseconds per chunk). Results are serialized while the lock
+ * is held, because rag_result pointers are borrowed from the collection.
+ */
+#include "api/collections.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <jansson.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "api/api.h"
+#include "base/buf.h"
+#include "base/log.h"
+#include "model/lex.h"
+#include "rag/rag.h"
+
+#define KB_MAX 256
+#define EMBED_INPUTS_MAX 2048
+#define QUERY_TOP_K_MAX 100
+#define BODY_DOCS_MAX 1000
+
+static struct {
+    pthread_mutex_t mu; // guards everything below and every collection
+    char dir[4096];     // persistence directory; "" = memory only
+    rag_collection *c[KB_MAX];
+    size_t n;
+} kb = {PTHREAD_MUTEX_INITIALIZER, "", {0}, 0};
+
+static int64_t kb_find(const char *name)
+{
+    for (size_t i = 0; i < kb.n; i++)
+        if (strcmp(rag_collection_name(kb.c[i]), name) == 0)
+            return (int64_t)i;
+    return -1;
+}
+
+int api_kb_init(const char *data_dir, err_msg *e)
+{
+    pthread_mutex_lock(&kb.mu);
+    int rc = 0;
+    int k = snprintf(kb.dir, sizeof kb.dir, "%s/collections", data_dir);
+    if (k < 0 || (size_t)k >= sizeof kb.dir) {
+        kb.dir[0] = 0;
+        rc = err_set(e, ERR_IO, "collections: data path %s is too long", data_dir);
+        goto out;
+    }
+    if (mkdir(kb.dir, 0750) != 0 && errno != EEXIST) {
+        rc = err_set(e, ERR_IO, "collections: cannot create %s: %s", kb.dir, strerror(errno));
+        kb.dir[0] = 0;
+        goto out;
+    }
+    DIR *d = opendir(kb.dir);
+    if (!d) {
+        rc = err_set(e, ERR_IO, "collections: cannot read %s: %s", kb.dir, strerror(errno));
+        goto out;
+    }
+    struct dirent *de;
+    rag_embedder emb = rag_embedder_lexical();
+    while ((de = readdir(d)) != NULL && kb.n < KB_MAX) {
+        size_t n = strlen(de->d_name);
+        if (n <= 5 || strcmp(de->d_name + n - 5, ".docs") != 0 || n - 5 > RAG_NAME_MAX)
+            continue;
+        char name[RAG_NAME_MAX + 1];
+        memcpy(name, de->d_name, n - 5);
+        name[n - 5] = 0;
+        rag_collection *c;
+        err_msg le;
+        err_clear(&le);
+        if (rag_collection_load(kb.dir, name, &emb, &c, &le) != 0) {
+            LOG_WARN("collections", "skipping collection %s: %s", name, le.text);
+            continue;
+        }
+        kb.c[kb.n++] = c;
+        LOG_INFO("collections", "loaded %s (%zu documents, %zu chunks)", name,
+                 rag_collection_doc_count(c), rag_collection_chunk_count(c));
+    }
+    closedir(d);
+out:
+    pthread_mutex_unlock(&kb.mu);
+    return rc;
+}
+
+void api_kb_free(void)
+{
+    pthread_mutex_lock(&kb.mu);
+    for (size_t i = 0; i < kb.n; i++)
+        rag_collection_free(kb.c[i]);
+    kb.n = 0;
+    pthread_mutex_unlock(&kb.mu);
+}
+
+/* Saves c when persistence is on; a failure is logged and reported as 500. */
+static int kb_save(rag_collection *c)
+{
+    if (!kb.dir[0])
+        return 0;
+    err_msg e;
+    err_clear(&e);
+    int rc = rag_collection_save(c, kb.dir, &e);
+    if (rc < 0)
+        LOG_ERROR("collections", "saving %s: %s", rag_collection_name(c), e.text);
+    return rc;
+}
+
+/* ---------------------------------------------------------------- JSON helpers */
+
+/* Parses the body as a JSON object; on failure answers 400 and returns NULL. */
+static json_t *body_object(http_req *r)
+{
+    size_t n = 0;
+    const char *b = http_req_body(r, &n);
+    json_error_t je;
+    json_t *v = json_loadb(b ? b : "", n, JSON_REJECT_DUPLICATES, &je);
+    if (!v) {
+        api_fail(r, ERR_FORMAT, NULL, "invalid JSON body at line %d column %d: %s", je.line,
+                 je.column, je.text);
+        return NULL;
+    }
+    if (!json_is_object(v)) {
+        json_decref(v);
+        api_fail(r, ERR_INVAL, NULL, "the request body must be a JSON object");
+        return NULL;
+    }
+    return v;
+}
+
+static int respond(http_req *r, int status, json_t *v)
+{
+    int rc = api_respond_json(r, status, v);
+    json_decref(v);
+    return rc;
+}
+
+/* A path parameter as a NUL-terminated copy (cap bytes); false when too long. */
+static bool param(http_req *r, const char *name, char *out, size_t cap)
+{
+    str s = http_req_param(r, name);
+    if (s.n == 0 || s.n >= cap)
+        return false;
+    memcpy(out, s.p, s.n);
+    out[s.n] = 0;
+    return true;
+}
+
+static json_t *coll_json(const rag_collection *c)
+{
+    const rag_collection_config *cfg = rag_collection_config_get(c);
+    const rag_embedder *emb = rag_collection_embedder(c);
+    return json_pack("{s:s, s:s, s:s, s:I, s:s, s:I, s:I, s:I, s:I}", "object", "collection",
+                     "name", rag_collection_name(c), "embedder", emb->name, "dimensions",
+                     (json_int_t)emb->dim, "metric", vec_metric_name(cfg->metric), "documents",
+                     (json_int_t)rag_collection_doc_count(c), "chunks",
+                     (json_int_t)rag_collection_chunk_count(c), "chunk_tokens",
+                     (json_int_t)cfg->chunk.max_tokens, "chunk_overlap",
+                     (json_int_t)cfg->chunk.overlap_tokens);
+}
+
+/* An optional integer field in [lo, hi]; answers 400 naming it when bad. */
+static bool opt_int(http_req *r, json_t *o, const char *key, int64_t lo, int64_t hi,
+                    int64_t *out)
+{
+    json_t *v = json_object_get(o, key);
+    if (!v || json_is_null(v))
+        return true;
+    if (!json_is_integer(v) || json_integer_value(v) < lo || json_integer_value(v) > hi) {
+        api_fail(r, ERR_INVAL, key, "%s must be an integer in [%lld, %lld]", key, (long long)lo,
+                 (long long)hi);
+        return false;
+    }
+    *out = json_integer_value(v);
+    return true;
+}
+
+/* ---------------------------------------------------------------- collections */
+
+int api_h_coll_create(http_req *r, void *ctx)
+{
+    (void)ctx;
+    json_t *b = body_object(r);
+    if (!b)
+        return 0;
+    int rc = 0;
+    json_t *jn = json_object_get(b, "name");
+    const char *name = json_is_string(jn) ? json_string_value(jn) : NULL;
+    json_t *je = json_object_get(b, "embedder"), *jm = json_object_get(b, "metric");
+    rag_embedder emb = rag_embedder_lexical();
+    rag_collection_config cfg = rag_collection_config_default();
+    int64_t ct = (int64_t)cfg.chunk.max_tokens, co = (int64_t)cfg.chunk.overlap_tokens;
+    if (!name) {
+        rc = api_fail(r, ERR_INVAL, "name", "name is required (a string)");
+        goto out;
+    }
+    if (je && !json_is_null(je) &&
+        (!json_is_string(je) || strcmp(json_string_value(je), emb.name) != 0)) {
+        rc = api_fail(r, ERR_UNSUPPORTED, "embedder",
+                      "embedder must be \"%s\" (no embedding model is configured)", emb.name);
+        goto out;
+    }
+    if (jm && !json_is_null(jm) &&
+        (!json_is_string(jm) || vec_metric_parse(json_string_value(jm), &cfg.metric) != 0)) {
+        rc = api_fail(r, ERR_INVAL, "metric", "metric must be cosine, ip or l2");
+        goto out;
+    }
+    if (!opt_int(r, b, "chunk_tokens", 8, 8192, &ct) ||
+        !opt_int(r, b, "chunk_overlap", 0, 4095, &co))
+        goto out;
+    if (co * 2 >= ct) {
+        rc = api_fail(r, ERR_INVAL, "chunk_overlap", "chunk_overlap must be below half of "
+                      "chunk_tokens (%lld)", (long long)ct);
+        goto out;
+    }
+    cfg.chunk.max_tokens = (size_t)ct;
+    cfg.chunk.overlap_tokens = (size_t)co;
+    pthread_mutex_lock(&kb.mu);
+    err_msg e;
+    err_clear(&e);
+    rag_collection *c = NULL;
+    if (kb_find(name) >= 0)
+        rc = api_fail(r, ERR_EXISTS, "name", "collection \"%.128s\" already exists", name);
+    else if (kb.n >= KB_MAX)
+        rc = api_fail(r, ERR_TOO_LARGE, NULL, "at most %d collections", KB_MAX);
+    else if (rag_collection_new(name, &cfg, &emb, &c, &e) != 0)
+        rc = api_fail(r, e.code ? e.code : ERR_INVAL, "name", "%s", e.text);
+    else if (kb_save(c) != 0) {
+        rag_collection_free(c);
+        rc = ERR_IO;
+    } else {
+        kb.c[kb.n++] = c;
+        rc = respond(r, 201, coll_json(c));
+    }
+    pthread_mutex_unlock(&kb.mu);
+out:
+    json_decref(b);
+    return rc;
+}
+
+int api_h_coll_list(http_req *r, void *ctx)
+{
+    (void)ctx;
+    json_t *data = json_array();
+    pthread_mutex_lock(&kb.mu);
+    for (size_t i = 0; i < kb.n; i++)
+        json_array_append_new(data, coll_json(kb.c[i]));
+    pthread_mutex_unlock(&kb.mu);
+    return respond(r, 200, json_pack("{s:s, s:o}", "object", "list", "data", data));
+}
+
+/* Looks up {c} with the lock held; answers 404 and returns NULL when absent. */
+static rag_collection *coll_of(http_req *r, int64_t *idx)
+{
+    char name[RAG_NAME_MAX + 1];
+    int64_t i = param(r, "c", name, sizeof name) ? kb_find(name) : -1;
+    if (i < 0) {
+        str s = http_req_param(r, "c");
+        api_fail(r, ERR_NOT_FOUND, NULL, "collection \"%.*s\" does not exist",
+                 (int)MIN(s.n, 128), s.p);
+        return NULL;
+    }
+    if (idx)
+        *idx = i;
+    return kb.c[i];
+}
+
+int api_h_coll_get(http_req *r, void *ctx)
+{
+    (void)ctx;
+    pthread_mutex_lock(&kb.mu);
+    rag_collection *c = coll_of(r, NULL);
+    int rc = c ? respond(r, 200, coll_json(c)) : 0;
+    pthread_mutex_unlock(&kb.mu);
+    return rc;
+}
+
+int api_h_coll_delete(http_req *r, void *ctx)
+{
+    (void)ctx;
+    pthread_mutex_lock(&kb.mu);
+    int64_t i;
+    rag_collection *c = coll_of(r, &i);
+    int rc = 0;
+    if (c) {
+        if (kb.dir[0]) {
+            char p[4300];
+            snprintf(p, sizeof p, "%s/%s.docs", kb.dir, rag_collection_name(c));
+            unlink(p);
+            snprintf(p, sizeof p, "%s/%s.hnsw", kb.dir, rag_collection_name(c));
+            unlink(p);
+        }
+        json_t *v = json_pack("{s:s, s:s, s:b}", "object", "collection.deleted", "name",
+                              rag_collection_name(c), "deleted", 1);
+        rag_collection_free(c);
+        memmove(kb.c + i, kb.c + i + 1, (kb.n - (size_t)i - 1) * sizeof *kb.c);
+        kb.n--;
+        rc = respond(r, 200, v);
+    }
+    pthread_mutex_unlock(&kb.mu);
+    return rc;
+}
+
+/* ---------------------------------------------------------------- documents */
+
+static json_t *doc_json(const rag_doc_view *v)
+{
+    json_t *meta = NULL;
+    if (v->meta)
+        meta = json_loadb(v->meta, v->meta_len, 0, NULL);
+    return json_pack("{s:s, s:s, s:s%, s:o, s:I}", "object", "document", "id", v->id, "text",
+                     v->text, v->text_len, "metadata", meta ? meta : json_null(), "chunks",
+                     (json_int_t)v->n_chunks);
+}
+
+/* Upserts one {id, text, metadata?} object; answers 400 itself and returns false on bad input. */
+static bool upsert_one(http_req *r, rag_collection *c, json_t *d, size_t i, json_t *out,
+                       size_t *tok_total)
+{
+    json_t *jid = json_object_get(d, "id"), *jt = json_object_get(d, "text"),
+           *jm = json_object_get(d, "metadata");
+    char pname[32];
+    snprintf(pname, sizeof pname, "documents[%zu]", i);
+    if (!json_is_object(d) || !json_is_string(jid) || !json_is_string(jt)) {
+        api_fail(r, ERR_INVAL, pname, "%s needs \"id\" and \"text\" strings", pname);
+        return false;
+    }
+    if (jm && !json_is_null(jm) && !json_is_object(jm)) {
+        api_fail(r, ERR_INVAL, "metadata", "%s: metadata must be an object", pname);
+        return false;
+    }
+    char *meta = jm && json_is_object(jm) ? json_dumps(jm, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
+    size_t nc = 0, nt = 0;
+    err_msg e;
+    err_clear(&e);
+    int rc = rag_collection_upsert(c, json_string_value(jid), json_string_value(jt),
+                                   json_string_length(jt), meta, meta ? strlen(meta) : 0, &nc,
+                                   &nt, &e);
+    free(meta);
+    if (rc < 0) {
+        api_fail(r, rc, pname, "%s: %s", pname, e.text);
+        return false;
+    }
+    *tok_total += nt;
+    json_array_append_new(out, json_pack("{s:s, s:I, s:I}", "id", json_string_value(jid),
+                                         "chunks", (json_int_t)nc, "tokens", (json_int_t)nt));
+    return true;
+}
+
+int api_h_docs_upsert(http_req *r, void *ctx)
+{
+    (void)ctx;
+    json_t *b = body_object(r);
+    if (!b)
+        return 0;
+    int rc = 0;
+    pthread_mutex_lock(&kb.mu);
+    rag_collection *c = coll_of(r, NULL);
+    if (!c)
+        goto out;
+    json_t *docs = json_object_get(b, "documents");
+    json_t *data = json_array();
+    size_t tok = 0;
+    bool ok = true;
+    if (docs) {
+        if (!json_is_array(docs) || json_array_size(docs) == 0 ||
+            json_array_size(docs) > BODY_DOCS_MAX) {
+            rc = api_fail(r, ERR_INVAL, "documents", "documents must be an array of 1..%d "
+                          "objects", BODY_DOCS_MAX);
+            json_decref(data);
+            goto out;
+        }
+        for (size_t i = 0; i < json_array_size(docs) && ok; i++)
+            ok = upsert_one(r, c, json_array_get(docs, i), i, data, &tok);
+    } else {
+        ok = upsert_one(r, c, b, 0, data, &tok);
+    }
+    if (json_array_size(data) > 0 && kb_save(c) != 0) {
+        json_decref(data);
+        rc = ok ? ERR_IO : 0;
+        goto out;
+    }
+    if (!ok) { // the error is answered; documents before it stay upserted
+        json_decref(data);
+        goto out;
+    }
+    rc = respond(r, 200, json_pack("{s:s, s:s, s:o, s:{s:I, s:I}}", "object", "list",
+                                   "collection", rag_collection_name(c), "data", data, "usage",
+                                   "documents", (json_int_t)json_array_size(data), "tokens",
+                                   (json_int_t)tok));
+out:
+    pthread_mutex_unlock(&kb.mu);
+    json_decref(b);
+    return rc;
+}
+
+int api_h_doc_get(http_req *r, void *ctx)
+{
+    (void)ctx;
+    pthread_mutex_lock(&kb.mu);
+    rag_collection *c = coll_of(r, NULL);
+    int rc = 0;
+    if (c) {
+        char id[RAG_DOC_ID_MAX + 1];
+        rag_doc_view v;
+        if (!param(r, "id", id, sizeof id) || rag_collection_get(c, id, &v) != 0)
+            rc = api_fail(r, ERR_NOT_FOUND, NULL, "document not found in collection \"%s\"",
+                          rag_collection_name(c));
+        else
+            rc = respond(r, 200, doc_json(&v));
+    }
+    pthread_mutex_unlock(&kb.mu);
+    return rc;
+}
+
+int api_h_doc_delete(http_req *r, void *ctx)
+{
+    (void)ctx;
+    pthread_mutex_lock(&kb.mu);
+    rag_collection *c = coll_of(r, NULL);
+    int rc = 0;
+    if (c) {
+        char id[RAG_DOC_ID_MAX + 1];
+        if (!param(r, "id", id, sizeof id) || rag_collection_delete(c, id) != 0)
+            rc = api_fail(r, ERR_NOT_FOUND, NULL, "document not found in collection \"%s\"",
+                          rag_collection_name(c));
+        else if (kb_save(c) != 0)
+            rc = ERR_IO;
+        else
+            rc = respond(r, 200, json_pack("{s:s, s:s, s:b}", "object", "document.deleted", "id",
+                                           id, "deleted", 1));
+    }
+    pthread_mutex_unlock(&kb.mu);
+    return rc;
+}
+
+/* ---------------------------------------------------------------- query */
+
+/* filter: every key of the filter object equals the same key of the document's metadata. */
+static bool meta_filter(void *ctx, const rag_doc_view *d)
+{
+    json_t *f = ctx;
+    if (!d->meta)
+        return json_object_size(f) == 0;
+    json_t *m = json_loadb(d->meta, d->meta_len, 0, NULL);
+    bool ok = m != NULL;
+    const char *k;
+    json_t *v;
+    json_object_foreach(f, k, v)
+    {
+        if (!ok)
+            break;
+        ok = json_equal(json_object_get(m, k), v);
+    }
+    json_decref(m);
+    return ok;
+}
+
+int api_h_coll_query(http_req *r, void *ctx)
+{
+    (void)ctx;
+    json_t *b = body_object(r);
+    if (!b)
+        return 0;
+    int rc = 0;
+    rag_result *res = NULL;
+    pthread_mutex_lock(&kb.mu);
+    rag_collection *c = coll_of(r, NULL);
+    if (!c)
+        goto out;
+    json_t *jq = json_object_get(b, "query");
+    if (!jq)
+        jq = json_object_get(b, "text");
+    json_t *jmode = json_object_get(b, "mode"), *jf = json_object_get(b, "filter"),
+           *jmin = json_object_get(b, "min_score");
+    int64_t top_k = 5;
+    rag_mode mode = RAG_MODE_HYBRID;
+    if (!json_is_string(jq)) {
+        rc = api_fail(r, ERR_INVAL, "query", "query (or text) is required (a string)");
+        goto out;
+    }
+    if (!opt_int(r, b, "top_k", 1, QUERY_TOP_K_MAX, &top_k))
+        goto out;
+    if (jmode && !json_is_null(jmode) &&
+        (!json_is_string(jmode) || rag_mode_parse(json_string_value(jmode), &mode) != 0)) {
+        rc = api_fail(r, ERR_INVAL, "mode", "mode must be vector, keyword or hybrid");
+        goto out;
+    }
+    if (jf && !json_is_null(jf) && !json_is_object(jf)) {
+        rc = api_fail(r, ERR_INVAL, "filter", "filter must be an object of metadata values");
+        goto out;
+    }
+    if (jmin && !json_is_null(jmin) && !json_is_number(jmin)) {
+        rc = api_fail(r, ERR_INVAL, "min_score", "min_score must be a number");
+        goto out;
+    }
+    rag_query q = {json_string_value(jq), json_string_length(jq), (size_t)top_k, mode,
+                   jmin && json_is_number(jmin) ? json_number_value(jmin) : -INFINITY,
+                   jf && json_is_object(jf) ? meta_filter : NULL, jf};
+    res = malloc((size_t)top_k * sizeof *res);
+    err_msg e;
+    err_clear(&e);
+    int n = res ? rag_collection_query(c, &q, res, &e) : ERR_NOMEM;
+    if (n < 0) {
+        rc = api_fail(r, n, NULL, "%s", e.text[0] ? e.text : err_str(n));
+        goto out;
+    }
+    json_t *data = json_array();
+    for (int i = 0; i < n; i++) {
+        rag_doc_view v;
+        json_t *meta = NULL;
+        if (rag_collection_get(c, res[i].doc_id, &v) == 0 && v.meta)
+            meta = json_loadb(v.meta, v.meta_len, 0, NULL);
+        json_array_append_new(
+            data, json_pack("{s:I, s:s, s:f, s:s%, s:I, s:I, s:o}", "chunk_id",
+                            (json_int_t)res[i].chunk_id, "document_id", res[i].doc_id, "score",
+                            res[i].score, "text", res[i].text, res[i].len, "offset",
+                            (json_int_t)res[i].off, "length", (json_int_t)res[i].len, "metadata",
+                            meta ? meta : json_null()));
+    }
+    rc = respond(r, 200, json_pack("{s:s, s:s, s:s, s:o}", "object", "list", "collection",
+                                   rag_collection_name(c), "mode", rag_mode_name(mode), "data",
+                                   data));
+out:
+    pthread_mutex_unlock(&kb.mu);
+    free(res);
+    json_decref(b);
+    return rc;
+}
+
+/* ---------------------------------------------------------------- embeddings */
+
+static const char B64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+/* Base64 of n floats as little-endian f32 bytes (what OpenAI's base64 format holds). */
+static int b64_floats(buf *out, const float *v, size_t n)
+{
+    const uint8_t *p = (const uint8_t *)v; // x86-64 / little-endian hosts
+    size_t len = n * 4;
+    int rc = 0;
+    for (size_t i = 0; i < len && rc == 0; i += 3) {
+        uint32_t x = (uint32_t)p[i] << 16 | (i + 1 < len ? (uint32_t)p[i + 1] << 8 : 0) |
+                     (i + 2 < len ? p[i + 2] : 0);
+        char q[4] = {B64[x >> 18 & 63], B64[x >> 12 & 63], i + 1 < len ? B64[x >> 6 & 63] : '=',
+                     i + 2 < len ? B64[x & 63] : '='};
+        rc = buf_append(out, q, 4);
+    }
+    return rc;
+}
+
+int api_h_embeddings(http_req *r, void *ctx)
+{
+    (void)ctx;
+    json_t *b = body_object(r);
+    if (!b)
+        return 0;
+    int rc = 0;
+    float *vecs = NULL;
+    buf o;
+    buf_init(&o, (size_t)256 << 20);
+    json_t *in = json_object_get(b, "input"), *jm = json_object_get(b, "model"),
+           *jf = json_object_get(b, "encoding_format"), *jd = json_object_get(b, "dimensions");
+    size_t n = json_is_string(in) ? 1 : json_is_array(in) ? json_array_size(in) : 0;
+    if (n == 0 || n > EMBED_INPUTS_MAX) {
+        rc = api_fail(r, ERR_INVAL, "input", "input must be a string or an array of 1..%d "
+                      "strings", EMBED_INPUTS_MAX);
+        goto out;
+    }
+    for (size_t i = 0; json_is_array(in) && i < n; i++)
+        if (!json_is_string(json_array_get(in, i))) {
+            rc = api_fail(r, ERR_INVAL, "input", "input[%zu] must be a string (token arrays "
+                          "are not supported)", i);
+            goto out;
+        }
+    if (jm && !json_is_null(jm) &&
+        (!json_is_string(jm) || strcmp(json_string_value(jm), LEX_EMBED_NAME) != 0)) {
+        rc = http_respond_error(r, ERR_NOT_FOUND, "the embedding model does not exist; the "
+                                "available one is \"" LEX_EMBED_NAME "\"", "model",
+                                "model_not_found", NULL);
+        goto out;
+    }
+    bool is_b64 = false;
+    if (jf && !json_is_null(jf)) {
+        const char *f = json_is_string(jf) ? json_string_value(jf) : "";
+        if (strcmp(f, "base64") == 0)
+            is_b64 = true;
+        else if (strcmp(f, "float") != 0) {
+            rc = api_fail(r, ERR_INVAL, "encoding_format", "encoding_format must be float or "
+                          "base64");
+            goto out;
+        }
+    }
+    if (jd && !json_is_null(jd) &&
+        (!json_is_integer(jd) || json_integer_value(jd) != LEX_EMBED_DIM)) {
+        rc = api_fail(r, ERR_UNSUPPORTED, "dimensions", "dimensions is not supported by %s "
+                      "(its vectors have %d dimensions)", LEX_EMBED_NAME, LEX_EMBED_DIM);
+        goto out;
+    }
+    vecs = malloc(LEX_EMBED_DIM * sizeof *vecs);
+    if (!vecs) {
+        rc = ERR_NOMEM;
+        goto out;
+    }
+    size_t tokens = 0;
+    rc = buf_append_str(&o, "{\"object\":\"list\",\"data\":[");
+    for (size_t i = 0; i < n && rc == 0; i++) {
+        json_t *s = json_is_string(in) ? in : json_array_get(in, i);
+        lex_embed(json_string_value(s), json_string_length(s), vecs, LEX_EMBED_DIM);
+        tokens += lex_count_terms(json_string_value(s), json_string_length(s));
+        rc = buf_printf(&o, "%s{\"object\":\"embedding\",\"index\":%zu,\"embedding\":",
+                        i ? "," : "", i);
+        if (rc == 0 && is_b64) {
+            rc = buf_append_char(&o, '"');
+            if (rc == 0)
+                rc = b64_floats(&o, vecs, LEX_EMBED_DIM);
+            if (rc == 0)
+                rc = buf_append_char(&o, '"');
+        } else {
+            for (size_t k = 0; k < LEX_EMBED_DIM && rc == 0; k++)
+                rc = buf_printf(&o, "%s%.9g", k ? "," : "[", (double)vecs[k]);
+            if (rc == 0)
+                rc = buf_append_char(&o, ']');
+        }
+        if (rc == 0)
+            rc = buf_append_char(&o, '}');
+    }
+    if (rc == 0)
+        rc = buf_printf(&o, "],\"model\":\"%s\",\"usage\":{\"prompt_tokens\":%zu,"
+                            "\"total_tokens\":%zu}}",
+                        LEX_EMBED_NAME, tokens, tokens);
+    if (rc == 0)
+        rc = http_respond(r, 200, "application/json", o.data, o.len, NULL);
+out:
+    buf_deinit(&o);
+    free(vecs);
+    json_decref(b);
+    return rc;
+}

@@ -1,0 +1,48 @@
+/*
+ * api/collections — the knowledge-base endpoints over rag collections, and
+ * POST /v1/embeddings:
+ *
+ *   POST   /v1/collections                      {name, embedder?, metric?,
+ *                                                chunk_tokens?, chunk_overlap?} -> 201
+ *   GET    /v1/collections                      list
+ *   GET    /v1/collections/{c}                  counts and settings
+ *   DELETE /v1/collections/{c}
+ *   POST   /v1/collections/{c}/documents        {id, text, metadata?} or {documents: [...]}
+ *                                                (upsert)
+ *   GET    /v1/collections/{c}/documents/{id}
+ *   DELETE /v1/collections/{c}/documents/{id}
+ *   POST   /v1/collections/{c}/query            {query | text, top_k? (5), mode? (hybrid),
+ *                                                filter? {key: value}, min_score?}
+ *   POST   /v1/embeddings                       OpenAI shape: input string or array,
+ *                                                encoding_format float|base64, dimensions
+ *                                                refused unless equal to the model's
+ *
+ * The embedder is the built-in lexical one (model/lex, LEX_EMBED_NAME): no
+ * embedding model is configurable yet. Collections live in one registry (a
+ * mutex serializes every collection operation) and, after api_kb_init, are
+ * persisted under DATA/collections (rag_collection_save after each change,
+ * loaded at start).
+ */
+#pragma once
+
+#include "http/http.h"
+
+/*
+ * Sets the directory collections persist in (DIR/collections, created) and
+ * loads every collection saved there. Returns 0 or ERR_IO with e set; a
+ * damaged collection is skipped with a warning in the log. Call once, before
+ * serving. Without it collections live in memory only.
+ */
+int api_kb_init(const char *data_dir, err_msg *e);
+/* Frees every collection (after the server stopped). */
+void api_kb_free(void);
+
+int api_h_coll_create(http_req *r, void *ctx);
+int api_h_coll_list(http_req *r, void *ctx);
+int api_h_coll_get(http_req *r, void *ctx);
+int api_h_coll_delete(http_req *r, void *ctx);
+int api_h_docs_upsert(http_req *r, void *ctx);
+int api_h_doc_get(http_req *r, void *ctx);
+int api_h_doc_delete(http_req *r, void *ctx);
+int api_h_coll_query(http_req *r, void *ctx);
+int api_h_embeddings(http_req *r, void *ctx);
