@@ -12,8 +12,10 @@ import json
 import math
 import os
 import struct
+import subprocess
+import tempfile
 
-from ferryserver import Server, error_of
+from ferryserver import BIN, Server, error_of
 
 
 def check(cond, what):
@@ -131,12 +133,59 @@ def embeddings(s):
         check(st == 400, (bad, v))
 
 
+def ingest(s):
+    """ferry ingest: .txt .md .html .jsonl (a directory walk), summary, created collection."""
+    d = tempfile.mkdtemp(prefix="ferry-ingest-", dir=s.dir)
+    files = {
+        "a.txt": "Plain text about sailing boats. Boats float on water.",
+        "sub/b.md": "# Ferries\nA ferry carries passengers across a river.\n\nFerries run daily.",
+        "c.html": "<html><head><title>Trains</title><style>p{color:red}</style>"
+                  "<script>var secret = 'zebra';</script></head><body><h1>Trains &amp; "
+                  "rails</h1><p>Trains run on rails.</p><p>Fast&nbsp;trains exist.</p></body></html>",
+        "d.jsonl": json.dumps({"id": "j1", "text": "Bicycles have two wheels.",
+                               "metadata": {"kind": "bike"}}) + "\n\n" +
+                   json.dumps({"text": "Unicycles have one wheel."}) + "\n",
+        "skip.bin": "not ingested",
+    }
+    for name, text in files.items():
+        os.makedirs(os.path.dirname(os.path.join(d, name)), exist_ok=True)
+        with open(os.path.join(d, name), "w") as f:
+            f.write(text)
+    url = "http://127.0.0.1:%d/v1" % s.port
+    p = subprocess.run([BIN, "ingest", "--url", url, "--collection", "docs", "--batch", "2", d],
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    out = p.stdout.decode()
+    check(p.returncode == 0 and "ingested 5 documents" in out and "from 4 files" in out,
+          (p.returncode, out, p.stderr.decode()))
+    st, v = call(s, "GET", "/v1/collections/docs")
+    check(st == 200 and v["documents"] == 5, v)
+    st, v = call(s, "GET", "/v1/collections/docs/documents/j1")
+    check(st == 200 and v["metadata"] == {"kind": "bike"}, v)
+    html_id = os.path.join(d, "c.html")
+    st, v = call(s, "POST", "/v1/collections/docs/query", {"query": "trains rails", "top_k": 1,
+                                                           "mode": "keyword"})
+    check(st == 200 and v["data"][0]["document_id"] == html_id, v)
+    text = v["data"][0]["text"]
+    check("zebra" not in text and "color" not in text and "# Trains & rails" in text and
+          "Fast trains exist." in text, text)
+    st, v = call(s, "POST", "/v1/collections/docs/query", {"query": "one wheel", "top_k": 1})
+    check(v["data"][0]["document_id"] == os.path.join(d, "d.jsonl") + ":3", v)
+    # usage errors
+    p = subprocess.run([BIN, "ingest", "--collection", "docs", d], stdout=subprocess.PIPE,
+                       stderr=subprocess.PIPE)
+    check(p.returncode == 2, p.stderr)
+    p = subprocess.run([BIN, "ingest", "--url", url, "--collection", "bad/name", d],
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    check(p.returncode != 0, p.stdout)
+
+
 def main():
     s = Server()
     data = s.data
     try:
         run(s)
         embeddings(s)
+        ingest(s)
         s.proc.send_signal(15)
         check(s.proc.wait(timeout=30) == 0, "ferry did not stop cleanly")
         # persistence: a new server on the same data dir has the collection
@@ -149,7 +198,7 @@ def main():
             st, v = call(s2, "DELETE", "/v1/collections/kb")
             check(st == 200 and v["deleted"] is True, v)
             st, v = call(s2, "GET", "/v1/collections")
-            check(st == 200 and v["data"] == [], v)
+            check(st == 200 and [c["name"] for c in v["data"]] == ["docs"], v)
             check(not os.path.exists(os.path.join(data, "collections", "kb.docs")), "file left")
         finally:
             s2.stop()
