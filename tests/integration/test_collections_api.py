@@ -109,6 +109,10 @@ def run(s):
 
 
 def embeddings(s):
+    st, v = call(s, "GET", "/v1/models")
+    lex = [m for m in v["data"] if m["id"] == "ferry-lexical-384"]
+    check(st == 200 and len(lex) == 1 and lex[0]["type"] == "embedding" and
+          lex[0]["dimensions"] == 384 and "lexical" in lex[0]["description"], v)
     st, v = call(s, "POST", "/v1/embeddings", {"input": "hello world",
                                                "model": "ferry-lexical-384"})
     check(st == 200 and v["object"] == "list" and len(v["data"]) == 1 and
