@@ -23,6 +23,8 @@
 #include "api/api.h"
 #include "base/buf.h"
 #include "base/log.h"
+#include "base/pool.h"
+#include "model/bert.h"
 #include "model/lex.h"
 #include "rag/rag.h"
 
@@ -32,11 +34,90 @@
 #define BODY_DOCS_MAX 1000
 
 static struct {
-    pthread_mutex_t mu; // guards everything below and every collection
+    pthread_mutex_t mu; // guards the fields below up to bert_mu, and every collection
     char dir[4096];     // persistence directory; "" = memory only
     rag_collection *c[KB_MAX];
     size_t n;
-} kb = {PTHREAD_MUTEX_INITIALIZER, "", {0}, 0};
+    pthread_mutex_t bert_mu; // guards bc (one encoder pass at a time); taken after mu
+    /* Set by api_kb_init before serving, read-only afterwards. */
+    rag_embedder lex, bert;
+    bool has_bert;
+    bert_model *bm;
+    bert_ctx *bc;
+    pool *bp;
+    char bert_name[128];
+} kb = {PTHREAD_MUTEX_INITIALIZER, "", {0}, 0, PTHREAD_MUTEX_INITIALIZER,
+        {LEX_EMBED_NAME, LEX_EMBED_DIM, NULL, NULL}, {0}, false, NULL, NULL, NULL, ""};
+
+static int bert_embed(void *ctx, const char *const *texts, const size_t *lens, size_t n,
+                      float *out, err_msg *e)
+{
+    (void)ctx;
+    pthread_mutex_lock(&kb.bert_mu);
+    int rc = bert_embed_texts(kb.bc, texts, lens, n, out, NULL, NULL, e);
+    pthread_mutex_unlock(&kb.bert_mu);
+    return rc;
+}
+
+/* The embedder new collections and /v1/embeddings use by default. */
+static const rag_embedder *kb_default_embedder(void)
+{
+    return kb.has_bert ? &kb.bert : &kb.lex;
+}
+
+/* The embedder called name, or NULL. */
+static const rag_embedder *kb_embedder_named(const char *name)
+{
+    if (strcmp(name, kb.lex.name) == 0)
+        return &kb.lex;
+    if (kb.has_bert && strcmp(name, kb.bert.name) == 0)
+        return &kb.bert;
+    return NULL;
+}
+
+static int load_bert(const char *path, err_msg *e)
+{
+    int rc = bert_load(path, &kb.bm, e);
+    if (rc < 0)
+        return rc;
+    if ((rc = pool_new(0, &kb.bp)) < 0)
+        return err_set(e, rc, "embedding model: cannot start the compute threads");
+    bert_config bc = bert_config_default();
+    bc.pool = kb.bp;
+    if ((rc = bert_ctx_new(kb.bm, &bc, &kb.bc, e)) < 0)
+        return rc;
+    // the model's id: the file name without directory and ".gguf"
+    const char *b = strrchr(path, '/');
+    b = b ? b + 1 : path;
+    size_t n = strlen(b);
+    if (n > 5 && strcmp(b + n - 5, ".gguf") == 0)
+        n -= 5;
+    snprintf(kb.bert_name, sizeof kb.bert_name, "%.*s", (int)MIN(n, sizeof kb.bert_name - 1), b);
+    kb.bert = (rag_embedder){kb.bert_name, bert_model_hparams(kb.bm)->dim, bert_embed, NULL};
+    kb.has_bert = true;
+    return 0;
+}
+
+int api_kb_models_json(buf *b, bool comma)
+{
+    int rc = buf_printf(b,
+                        "%s{\"id\":\"%s\",\"object\":\"model\",\"created\":0,\"owned_by\":"
+                        "\"ferry\",\"type\":\"embedding\",\"dimensions\":%d,\"description\":"
+                        "\"built-in lexical embedder (hashed word and character n-grams)%s\"}",
+                        comma ? "," : "", LEX_EMBED_NAME, LEX_EMBED_DIM,
+                        kb.has_bert ? "" : "; no embedding model is configured");
+    if (rc == 0 && kb.has_bert) {
+        const bert_hparams *hp = bert_model_hparams(kb.bm);
+        rc = buf_printf(b,
+                        ",{\"id\":\"%s\",\"object\":\"model\",\"created\":0,\"owned_by\":"
+                        "\"ferry\",\"type\":\"embedding\",\"dimensions\":%u,"
+                        "\"context_length\":%u,\"pooling\":\"%s\",\"description\":\"bert "
+                        "embedding model (the default embedder)\"}",
+                        kb.bert_name, hp->dim, hp->n_ctx,
+                        hp->pooling == BERT_POOL_CLS ? "cls" : "mean");
+    }
+    return rc;
+}
 
 static int64_t kb_find(const char *name)
 {
@@ -46,10 +127,21 @@ static int64_t kb_find(const char *name)
     return -1;
 }
 
-int api_kb_init(const char *data_dir, err_msg *e)
+int api_kb_init(const char *data_dir, const char *embedding_model, err_msg *e)
 {
     pthread_mutex_lock(&kb.mu);
     int rc = 0;
+    kb.lex = rag_embedder_lexical();
+    if (embedding_model && embedding_model[0]) {
+        err_msg me;
+        err_clear(&me);
+        if ((rc = load_bert(embedding_model, &me)) < 0) {
+            rc = err_set(e, rc, "embedding_model %s: %s", embedding_model, me.text);
+            goto out;
+        }
+        LOG_INFO("collections", "embedding model %s: %u dimensions", kb.bert_name,
+                 kb.bert.dim > 0 ? (unsigned)kb.bert.dim : 0u);
+    }
     int k = snprintf(kb.dir, sizeof kb.dir, "%s/collections", data_dir);
     if (k < 0 || (size_t)k >= sizeof kb.dir) {
         kb.dir[0] = 0;
@@ -67,7 +159,6 @@ int api_kb_init(const char *data_dir, err_msg *e)
         goto out;
     }
     struct dirent *de;
-    rag_embedder emb = rag_embedder_lexical();
     while ((de = readdir(d)) != NULL && kb.n < KB_MAX) {
         size_t n = strlen(de->d_name);
         if (n <= 5 || strcmp(de->d_name + n - 5, ".docs") != 0 || n - 5 > RAG_NAME_MAX)
@@ -78,7 +169,11 @@ int api_kb_init(const char *data_dir, err_msg *e)
         rag_collection *c;
         err_msg le;
         err_clear(&le);
-        if (rag_collection_load(kb.dir, name, &emb, &c, &le) != 0) {
+        // each collection with the embedder it was built with: the model's, else lexical
+        int lr = kb.has_bert ? rag_collection_load(kb.dir, name, &kb.bert, &c, &le) : -1;
+        if (lr != 0)
+            lr = rag_collection_load(kb.dir, name, &kb.lex, &c, &le);
+        if (lr != 0) {
             LOG_WARN("collections", "skipping collection %s: %s", name, le.text);
             continue;
         }
@@ -98,6 +193,13 @@ void api_kb_free(void)
     for (size_t i = 0; i < kb.n; i++)
         rag_collection_free(kb.c[i]);
     kb.n = 0;
+    bert_ctx_free(kb.bc);
+    bert_unref(kb.bm);
+    pool_free(kb.bp);
+    kb.bc = NULL;
+    kb.bm = NULL;
+    kb.bp = NULL;
+    kb.has_bert = false;
     pthread_mutex_unlock(&kb.mu);
 }
 
@@ -195,18 +297,24 @@ int api_h_coll_create(http_req *r, void *ctx)
     json_t *jn = json_object_get(b, "name");
     const char *name = json_is_string(jn) ? json_string_value(jn) : NULL;
     json_t *je = json_object_get(b, "embedder"), *jm = json_object_get(b, "metric");
-    rag_embedder emb = rag_embedder_lexical();
+    rag_embedder emb = *kb_default_embedder();
     rag_collection_config cfg = rag_collection_config_default();
     int64_t ct = (int64_t)cfg.chunk.max_tokens, co = (int64_t)cfg.chunk.overlap_tokens;
     if (!name) {
         rc = api_fail(r, ERR_INVAL, "name", "name is required (a string)");
         goto out;
     }
-    if (je && !json_is_null(je) &&
-        (!json_is_string(je) || strcmp(json_string_value(je), emb.name) != 0)) {
-        rc = api_fail(r, ERR_UNSUPPORTED, "embedder",
-                      "embedder must be \"%s\" (no embedding model is configured)", emb.name);
-        goto out;
+    if (je && !json_is_null(je)) {
+        const rag_embedder *x = json_is_string(je) ? kb_embedder_named(json_string_value(je))
+                                                   : NULL;
+        if (!x) {
+            rc = api_fail(r, ERR_UNSUPPORTED, "embedder", "embedder must be \"%s\"%s%s%s",
+                          kb.lex.name, kb.has_bert ? " or \"" : " (no embedding model is "
+                                                                "configured)",
+                          kb.has_bert ? kb.bert.name : "", kb.has_bert ? "\"" : "");
+            goto out;
+        }
+        emb = *x;
     }
     if (jm && !json_is_null(jm) &&
         (!json_is_string(jm) || vec_metric_parse(json_string_value(jm), &cfg.metric) != 0)) {
@@ -564,6 +672,8 @@ int api_h_embeddings(http_req *r, void *ctx)
         return 0;
     int rc = 0;
     float *vecs = NULL;
+    const char **texts = NULL;
+    size_t *lens = NULL, *ntok = NULL;
     buf o;
     buf_init(&o, (size_t)256 << 20);
     json_t *in = json_object_get(b, "input"), *jm = json_object_get(b, "model"),
@@ -580,12 +690,17 @@ int api_h_embeddings(http_req *r, void *ctx)
                           "are not supported)", i);
             goto out;
         }
-    if (jm && !json_is_null(jm) &&
-        (!json_is_string(jm) || strcmp(json_string_value(jm), LEX_EMBED_NAME) != 0)) {
-        rc = http_respond_error(r, ERR_NOT_FOUND, "the embedding model does not exist; the "
-                                "available one is \"" LEX_EMBED_NAME "\"", "model",
-                                "model_not_found", NULL);
-        goto out;
+    const rag_embedder *emb = kb_default_embedder();
+    if (jm && !json_is_null(jm)) {
+        emb = json_is_string(jm) ? kb_embedder_named(json_string_value(jm)) : NULL;
+        if (!emb) {
+            char msg[400];
+            snprintf(msg, sizeof msg, "the embedding model does not exist; available: \"%s\"%s%s%s",
+                     kb.lex.name, kb.has_bert ? ", \"" : "", kb.has_bert ? kb.bert.name : "",
+                     kb.has_bert ? "\"" : "");
+            rc = http_respond_error(r, ERR_NOT_FOUND, msg, "model", "model_not_found", NULL);
+            goto out;
+        }
     }
     bool is_b64 = false;
     if (jf && !json_is_null(jf)) {
@@ -599,48 +714,78 @@ int api_h_embeddings(http_req *r, void *ctx)
         }
     }
     if (jd && !json_is_null(jd) &&
-        (!json_is_integer(jd) || json_integer_value(jd) != LEX_EMBED_DIM)) {
+        (!json_is_integer(jd) || json_integer_value(jd) != (json_int_t)emb->dim)) {
         rc = api_fail(r, ERR_UNSUPPORTED, "dimensions", "dimensions is not supported by %s "
-                      "(its vectors have %d dimensions)", LEX_EMBED_NAME, LEX_EMBED_DIM);
+                      "(its vectors have %zu dimensions)", emb->name, emb->dim);
         goto out;
     }
-    vecs = malloc(LEX_EMBED_DIM * sizeof *vecs);
-    if (!vecs) {
+    vecs = malloc(n * emb->dim * sizeof *vecs);
+    texts = malloc(n * sizeof *texts);
+    lens = malloc(n * sizeof *lens);
+    ntok = calloc(n, sizeof *ntok);
+    if (!vecs || !texts || !lens || !ntok) {
         rc = ERR_NOMEM;
         goto out;
+    }
+    for (size_t i = 0; i < n; i++) {
+        json_t *s = json_is_string(in) ? in : json_array_get(in, i);
+        texts[i] = json_string_value(s);
+        lens[i] = json_string_length(s);
+    }
+    err_msg e;
+    err_clear(&e);
+    if (emb == &kb.bert) { // one batched encoder call; usage counts the model's tokens
+        pthread_mutex_lock(&kb.bert_mu);
+        rc = bert_embed_texts(kb.bc, texts, lens, n, vecs, ntok, NULL, &e);
+        pthread_mutex_unlock(&kb.bert_mu);
+        if (rc < 0) {
+            rc = api_fail(r, rc, "input", "%s", e.text);
+            goto out;
+        }
+    } else {
+        for (size_t i = 0; i < n; i++) {
+            lex_embed(texts[i], lens[i], vecs + i * emb->dim, emb->dim);
+            ntok[i] = lex_count_terms(texts[i], lens[i]);
+        }
     }
     size_t tokens = 0;
     rc = buf_append_str(&o, "{\"object\":\"list\",\"data\":[");
     for (size_t i = 0; i < n && rc == 0; i++) {
-        json_t *s = json_is_string(in) ? in : json_array_get(in, i);
-        lex_embed(json_string_value(s), json_string_length(s), vecs, LEX_EMBED_DIM);
-        tokens += lex_count_terms(json_string_value(s), json_string_length(s));
+        const float *v = vecs + i * emb->dim;
+        tokens += ntok[i];
         rc = buf_printf(&o, "%s{\"object\":\"embedding\",\"index\":%zu,\"embedding\":",
                         i ? "," : "", i);
         if (rc == 0 && is_b64) {
             rc = buf_append_char(&o, '"');
             if (rc == 0)
-                rc = b64_floats(&o, vecs, LEX_EMBED_DIM);
+                rc = b64_floats(&o, v, emb->dim);
             if (rc == 0)
                 rc = buf_append_char(&o, '"');
         } else {
-            for (size_t k = 0; k < LEX_EMBED_DIM && rc == 0; k++)
-                rc = buf_printf(&o, "%s%.9g", k ? "," : "[", (double)vecs[k]);
+            for (size_t k = 0; k < emb->dim && rc == 0; k++)
+                rc = buf_printf(&o, "%s%.9g", k ? "," : "[", (double)v[k]);
             if (rc == 0)
                 rc = buf_append_char(&o, ']');
         }
         if (rc == 0)
             rc = buf_append_char(&o, '}');
     }
-    if (rc == 0)
-        rc = buf_printf(&o, "],\"model\":\"%s\",\"usage\":{\"prompt_tokens\":%zu,"
-                            "\"total_tokens\":%zu}}",
-                        LEX_EMBED_NAME, tokens, tokens);
+    if (rc == 0) {
+        rc = buf_append_str(&o, "],\"model\":\"");
+        if (rc == 0)
+            rc = buf_append_json_str(&o, emb->name, strlen(emb->name));
+        if (rc == 0)
+            rc = buf_printf(&o, "\",\"usage\":{\"prompt_tokens\":%zu,\"total_tokens\":%zu}}",
+                            tokens, tokens);
+    }
     if (rc == 0)
         rc = http_respond(r, 200, "application/json", o.data, o.len, NULL);
 out:
     buf_deinit(&o);
     free(vecs);
+    free(texts);
+    free(lens);
+    free(ntok);
     json_decref(b);
     return rc;
 }

@@ -17,8 +17,9 @@
  *                                                encoding_format float|base64, dimensions
  *                                                refused unless equal to the model's
  *
- * The embedder is the built-in lexical one (model/lex, LEX_EMBED_NAME): no
- * embedding model is configurable yet. Collections live in one registry (a
+ * The embedder is the configured bert model (embedding_model; batched, one
+ * bert_ctx behind a mutex) or the built-in lexical one (model/lex,
+ * LEX_EMBED_NAME), which is always available. Collections live in one registry (a
  * mutex serializes every collection operation) and, after api_kb_init, are
  * persisted under DATA/collections (rag_collection_save after each change,
  * loaded at start).
@@ -28,12 +29,23 @@
 #include "http/http.h"
 
 /*
- * Sets the directory collections persist in (DIR/collections, created) and
- * loads every collection saved there. Returns 0 or ERR_IO with e set; a
- * damaged collection is skipped with a warning in the log. Call once, before
- * serving. Without it collections live in memory only.
+ * Loads the embedding model (a bert GGUF; NULL or "" for none: the lexical
+ * embedder only), sets the directory collections persist in
+ * (DIR/collections, created) and loads every collection saved there (each
+ * with the embedder it was built with: the model's name or the lexical one).
+ * Returns 0, or ERR_IO / the model loader's errors with e set; a damaged
+ * collection is skipped with a warning in the log. Call once, before serving.
+ * Without it collections live in memory only and embed lexically.
  */
-int api_kb_init(const char *data_dir, err_msg *e);
+int api_kb_init(const char *data_dir, const char *embedding_model, err_msg *e);
+
+/*
+ * Appends the embedding models as /v1/models entries ({"id", "object":
+ * "model", "type": "embedding", ...}) to b, each preceded by a comma when
+ * comma is true or after the first. Returns 0 or buf's errors.
+ */
+struct buf;
+int api_kb_models_json(struct buf *b, bool comma);
 /* Frees every collection (after the server stopped). */
 void api_kb_free(void);
 

@@ -12,11 +12,11 @@
 #include <time.h>
 
 #include "api/api.h"
+#include "api/collections.h"
 #include "api/openai.h"
 #include "base/buf.h"
 #include "base/log.h"
 #include "model/gguf.h"
-#include "model/lex.h"
 #include "model/llama.h"
 #include "model/tensor.h"
 #include "model/tok.h"
@@ -217,14 +217,9 @@ int api_h_models(http_req *r, void *ctx)
         if (!rc)
             rc = buf_append_char(&b, '}');
     }
-    // the built-in lexical embedder behind /v1/embeddings and collections (api/collections.c)
+    // the embedders behind /v1/embeddings and collections (api/collections.c)
     if (!rc)
-        rc = buf_printf(&b,
-                        "%s{\"id\":\"%s\",\"object\":\"model\",\"created\":0,\"owned_by\":"
-                        "\"ferry\",\"type\":\"embedding\",\"dimensions\":%d,\"description\":"
-                        "\"built-in lexical embedder (hashed word and character n-grams); no "
-                        "embedding model is configured\"}",
-                        ms && ms->n ? "," : "", LEX_EMBED_NAME, LEX_EMBED_DIM);
+        rc = api_kb_models_json(&b, ms && ms->n);
     if (!rc)
         rc = buf_append_str(&b, "]}");
     if (!rc)

@@ -229,8 +229,14 @@ int cli_cmd_serve(int argc, char **argv)
         return 1;
     }
     LOG_INFO("serve", "store ready: %s (schema %d)", store_path(st), store_schema_version(st));
-    if (api_kb_init(cfg.data, &e) != 0) // collections persist under DATA/collections
-        LOG_WARN("serve", "%s (collections stay in memory)", e.text);
+    // collections persist under DATA/collections; embeddings use the configured model
+    if (api_kb_init(cfg.data, cfg.embedding_model, &e) != 0) {
+        LOG_ERROR("serve", "%s", e.text);
+        cli_errorf("serve: %s", e.text);
+        http_server_stop(srv, 0);
+        store_close(st);
+        return 2;
+    }
     api_set_ready(&app, NULL);
 
     for (;;) {

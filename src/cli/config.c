@@ -31,7 +31,7 @@ typedef struct raw_log {
     char *level, *file, *debug_modules;
 } raw_log;
 typedef struct raw_cfg {
-    char *listen, *data, *threads;
+    char *listen, *data, *threads, *embedding_model;
     char **models;
     unsigned models_count;
     raw_http *http;
@@ -67,6 +67,10 @@ static const key_def keys[] = {
     {"models", "model", "FERRY_MODELS", K_LIST, "", 0, 0, RT(models), CF(models),
      "models to serve, [NAME=]PATH; repeat the flag, comma-separate the variable "
      "(not yet supported: the engine lands later)"},
+    {"embedding_model", "embedding-model", "FERRY_EMBEDDING_MODEL", K_STR, "", 0, 0,
+     RT(embedding_model), CF(embedding_model),
+     "a bert GGUF embedding model behind /v1/embeddings and collections (empty: the built-in "
+     "lexical embedder only)"},
     {"threads", "threads", "FERRY_THREADS", K_INT, "0", 0, 1024, RT(threads), CF(threads),
      "HTTP worker threads (0: one per core)"},
     {"http.max_connections", "max-connections", "FERRY_HTTP_MAX_CONNECTIONS", K_INT, "1024", 1,
@@ -421,6 +425,7 @@ static const cyaml_schema_field_t top_fields[] = {
     SF("listen", raw_cfg, listen),
     SF("data", raw_cfg, data),
     SF("threads", raw_cfg, threads),
+    SF("embedding_model", raw_cfg, embedding_model),
     CYAML_FIELD_SEQUENCE("models", CYAML_FLAG_POINTER | CYAML_FLAG_OPTIONAL, raw_cfg, models,
                          &model_entry, 0, CONFIG_MODELS_MAX),
     CYAML_FIELD_MAPPING_PTR("http", CYAML_FLAG_OPTIONAL, raw_cfg, http, http_fields),

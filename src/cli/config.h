@@ -29,6 +29,7 @@ typedef struct ferry_config {
     char data[CONFIG_STR_MAX];
     char models[CONFIG_MODELS_MAX][CONFIG_STR_MAX];
     int n_models;
+    char embedding_model[CONFIG_STR_MAX]; // bert GGUF for embeddings; "" = lexical only
     int64_t threads; // 0 = number of cores
     int64_t max_connections;
     int64_t per_ip_connections;
