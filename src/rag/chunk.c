@@ -203,14 +203,17 @@ static int add_sentence(units *us, const char *text, size_t off, size_t len, boo
     size_t tok = count_tokens(cfg, text + off, len);
     if (tok <= cfg->max_tokens)
         return units_push(us, (unit){off, len, tok, false, starts_para});
-    // too long: grow a piece term by term until the budget is reached
-    size_t pos = 0, start = 0;
+    // too long: grow a piece term by term until the budget is reached. The running count
+    // is the approximation's (additive over terms and the punctuation before them), so the
+    // walk is linear in the sentence; each piece's recorded count is the configured one.
+    size_t pos = 0, start = 0, acc = 0;
     lex_term t;
     const char *s = text + off;
     size_t piece_end = 0;
     while (lex_next(s, len, &pos, &t)) {
         size_t end = t.off + t.len;
-        if (piece_end > start && count_tokens(cfg, s + start, end - start) > cfg->max_tokens) {
+        size_t add = rag_approx_tokens(s + piece_end, end - piece_end);
+        if (piece_end > start && acc + add > cfg->max_tokens) {
             size_t o = off + start, l = piece_end - start;
             trim(text, &o, &l);
             if (l && units_push(us, (unit){o, l, count_tokens(cfg, text + o, l), false,
@@ -218,6 +221,9 @@ static int add_sentence(units *us, const char *text, size_t off, size_t len, boo
                 return ERR_NOMEM;
             starts_para = false;
             start = piece_end;
+            acc = rag_approx_tokens(s + start, end - start);
+        } else {
+            acc += add;
         }
         piece_end = end;
     }
@@ -278,8 +284,13 @@ static int build_units(const char *text, size_t len, const rag_chunk_config *cfg
             rc = add_paragraph(us, text, para, i - para, cfg);
             para = SIZE_MAX;
         }
-        if (rc == 0 && heading)
-            rc = units_push(us, (unit){lo, ln, count_tokens(cfg, text + lo, ln), true, true});
+        if (rc == 0 && heading) {
+            size_t first = us->n, tok = count_tokens(cfg, text + lo, ln);
+            if (tok <= cfg->max_tokens)
+                rc = units_push(us, (unit){lo, ln, tok, true, true});
+            else if ((rc = add_sentence(us, text, lo, ln, true, cfg)) == 0 && us->n > first)
+                us->u[first].is_heading = true; // an overlong heading line is cut like a sentence
+        }
         else if (!blank && para == SIZE_MAX)
             para = i;
         i = e < len ? e + 1 : e;

@@ -150,6 +150,39 @@ static void test_chunks_english(void **state)
     free(c);
 }
 
+/* Regressions: an overlong heading line (fuzz) is cut to the budget; a 1 MiB sentence without
+ * punctuation is chunked in linear time (the splitter once recounted the piece per term). */
+static void test_chunks_overlong(void **state)
+{
+    (void)state;
+    size_t n1 = 200 * 6 + 2, n2 = (size_t)1 << 20;
+    char *h = malloc(n1 + 1), *big = malloc(n2 + 1);
+    assert_non_null(h);
+    assert_non_null(big);
+    memcpy(h, "# ", 2);
+    for (size_t i = 2; i + 6 <= n1; i += 6)
+        memcpy(h + i, "word. ", 6);
+    h[n1] = 0;
+    for (size_t i = 0; i < n2; i++)
+        big[i] = i % 5 == 4 ? ' ' : 'a';
+    big[n2] = 0;
+    rag_chunk_config cfg = rag_chunk_config_default();
+    cfg.max_tokens = 40;
+    cfg.overlap_tokens = 4;
+    rag_chunk *c;
+    size_t n;
+    assert_int_equal(rag_chunk_text(h, strlen(h), &cfg, &c, &n, NULL), 0);
+    check_chunks(h, c, n, cfg.max_tokens);
+    assert_true(n >= 5);
+    free(c);
+    assert_int_equal(rag_chunk_text(big, n2, &cfg, &c, &n, NULL), 0);
+    check_chunks(big, c, n, cfg.max_tokens);
+    assert_true(n >= n2 / 5 / 40);
+    free(c);
+    free(h);
+    free(big);
+}
+
 static void test_chunks_chinese(void **state)
 {
     (void)state;
@@ -363,6 +396,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_sentences_english), cmocka_unit_test(test_sentences_chinese),
         cmocka_unit_test(test_chunks_english),    cmocka_unit_test(test_chunks_chinese),
+        cmocka_unit_test(test_chunks_overlong),
         cmocka_unit_test(test_bm25_hand),         cmocka_unit_test(test_bm25_cjk),
         cmocka_unit_test(test_rrf),               cmocka_unit_test(test_lex),
     };
