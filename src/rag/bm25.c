@@ -324,8 +324,23 @@ int rag_bm25_remove(rag_bm25 *x, uint64_t label)
     D->is_alive = false;
     x->total_len -= D->len;
     x->n_alive--;
-    // rebuild the label map without the dead doc (open addressing has no simple delete)
-    return dmap_rebuild(x, x->dmask) == 0 ? 0 : ERR_NOMEM;
+    // linear-probing delete by backward shift: later entries of the probe run move up
+    // into the hole when their home slot does not lie cyclically in (hole, j]
+    size_t i = slot, j = slot;
+    x->dmap[i] = 0;
+    for (;;) {
+        j = (j + 1) & x->dmask;
+        if (!x->dmap[j])
+            break;
+        size_t k = hash_u64(x->docs[x->dmap[j] - 1].label) & x->dmask;
+        bool stays = i <= j ? (i < k && k <= j) : (i < k || k <= j);
+        if (!stays) {
+            x->dmap[i] = x->dmap[j];
+            x->dmap[j] = 0;
+            i = j;
+        }
+    }
+    return 0;
 }
 
 int rag_bm25_add(rag_bm25 *x, uint64_t label, const char *text, size_t len)

@@ -283,6 +283,39 @@ static void test_bm25_hand(void **state)
     rag_bm25_free(x);
 }
 
+/* Many labels through the open-addressing label map: add, remove every third, re-add some. */
+static void test_bm25_many(void **state)
+{
+    (void)state;
+    rag_bm25_config cfg = rag_bm25_config_default();
+    rag_bm25 *x;
+    assert_int_equal(rag_bm25_new(&cfg, &x, NULL), 0);
+    char t[64], q[32];
+    for (uint64_t i = 0; i < 3000; i++) {
+        int k = snprintf(t, sizeof t, "w%llu common", (unsigned long long)(i * 7919));
+        assert_int_equal(rag_bm25_add(x, i * 7919, t, (size_t)k), 0);
+    }
+    for (uint64_t i = 0; i < 3000; i += 3)
+        assert_int_equal(rag_bm25_remove(x, i * 7919), 0);
+    for (uint64_t i = 0; i < 3000; i += 9) {
+        int k = snprintf(t, sizeof t, "w%llu again", (unsigned long long)(i * 7919));
+        assert_int_equal(rag_bm25_add(x, i * 7919, t, (size_t)k), 0);
+    }
+    assert_int_equal(rag_bm25_count(x), 2000 + 334);
+    rag_hit h[2];
+    for (uint64_t i = 0; i < 3000; i++) {
+        int k = snprintf(q, sizeof q, "w%llu", (unsigned long long)(i * 7919));
+        int n = rag_bm25_search(x, q, (size_t)k, 2, NULL, h);
+        bool present = i % 3 != 0 || i % 9 == 0;
+        assert_int_equal(n, present ? 1 : 0);
+        if (present)
+            assert_int_equal(h[0].label, i * 7919);
+        assert_int_equal(rag_bm25_remove(x, i * 7919), present ? 0 : ERR_NOT_FOUND);
+    }
+    assert_int_equal(rag_bm25_count(x), 0);
+    rag_bm25_free(x);
+}
+
 static bool only_even(void *ctx, uint64_t label)
 {
     (void)ctx;
@@ -396,7 +429,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_sentences_english), cmocka_unit_test(test_sentences_chinese),
         cmocka_unit_test(test_chunks_english),    cmocka_unit_test(test_chunks_chinese),
-        cmocka_unit_test(test_chunks_overlong),
+        cmocka_unit_test(test_chunks_overlong),   cmocka_unit_test(test_bm25_many),
         cmocka_unit_test(test_bm25_hand),         cmocka_unit_test(test_bm25_cjk),
         cmocka_unit_test(test_rrf),               cmocka_unit_test(test_lex),
     };
