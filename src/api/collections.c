@@ -171,7 +171,9 @@ int api_kb_init(const char *data_dir, const char *embedding_model, err_msg *e)
         err_clear(&le);
         // each collection with the embedder it was built with: the model's, else lexical
         int lr = kb.has_bert ? rag_collection_load(kb.dir, name, &kb.bert, &c, &le) : -1;
-        if (lr != 0)
+        if (lr == 0)
+            rag_collection_set_vocab(c, bert_model_vocab(kb.bm));
+        else
             lr = rag_collection_load(kb.dir, name, &kb.lex, &c, &le);
         if (lr != 0) {
             LOG_WARN("collections", "skipping collection %s: %s", name, le.text);
@@ -345,6 +347,9 @@ int api_h_coll_create(http_req *r, void *ctx)
         rag_collection_free(c);
         rc = ERR_IO;
     } else {
+        // chunks of a model-embedded collection are counted in the model's own tokens
+        if (kb.has_bert && strcmp(emb.name, kb.bert.name) == 0)
+            rag_collection_set_vocab(c, bert_model_vocab(kb.bm));
         kb.c[kb.n++] = c;
         rc = respond(r, 201, coll_json(c));
     }

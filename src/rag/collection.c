@@ -261,6 +261,11 @@ static void drop_chunks(rag_collection *c, rdoc *d)
         compact(c);
 }
 
+void rag_collection_set_vocab(rag_collection *c, const struct tok_vocab *vocab)
+{
+    c->cfg.chunk.vocab = vocab;
+}
+
 int rag_collection_delete(rag_collection *c, const char *id)
 {
     int64_t i = doc_index(c, id);

@@ -232,6 +232,12 @@ size_t rag_collection_chunk_count(const rag_collection *c);
 int rag_collection_upsert(rag_collection *c, const char *id, const char *text, size_t len,
                           const char *meta, size_t meta_len, size_t *n_chunks, size_t *n_tokens,
                           err_msg *e) MUST_USE;
+/*
+ * Counts chunk tokens with vocab from now on (NULL: the approximation), e.g. the
+ * embedding model's tokenizer, so chunks fit its context. vocab must outlive c.
+ */
+void rag_collection_set_vocab(rag_collection *c, const struct tok_vocab *vocab);
+
 /* Removes document id and its chunks. Returns 0 or ERR_NOT_FOUND. */
 int rag_collection_delete(rag_collection *c, const char *id) MUST_USE;
 

@@ -71,6 +71,11 @@ def run(work):
                      {"documents": [{"id": "a", "text": "the cat sat on the mat"},
                                     {"id": "b", "text": "search the data file"}]})
         check(st == 200, v)
+        # chunks of a model-embedded collection are counted in the model's tokens
+        # ("sat", "mat" are word pieces in the built-in vocab: 10 tokens, not the estimate's 6)
+        p = subprocess.run([BIN, "tokenize", "-m", model, "the cat sat on the mat"],
+                           stdout=subprocess.PIPE, check=True)
+        check(v["data"][0]["tokens"] == len(p.stdout.split()) == 10, (v, p.stdout))
         # the query's own text as a document is its nearest neighbour (cosine 1)
         st, v = call(s, "POST", "/v1/collections/kb/query", {"query": "search the data file",
                                                              "mode": "vector", "top_k": 1})
