@@ -175,12 +175,6 @@ static double cpu_s(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
 static int parse_size_arg(const char *flag, const char *v, int64_t lo, int64_t hi, size_t *out)
 {
     int64_t x;
@@ -397,11 +391,11 @@ int cli_cmd_bench_index(int argc, char **argv)
             }
             cpus[r] = cpu_s() - c0;
         }
-        qsort(passes, runs, sizeof *passes, cmp_double);
-        qsort(cpus, runs, sizeof *cpus, cmp_double);
+        qsort(passes, runs, sizeof *passes, cli_cmp_double);
+        qsort(cpus, runs, sizeof *cpus, cli_cmp_double);
         /* Queries per CPU-second and thread: less sensitive to a busy machine than wall time. */
         double qps_cpu = (double)q.n / cpus[runs / 2] * (double)threads;
-        qsort(lat, q.n * runs, sizeof *lat, cmp_double);
+        qsort(lat, q.n * runs, sizeof *lat, cli_cmp_double);
         double qps = (double)q.n / passes[runs / 2], qps_best = (double)q.n / passes[0];
         double p50 = lat[q.n * runs / 2], p99 = lat[(size_t)((double)(q.n * runs) * 0.99)];
         if (json)

@@ -31,18 +31,6 @@ static void usage(FILE *f)
                "  the scalar path\n");
 }
 
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
-static double median(double *v, size_t n)
-{
-    qsort(v, n, sizeof *v, cmp_double);
-    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-}
-
 typedef struct read_job {
     const uint64_t *buf;
     uint64_t sums[POOL_THREADS_MAX];
@@ -92,7 +80,7 @@ static double read_bandwidth(pool *p, int runs)
         fprintf(stderr, "#");
     free(buf);
     free(j);
-    return median(v, (size_t)runs);
+    return cli_median(v, (size_t)runs);
 }
 
 /* CPU seconds of the whole process (all threads); under a loaded machine the
@@ -177,7 +165,7 @@ static int bench_type(pool *p, tensor_type t, size_t n_rows, int runs, size_t mi
         kern_matmul(p, &m, x, 1, y, scratch, sb);
         v[r] = (double)(rows * rb) / ((double)(clock_mono_ns() - t0) * 1e-9);
     }
-    double mv = median(v, (size_t)runs);
+    double mv = cli_median(v, (size_t)runs);
     /* matmul: 5632 x 2048, n_rows activation rows */
     kern_mat m2;
     if (kern_mat_init(&m2, t, 5632, cols, w))
@@ -192,7 +180,7 @@ static int bench_type(pool *p, tensor_type t, size_t n_rows, int runs, size_t mi
         vc[r] = macs / (cpu_s() - c0);
         v[r] = macs / ((double)(clock_mono_ns() - t0) * 1e-9);
     }
-    double mm = median(v, (size_t)mruns), mmc = median(vc, (size_t)mruns);
+    double mm = cli_median(v, (size_t)mruns), mmc = cli_median(vc, (size_t)mruns);
     printf("%-5s matvec %6.2f GB/s (%5.1f%% of read)   matmul n=%zu %7.2f GMAC/s wall, %6.2f "
            "GMAC per CPU-second\n",
            tensor_type_name(t), mv * 1e-9, 100.0 * mv / read_bw, n_rows, mm * 1e-9, mmc * 1e-9);

@@ -31,18 +31,6 @@ static void usage(FILE *f)
             "  memory-bandwidth roofline (weight bytes per token vs measured copy bandwidth)\n");
 }
 
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
-static double median(double *v, size_t n)
-{
-    qsort(v, n, sizeof *v, cmp_double);
-    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-}
-
 typedef struct copy_job {
     char *dst;
     const char *src;
@@ -77,7 +65,7 @@ static double copy_bandwidth(pool *p)
     }
     free(a);
     free(b);
-    return median(v, 5);
+    return cli_median(v, 5);
 }
 
 static int32_t argmax(const float *l, size_t n)
@@ -199,7 +187,7 @@ int cli_cmd_bench_model(int argc, char **argv)
         }
         dec[r] = (double)n_gen / ((double)(clock_mono_ns() - t0) * 1e-9);
     }
-    double pp = median(pre, (size_t)runs), tg = median(dec, (size_t)runs);
+    double pp = cli_median(pre, (size_t)runs), tg = cli_median(dec, (size_t)runs);
     uint64_t wb = model_weight_bytes_per_token(m);
     double roof = bw > 0 ? bw / (double)wb : 0;
     double share = roof > 0 ? tg / roof : 0;
