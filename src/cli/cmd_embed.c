@@ -5,14 +5,12 @@
  *   ferry embed --lexical [--json] TEXT...
  *
  * With a `bert` GGUF model all texts go through the encoder in one batched
- * call (model/bert); --lexical uses the built-in hashed lexical embedder
- * (model/lex, 384 dims). Plain output: one line per text, the vector's floats
- * separated by spaces (%.9g, so the f32 values round-trip). --json prints
- * {"model", "dim", "pooling", "data": [{"index", "tokens", "embedding"}]}.
- *
- * Decoder models (llama, qwen2) are refused: mean-pooled last hidden states
- * need the forward pass to hand out the final hidden rows, which llama.h does
- * not expose (it returns logits only).
+ * call (model/bert); with a decoder (`llama`, `qwen2`) each text's vector is
+ * the mean of its last hidden states (model/embed.h); --lexical uses the
+ * built-in hashed lexical embedder (model/lex, 384 dims). Plain output: one
+ * line per text, the vector's floats separated by spaces (%.9g, so the f32
+ * values round-trip). --json prints {"model", "arch", "dim", "pooling",
+ * "data": [{"index", "tokens", "embedding"}]}.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,11 +20,12 @@
 #include "base/buf.h"
 #include "base/pool.h"
 #include "cli/cli.h"
-#include "model/bert.h"
+#include "model/embed.h"
 #include "model/gguf.h"
 #include "model/lex.h"
 
 #define EMBED_TEXTS_MAX 4096
+#define EMBED_CTX_MAX (1 << 20) // LLAMA_CTX_MAX
 
 static void usage(FILE *f)
 {
@@ -34,11 +33,14 @@ static void usage(FILE *f)
                "       ferry embed --lexical [--json] TEXT...\n"
                "  prints one embedding per TEXT (L2-normalized), one line of floats each\n"
                "  -m MODEL     a bert-architecture GGUF embedding model (mean or CLS pooling\n"
-               "               from its metadata)\n"
+               "               from its metadata), or a llama/qwen2 decoder (mean of the last\n"
+               "               hidden states, after the final norm)\n"
+               "  --ctx N      decoder: longest text in tokens (default min(model, %d))\n"
                "  --lexical    the built-in lexical embedder (" LEX_EMBED_NAME ")\n"
                "  --json       {\"model\",\"dim\",\"pooling\",\"data\":[{\"index\",\"tokens\","
                "\"embedding\"}]}\n"
-               "  -t THREADS   compute threads (default: cores)\n");
+               "  -t THREADS   compute threads (default: cores)\n",
+            EMBED_DEC_CTX_DEFAULT);
 }
 
 static void print_vec(buf *b, const float *v, size_t dim, bool json)
@@ -51,7 +53,7 @@ int cli_cmd_embed(int argc, char **argv)
 {
     const char *model_path = NULL;
     bool json = false, lexical = false;
-    int64_t threads = 0;
+    int64_t threads = 0, ctx = 0;
     const char **texts = calloc((size_t)argc, sizeof *texts);
     size_t n = 0;
     if (!texts) {
@@ -74,6 +76,13 @@ int cli_cmd_embed(int argc, char **argv)
             if (parse_i64(argv[++i], 1, POOL_THREADS_MAX, &threads) != 0) {
                 cli_errorf("embed: -t %s is not a thread count in [1, %d]", argv[i],
                            POOL_THREADS_MAX);
+                free(texts);
+                return 2;
+            }
+        } else if (strcmp(a, "--ctx") == 0 && i + 1 < argc) {
+            if (parse_i64(argv[++i], 1, EMBED_CTX_MAX, &ctx) != 0) {
+                cli_errorf("embed: --ctx %s is not a token count in [1, %d]", argv[i],
+                           EMBED_CTX_MAX);
                 free(texts);
                 return 2;
             }
@@ -100,13 +109,12 @@ int cli_cmd_embed(int argc, char **argv)
     int status = 1;
     err_msg e;
     err_clear(&e);
-    bert_model *m = NULL;
-    bert_ctx *c = NULL;
+    embed_model *m = NULL;
     pool *p = NULL;
     float *out = NULL;
     size_t *lens = calloc(n, sizeof *lens), *ntok = calloc(n, sizeof *ntok);
     size_t dim = LEX_EMBED_DIM, n_cut = 0;
-    const char *name = LEX_EMBED_NAME, *pooling = "hashed";
+    const char *name = LEX_EMBED_NAME, *pooling = "hashed", *arch = "lexical";
     char name_buf[256];
     if (!lens || !ntok)
         goto nomem;
@@ -121,55 +129,35 @@ int cli_cmd_embed(int argc, char **argv)
             ntok[i] = lex_count_terms(texts[i], lens[i]);
         }
     } else {
-        gguf_file *f;
-        if (gguf_open(model_path, &f, &e) != 0) {
-            cli_errorf("embed: %s: %s", model_path, e.text);
-            status = 2;
-            goto out;
-        }
-        str arch = {0};
-        (void)!gguf_get_str(f, "general.architecture", &arch, NULL);
-        bool is_decoder = str_eq_cstr(arch, "llama") || str_eq_cstr(arch, "qwen2");
-        gguf_close(f);
-        if (is_decoder) {
-            cli_errorf("embed: %s is a decoder model; decoder embeddings (mean-pooled last "
-                       "hidden state) need llama_forward to return hidden states, which it "
-                       "does not yet",
-                       model_path);
-            status = 2;
-            goto out;
-        }
-        if (bert_load(model_path, &m, &e) != 0) {
-            cli_errorf("embed: %s: %s", model_path, e.text);
-            status = 2;
-            goto out;
-        }
         if (pool_new((int)threads, &p) != 0) {
             cli_errorf("embed: cannot start %d compute threads", (int)threads);
             goto out;
         }
-        bert_config cfg = bert_config_default();
+        embed_config cfg = embed_config_default();
         cfg.pool = p;
-        if (bert_ctx_new(m, &cfg, &c, &e) != 0) {
-            cli_errorf("embed: %s", e.text);
+        cfg.max_ctx = (size_t)ctx;
+        if (embed_load(model_path, &cfg, &m, &e) != 0) {
+            cli_errorf("embed: %s: %s", model_path, e.text);
+            status = e.code == ERR_NOMEM ? 1 : 2;
             goto out;
         }
-        const bert_hparams *hp = bert_model_hparams(m);
-        dim = hp->dim;
-        pooling = hp->pooling == BERT_POOL_CLS ? "cls" : "mean";
+        dim = embed_dim(m);
+        pooling = embed_pooling(m);
+        arch = embed_arch(m);
         str gn = {0};
-        (void)!gguf_get_str(bert_model_gguf(m), "general.name", &gn, NULL);
-        snprintf(name_buf, sizeof name_buf, "%.*s", (int)MIN(gn.n, 200), gn.n ? gn.p : "bert");
+        (void)!gguf_get_str(embed_gguf(m), "general.name", &gn, NULL);
+        snprintf(name_buf, sizeof name_buf, "%.*s", (int)MIN(gn.n, 200), gn.n ? gn.p : arch);
         name = name_buf;
         if (!(out = malloc(n * dim * sizeof *out)))
             goto nomem;
-        if (bert_embed_texts(c, texts, lens, n, out, ntok, &n_cut, &e) != 0) {
+        if (embed_texts(m, texts, lens, n, out, ntok, &n_cut, &e) != 0) {
             cli_errorf("embed: %s", e.text);
+            status = e.code == ERR_NOMEM ? 1 : 2;
             goto out;
         }
         if (n_cut)
-            fprintf(stderr, "ferry: embed: %zu text(s) cut to the model's %u tokens\n", n_cut,
-                    hp->n_ctx);
+            fprintf(stderr, "ferry: embed: %zu text(s) cut to the model's %zu tokens\n", n_cut,
+                    embed_n_ctx(m));
     }
 
     buf b;
@@ -177,7 +165,8 @@ int cli_cmd_embed(int argc, char **argv)
     if (json) {
         (void)!buf_append_str(&b, "{\"model\":\"");
         (void)!buf_append_json_str(&b, name, strlen(name));
-        (void)!buf_printf(&b, "\",\"dim\":%zu,\"pooling\":\"%s\",\"data\":[", dim, pooling);
+        (void)!buf_printf(&b, "\",\"arch\":\"%s\",\"dim\":%zu,\"pooling\":\"%s\",\"data\":[", arch,
+                          dim, pooling);
         for (size_t i = 0; i < n; i++) {
             (void)!buf_printf(&b, "%s{\"index\":%zu,\"tokens\":%zu,\"embedding\":[", i ? "," : "",
                               i, ntok[i]);
@@ -198,8 +187,7 @@ int cli_cmd_embed(int argc, char **argv)
 nomem:
     cli_errorf("embed: out of memory");
 out:
-    bert_ctx_free(c);
-    bert_unref(m);
+    embed_free(m);
     pool_free(p);
     free(out);
     free(lens);

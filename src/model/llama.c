@@ -835,8 +835,10 @@ static int plan_tokens(llama_ctx *c, const llama_kv *kv, const llama_span *spans
     return 0;
 }
 
-int llama_forward(llama_ctx *c, llama_kv *kv, const llama_span *spans, size_t n_spans,
-                  float *logits, err_msg *e)
+/* The step behind llama_forward and llama_forward_hidden: with hidden set it
+ * writes the final-norm rows of every token there instead of computing logits. */
+static int forward(llama_ctx *c, llama_kv *kv, const llama_span *spans, size_t n_spans,
+                   float *logits, float *hidden, err_msg *e)
 {
     const model *m = c->m;
     const llama_hparams *hp = &m->hp;
@@ -882,6 +884,10 @@ int llama_forward(llama_ctx *c, llama_kv *kv, const llama_span *spans, size_t n_
         add_into(c->x, c->xb2, B * dim);
     }
 
+    if (hidden) {  // (B, dim) final-norm hidden state of every token, in batch order
+        rmsnorm(c->x, m->out_norm, B, dim, hp->rms_eps, hidden);
+        return 0;
+    }
     // logits (R, n_vocab) for the last n_logits tokens of each span
     if (R == 0)
         return 0;
@@ -894,4 +900,16 @@ int llama_forward(llama_ctx *c, llama_kv *kv, const llama_span *spans, size_t n_
     rmsnorm(c->xo, m->out_norm, R, dim, hp->rms_eps, c->xo);
     matmul(c, &m->output, c->xo, R, logits);
     return 0;
+}
+
+int llama_forward(llama_ctx *c, llama_kv *kv, const llama_span *spans, size_t n_spans,
+                  float *logits, err_msg *e)
+{
+    return forward(c, kv, spans, n_spans, logits, NULL, e);
+}
+
+int llama_forward_hidden(llama_ctx *c, llama_kv *kv, const llama_span *spans, size_t n_spans,
+                         float *hidden, err_msg *e)
+{
+    return forward(c, kv, spans, n_spans, NULL, hidden, e);
 }

@@ -192,3 +192,17 @@ typedef struct llama_span {
  */
 int llama_forward(llama_ctx *c, llama_kv *kv, const llama_span *spans, size_t n_spans,
                   float *logits, err_msg *e) MUST_USE;
+
+/*
+ * The same step as llama_forward, but instead of logits it writes the last
+ * hidden state of every token of the batch: the residual stream after the last
+ * layer, RMS-normed with output_norm (the rows llama_forward would multiply by
+ * the output matrix). hidden gets one row of dim floats per token, for all
+ * tokens of all spans in span order (sum of spans[i].n rows, at most
+ * max_batch_tokens). The spans' n_logits must still be within max_logits (0 is
+ * fine) and are otherwise ignored. K/V rows are written as llama_forward writes
+ * them. Errors and thread as llama_forward. Used for decoder embeddings
+ * (model/embed.h: mean-pooled last hidden state).
+ */
+int llama_forward_hidden(llama_ctx *c, llama_kv *kv, const llama_span *spans, size_t n_spans,
+                         float *hidden, err_msg *e) MUST_USE;
