@@ -31,6 +31,7 @@ typedef struct api_app {
     obs_series *http_in_flight; // ferry_http_in_flight
     http_server *srv;           // set once serving; NULL before
     struct api_models *models;  // local models (api/openai_serve.h); NULL = none
+    struct gw *gw;              // the request pipeline (gateway/gateway.h); set before serving
     bool debug_routes;          // expose /debug/* (tests, never in production)
     _Atomic bool ready;
     pthread_mutex_t ready_mu;   // guards not_ready

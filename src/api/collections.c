@@ -649,6 +649,34 @@ out:
     return rc;
 }
 
+int api_kb_retrieve(void *ctx, const char *collection, const char *query, size_t len,
+                    size_t top_k, gw_chunk_fn each, void *each_ctx, err_msg *e)
+{
+    (void)ctx;
+    if (top_k == 0 || top_k > QUERY_TOP_K_MAX)
+        return err_set(e, ERR_INVAL, "top_k %zu is outside [1, %d]", top_k, QUERY_TOP_K_MAX);
+    rag_result *res = malloc(top_k * sizeof *res);
+    if (!res)
+        return err_set(e, ERR_NOMEM, "out of memory");
+    pthread_mutex_lock(&kb.mu);
+    int64_t i = kb_find(collection);
+    int n;
+    if (i < 0) {
+        n = err_set(e, ERR_NOT_FOUND, "The collection '%.128s' does not exist", collection);
+    } else {
+        rag_query q = {query, len, top_k, RAG_MODE_HYBRID, -INFINITY, NULL, NULL};
+        n = rag_collection_query(kb.c[i], &q, res, e);
+        for (int k = 0; k < n; k++) {
+            gw_chunk c = {res[k].chunk_id, res[k].doc_id, res[k].off,
+                          res[k].len,      res[k].text,   res[k].score};
+            each(each_ctx, &c);
+        }
+    }
+    pthread_mutex_unlock(&kb.mu);
+    free(res);
+    return n;
+}
+
 /* ---------------------------------------------------------------- embeddings */
 
 static const char B64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";

@@ -26,6 +26,7 @@
  */
 #pragma once
 
+#include "gateway/gateway.h"
 #include "http/http.h"
 
 /*
@@ -48,6 +49,15 @@ struct buf;
 int api_kb_models_json(struct buf *b, bool comma);
 /* Frees every collection (after the server stopped). */
 void api_kb_free(void);
+
+/*
+ * The pipeline's retriever (gw_retrieve_fn; ctx unused): a hybrid query of
+ * top_k over collection, each result handed to each under the registry lock.
+ * Returns the count, ERR_NOT_FOUND naming an unknown collection, or the
+ * query's errors. Thread: any.
+ */
+int api_kb_retrieve(void *ctx, const char *collection, const char *query, size_t len,
+                    size_t top_k, gw_chunk_fn each, void *each_ctx, err_msg *e);
 
 int api_h_coll_create(http_req *r, void *ctx);
 int api_h_coll_list(http_req *r, void *ctx);

@@ -252,6 +252,43 @@ static int parse_bias(arena *a, json_t *o, api_gen_req *out, api_error *err)
     return 0;
 }
 
+/* The ferry extension: "ferry": {"collection": "kb", "top_k": 5} (RAG). */
+static int parse_ferry(arena *a, json_t *o, api_gen_req *out, api_error *err)
+{
+    json_t *f = json_object_get(o, "ferry");
+    if (!f || json_is_null(f))
+        return 0;
+    if (!json_is_object(f))
+        return fail(err, ERR_INVAL, "ferry", "'ferry' must be an object");
+    const char *k;
+    json_t *v;
+    json_object_foreach(f, k, v)
+    {
+        if (strcmp(k, "collection") != 0 && strcmp(k, "top_k") != 0)
+            return fail(err, ERR_INVAL, "ferry", "'ferry.%.40s' is not known (collection, top_k)",
+                        k);
+    }
+    json_t *c = json_object_get(f, "collection");
+    if (c && !json_is_null(c)) {
+        if (!json_is_string(c) || json_string_length(c) == 0 || json_string_length(c) > 127)
+            return fail(err, ERR_INVAL, "ferry.collection",
+                        "'ferry.collection' must be a collection name of 1 to 127 bytes");
+        int rc = dup_str(a, c, &out->rag_collection, NULL, err);
+        if (rc)
+            return rc;
+    }
+    int64_t x = 0;
+    bool given;
+    int rc = get_int(f, "top_k", 1, API_RAG_TOP_K_MAX, &x, &given, err);
+    if (rc) {
+        snprintf(err->param, sizeof err->param, "ferry.top_k");
+        return rc;
+    }
+    if (given)
+        out->rag_top_k = (size_t)x;
+    return 0;
+}
+
 static int parse_fields(api_kind k, json_t *o, arena *a, api_gen_req *out, api_error *err)
 {
     int rc;
@@ -371,7 +408,7 @@ static int parse_fields(api_kind k, json_t *o, arena *a, api_gen_req *out, api_e
     }
     if ((rc = parse_stop(a, o, out, err)) || (rc = parse_bias(a, o, out, err)))
         return rc;
-    return 0;
+    return parse_ferry(a, o, out, err);
 }
 
 int api_gen_parse(api_kind k, const char *body, size_t len, arena *a, api_gen_req *out,

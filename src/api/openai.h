@@ -16,7 +16,8 @@
  *   logit_bias ({"token id": -100..100}), logprobs (chat: bool; completions:
  *   integer 0..5), top_logprobs (chat, 0..5, needs logprobs), n (1 only), user,
  *   stream, stream_options.include_usage (needs stream); extensions as in vLLM:
- *   top_k, min_p, repetition_penalty, priority, ignore_eos.
+ *   top_k, min_p, repetition_penalty, priority, ignore_eos; ferry's own "ferry":
+ *   {"collection": name, "top_k": 1..50} asks for retrieval (RAG, gateway/).
  * Unknown fields are ignored, as OpenAI's own clients expect of servers.
  */
 #pragma once
@@ -39,6 +40,7 @@ typedef enum api_kind {
 #define API_STOP_MAX 4 // OpenAI's limit on stop sequences
 #define API_MESSAGES_MAX 4096
 #define API_PARAM_MAX 64
+#define API_RAG_TOP_K_MAX 50 // ferry.top_k at most (GW_RAG_TOP_K_MAX)
 
 typedef struct api_gen_req {
     api_kind kind;
@@ -53,6 +55,8 @@ typedef struct api_gen_req {
     bool ignore_eos;
     int priority;
     const char *user;
+    const char *rag_collection; // extension "ferry": {"collection", "top_k"}; NULL: none
+    size_t rag_top_k;           // 0: not given
 } api_gen_req;
 
 /* Why a request was refused: code (ERR_INVAL...), the parameter (may be

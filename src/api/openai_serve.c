@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 
 #include "api/api.h"
@@ -16,14 +17,13 @@
 #include "api/openai.h"
 #include "base/buf.h"
 #include "base/log.h"
+#include "gateway/gateway.h"
 #include "model/gguf.h"
 #include "model/llama.h"
 #include "model/tensor.h"
 #include "model/tok.h"
 
-#define PROMPT_TEXT_MAX ((size_t)16 << 20) // bytes of a templated prompt
 #define ANSWER_MAX ((size_t)16 << 20)      // bytes of a non-streamed answer
-#define CHUNK_MAX ((size_t)1 << 20)        // bytes of one SSE event
 
 typedef struct api_model {
     char name[128];
@@ -31,6 +31,7 @@ typedef struct api_model {
     gguf_file *g;
     tok_vocab *vocab;
     sched *s;
+    gw_engine *eng; // the scheduler behind the backend seam (gateway/)
     chat_family fam;
     bool is_fam_fallback;
     size_t ctx;
@@ -76,6 +77,7 @@ static void quant_name(const gguf_file *g, char *out, size_t cap)
 
 static void model_deinit(api_model *am)
 {
+    gw_engine_free(am->eng);
     sched_free(am->s);
     tok_vocab_free(am->vocab);
     gguf_close(am->g);
@@ -119,6 +121,8 @@ static int model_init(api_model *am, const api_model_spec *sp, const sched_confi
     cfg.vocab = am->vocab;
     cfg.name = am->name;
     if ((rc = sched_new(am->m, &cfg, &am->s, e)) != 0)
+        return rc;
+    if ((rc = gw_engine_new(am->s, am->vocab, am->fam, &am->eng, e)) != 0)
         return rc;
     am->ctx = sched_max_ctx(am->s);
     am->created = (int64_t)time(NULL);
@@ -181,6 +185,16 @@ const char *api_models_name(const api_models *ms, size_t i)
     return ms->v[i].name;
 }
 
+int api_models_backend(const api_models *ms, const char *name, fr_backend *out)
+{
+    for (size_t i = 0; ms && i < ms->n; i++)
+        if (strcmp(ms->v[i].name, name) == 0) {
+            *out = gw_engine_backend(ms->v[i].eng);
+            return 0;
+        }
+    return ERR_NOT_FOUND;
+}
+
 static api_model *find_model(api_models *ms, const char *name)
 {
     if (!ms)
@@ -230,13 +244,23 @@ int api_h_models(http_req *r, void *ctx)
 
 /* -------------------------------------------------- generation requests -- */
 
+/* One token's logprobs kept for a non-streamed answer: texts as offsets into
+ * req_ctx.lp_text (which moves while it grows). */
+typedef struct lp_rec {
+    size_t off, n;
+    float logprob;
+    int n_top;
+    size_t top_off[FR_TOP_LOGPROBS_MAX], top_n[FR_TOP_LOGPROBS_MAX];
+    float top_logprob[FR_TOP_LOGPROBS_MAX];
+} lp_rec;
+
 typedef struct req_ctx {
     atomic_int refs; // handler + sink
     pthread_mutex_t mu; // orders the handler's attach against sink callbacks
     api_kind kind;
-    bool is_stream, include_usage, want_lp;
-    api_model *mdl;
-    sched_handle *h;
+    bool is_stream, include_usage, want_lp, has_rag;
+    gw *gw;
+    gw_run *run; // set by gw_submit before the first callback can run
     char id[48];
     char model_name[128];
     char fingerprint[48];
@@ -250,15 +274,14 @@ typedef struct req_ctx {
     bool is_error;
     int err_code;
     char err_text[256];
-    sched_finish why;
-    sched_usage u;
+    fr_finish why;
+    fr_usage u;
     buf pending;  // stream: SSE bytes produced before attach
     buf text;     // non-stream: the answer so far
-    sample_result *lps; // non-stream logprobs (n_lp of cap_lp)
+    lp_rec *lps;  // non-stream logprobs (n_lp of cap_lp), texts in lp_text
     size_t n_lp, cap_lp;
-    bool is_lp_truncated;
+    buf lp_text;
     buf chunk;    // scratch: one SSE event or the response body
-    buf tokbuf;   // scratch: token texts for logprobs
     bool is_cancel_sent;
 } req_ctx;
 
@@ -266,12 +289,12 @@ static void ctx_unref(req_ctx *c)
 {
     if (atomic_fetch_sub(&c->refs, 1) != 1)
         return;
-    sched_handle_release(c->h);
+    gw_run_release(c->run);
     pthread_mutex_destroy(&c->mu);
     buf_deinit(&c->pending);
     buf_deinit(&c->text);
     buf_deinit(&c->chunk);
-    buf_deinit(&c->tokbuf);
+    buf_deinit(&c->lp_text);
     free(c->lps);
     free(c);
 }
@@ -282,46 +305,48 @@ static api_meta meta_of(const req_ctx *c)
                       .fingerprint = c->fingerprint};
 }
 
-/* Converts sample results to api_logprob entries whose texts live in tokbuf. */
-static int build_lp(req_ctx *c, const sample_result *res, size_t n, api_logprob *out)
+static api_logprob api_lp_of(const fr_logprobs *f)
 {
-    buf_reset(&c->tokbuf);
-    /* Offsets first (tokbuf may move while growing), pointers after. */
-    size_t *offs = calloc(n * (SAMPLE_TOP_LOGPROBS_MAX + 1) * 2 + 1, sizeof *offs);
-    if (!offs)
-        return ERR_NOMEM;
-    int rc = 0;
-    size_t k = 0;
-    for (size_t i = 0; i < n && !rc; i++) {
-        for (int j = -1; j < res[i].n_top && !rc; j++) {
-            int32_t id = j < 0 ? res[i].token : res[i].top_token[j];
-            offs[k++] = c->tokbuf.len;
-            rc = tok_detokenize(c->mdl->vocab, &id, 1, TOK_DEC_SPECIAL, &c->tokbuf);
-            offs[k++] = c->tokbuf.len;
-        }
+    api_logprob a;
+    memset(&a, 0, sizeof a);
+    a.text = f->text;
+    a.n = f->n;
+    a.logprob = f->logprob;
+    a.n_top = f->n_top;
+    for (int j = 0; j < f->n_top; j++) {
+        a.top_text[j] = f->top_text[j];
+        a.top_n[j] = f->top_n[j];
+        a.top_logprob[j] = f->top_logprob[j];
     }
-    if (rc) {
-        free(offs);
-        return rc;
+    return a;
+}
+
+/* Non-stream: keeps one token's logprobs (texts copied). mu held. */
+static void keep_lp(req_ctx *c, const fr_logprobs *f)
+{
+    if (c->n_lp == c->cap_lp) {
+        size_t cap = c->cap_lp ? c->cap_lp * 2 : 64;
+        lp_rec *v = cap <= SAMPLE_MAX_TOKENS_MAX ? realloc(c->lps, cap * sizeof *v) : NULL;
+        if (!v)
+            return;
+        c->lps = v;
+        c->cap_lp = cap;
     }
-    const char *base = c->tokbuf.data ? c->tokbuf.data : "";
-    k = 0;
-    for (size_t i = 0; i < n; i++) {
-        api_logprob *e = &out[i];
-        e->text = base + offs[k];
-        e->n = offs[k + 1] - offs[k];
-        k += 2;
-        e->logprob = res[i].logprob;
-        e->n_top = res[i].n_top;
-        for (int j = 0; j < res[i].n_top; j++) {
-            e->top_text[j] = base + offs[k];
-            e->top_n[j] = offs[k + 1] - offs[k];
-            e->top_logprob[j] = res[i].top_logprob[j];
-            k += 2;
-        }
+    lp_rec *r = &c->lps[c->n_lp];
+    r->off = c->lp_text.len;
+    r->n = f->n;
+    if (buf_append(&c->lp_text, f->text, f->n) != 0)
+        return;
+    r->logprob = f->logprob;
+    r->n_top = f->n_top;
+    for (int j = 0; j < f->n_top; j++) {
+        r->top_off[j] = c->lp_text.len;
+        r->top_n[j] = f->top_n[j];
+        r->top_logprob[j] = f->top_logprob[j];
+        if (buf_append(&c->lp_text, f->top_text[j], f->top_n[j]) != 0)
+            return;
     }
-    free(offs);
-    return 0;
+    c->n_lp++;
 }
 
 /* Stream: hands chunk bytes to the client, or keeps them until attach.
@@ -330,7 +355,7 @@ static void emit_bytes(req_ctx *c, const char *p, size_t n)
 {
     if (!c->is_attached) {
         if (buf_append(&c->pending, p, n) != 0 && !c->is_cancel_sent) {
-            sched_cancel(c->mdl->s, c->h);
+            gw_run_cancel(c->run);
             c->is_cancel_sent = true;
         }
         return;
@@ -341,53 +366,41 @@ static void emit_bytes(req_ctx *c, const char *p, size_t n)
     if (rc != 0 && !c->is_cancel_sent) {
         /* ERR_CANCELLED: the client went away; ERR_BUSY: it reads so slowly that
          * the pending cap is reached, and the scheduler must not wait for it. */
-        sched_cancel(c->mdl->s, c->h);
+        gw_run_cancel(c->run);
         c->is_cancel_sent = true;
     }
 }
 
-static void on_delta(void *ctx, const sched_delta *d)
+static void on_delta(void *ctx, const char *text, size_t len, const fr_logprobs *lp)
 {
     req_ctx *c = ctx;
     pthread_mutex_lock(&c->mu);
     if (c->is_stream) {
         api_meta m = meta_of(c);
-        api_logprob lp;
-        bool has_lp = c->want_lp && d->lp && build_lp(c, d->lp, 1, &lp) == 0;
-        if (d->len > 0 || has_lp) {
+        bool has_lp = c->want_lp && lp;
+        api_logprob alp;
+        if (has_lp)
+            alp = api_lp_of(lp);
+        if (len > 0 || has_lp) {
             buf_reset(&c->chunk);
-            if (api_sse_chunk(&c->chunk, c->kind, &m, false, d->text, d->len, has_lp ? &lp : NULL,
+            if (api_sse_chunk(&c->chunk, c->kind, &m, false, text, len, has_lp ? &alp : NULL,
                               has_lp ? 1 : 0, NULL, c->include_usage) == 0)
                 emit_bytes(c, c->chunk.data, c->chunk.len);
         }
     } else {
-        if (buf_append(&c->text, d->text, d->len) != 0 && !c->is_cancel_sent) {
-            sched_cancel(c->mdl->s, c->h); // the answer outgrew ANSWER_MAX
+        if (buf_append(&c->text, text, len) != 0 && !c->is_cancel_sent) {
+            gw_run_cancel(c->run); // the answer outgrew ANSWER_MAX
             c->is_cancel_sent = true;
         }
-        if (c->want_lp && d->lp) {
-            if (c->n_lp == c->cap_lp) {
-                size_t cap = c->cap_lp ? c->cap_lp * 2 : 64;
-                sample_result *v = cap <= SAMPLE_MAX_TOKENS_MAX
-                                       ? realloc(c->lps, cap * sizeof *v)
-                                       : NULL;
-                if (v) {
-                    c->lps = v;
-                    c->cap_lp = cap;
-                }
-            }
-            if (c->n_lp < c->cap_lp)
-                c->lps[c->n_lp++] = *d->lp;
-            else
-                c->is_lp_truncated = true;
-        }
+        if (c->want_lp && lp)
+            keep_lp(c, lp);
     }
     pthread_mutex_unlock(&c->mu);
 }
 
-static const char *finish_name(sched_finish why)
+static const char *finish_name(fr_finish why)
 {
-    return why == SCHED_FINISH_LENGTH ? "length" : "stop";
+    return why == FR_FINISH_LENGTH ? "length" : "stop";
 }
 
 static api_usage usage_of(const req_ctx *c)
@@ -397,7 +410,57 @@ static api_usage usage_of(const req_ctx *c)
                        .cached_tokens = c->u.cached_tokens};
 }
 
-/* Stream: the closing events (finish chunk or error, usage, [DONE]). mu held. */
+/* Appends "ferry":{"citations":[...]} (the sources a RAG answer used). */
+static int put_ferry(buf *b, const gw_citation *ct, size_t n)
+{
+    int rc = buf_append_str(b, "\"ferry\":{\"citations\":[");
+    for (size_t i = 0; i < n && !rc; i++) {
+        rc = buf_printf(b, "%s{\"index\":%zu,\"chunk_id\":%llu,\"document_id\":\"", i ? "," : "",
+                        ct[i].index, (unsigned long long)ct[i].chunk_id);
+        if (!rc)
+            rc = buf_append_json_str(b, ct[i].doc_id, strlen(ct[i].doc_id));
+        if (!rc)
+            rc = buf_printf(b, "\",\"score\":%.6g,\"offset\":%zu,\"length\":%zu,\"text\":\"",
+                            ct[i].score, ct[i].off, ct[i].len);
+        if (!rc)
+            rc = buf_append_json_str(b, ct[i].text, ct[i].text_len);
+        if (!rc)
+            rc = buf_append_str(b, "\"}");
+    }
+    if (!rc)
+        rc = buf_append_str(b, "]}");
+    return rc;
+}
+
+/* Stream: the citations as one chunk event with no choices. */
+static int sse_citations(req_ctx *c, buf *b)
+{
+    size_t n;
+    const gw_citation *ct = gw_run_citations(c->run, &n);
+    int rc = buf_printf(b, "data: {\"id\":\"%s\",\"object\":\"%s\",\"created\":%lld,\"model\":\"",
+                        c->id, c->kind == API_CHAT ? "chat.completion.chunk" : "text_completion",
+                        (long long)c->created);
+    if (!rc)
+        rc = buf_append_json_str(b, c->model_name, strlen(c->model_name));
+    if (!rc)
+        rc = buf_append_str(b, "\",\"choices\":[],");
+    if (!rc)
+        rc = put_ferry(b, ct, n);
+    if (!rc)
+        rc = buf_append_str(b, "}\n\n");
+    return rc;
+}
+
+/* The error body of an ERR_POLICY ending (the policy id, nothing matched). */
+static int policy_body(req_ctx *c, buf *b)
+{
+    const char *pid = gw_run_policy_id(c->run);
+    return pid ? gw_policy_error_json(c->gw, pid, b)
+               : api_error_json(b, ERR_POLICY, NULL, NULL, NULL);
+}
+
+/* Stream: the closing events (finish chunk or error, citations, usage,
+ * [DONE]). mu held. */
 static void stream_close_events(req_ctx *c)
 {
     api_meta m = meta_of(c);
@@ -406,13 +469,17 @@ static void stream_close_events(req_ctx *c)
     if (c->is_error) {
         rc = buf_append_str(&c->chunk, "data: ");
         if (!rc)
-            rc = api_error_json(&c->chunk, c->err_code, c->err_text, NULL, NULL);
+            rc = c->err_code == ERR_POLICY
+                     ? policy_body(c, &c->chunk)
+                     : api_error_json(&c->chunk, c->err_code, c->err_text, NULL, NULL);
         if (!rc)
             rc = buf_append_str(&c->chunk, "\n\n");
     } else {
         rc = api_sse_chunk(&c->chunk, c->kind, &m, false, "", 0, NULL, 0, finish_name(c->why),
                            c->include_usage);
     }
+    if (!rc && c->has_rag && !c->is_error)
+        rc = sse_citations(c, &c->chunk);
     if (!rc && c->include_usage) {
         api_usage u = usage_of(c);
         rc = api_sse_usage(&c->chunk, c->kind, &m, &u);
@@ -432,14 +499,36 @@ static int build_answer(req_ctx *c)
     api_logprob *lp = NULL;
     if (c->want_lp) {
         lp = calloc(c->n_lp ? c->n_lp : 1, sizeof *lp);
-        if (!lp || build_lp(c, c->lps, c->n_lp, lp) != 0) {
-            free(lp);
+        if (!lp)
             return ERR_NOMEM;
+        const char *base = c->lp_text.data ? c->lp_text.data : "";
+        for (size_t i = 0; i < c->n_lp; i++) {
+            const lp_rec *r = &c->lps[i];
+            lp[i].text = base + r->off;
+            lp[i].n = r->n;
+            lp[i].logprob = r->logprob;
+            lp[i].n_top = r->n_top;
+            for (int j = 0; j < r->n_top; j++) {
+                lp[i].top_text[j] = base + r->top_off[j];
+                lp[i].top_n[j] = r->top_n[j];
+                lp[i].top_logprob[j] = r->top_logprob[j];
+            }
         }
     }
     int rc = api_response(&c->chunk, c->kind, &m, c->text.data ? c->text.data : "", c->text.len,
                           lp, c->n_lp, finish_name(c->why), &u);
     free(lp);
+    if (!rc && c->has_rag && c->chunk.len > 0 && c->chunk.data[c->chunk.len - 1] == '}') {
+        // the response object gains "ferry": {"citations": [...]} as its last member
+        size_t n;
+        const gw_citation *ct = gw_run_citations(c->run, &n);
+        c->chunk.len--;
+        rc = buf_append_char(&c->chunk, ',');
+        if (!rc)
+            rc = put_ferry(&c->chunk, ct, n);
+        if (!rc)
+            rc = buf_append_char(&c->chunk, '}');
+    }
     return rc;
 }
 
@@ -448,7 +537,14 @@ static void answer_async(req_ctx *c)
 {
     if (!c->async)
         return;
-    if (c->is_error) {
+    if (c->is_error && c->err_code == ERR_POLICY) {
+        buf_reset(&c->chunk);
+        if (policy_body(c, &c->chunk) == 0)
+            http_async_respond(c->async, err_http_status(ERR_POLICY), "application/json",
+                               c->chunk.data, c->chunk.len);
+        else
+            http_async_error(c->async, ERR_POLICY, NULL, NULL);
+    } else if (c->is_error) {
         http_async_error(c->async, c->err_code, c->err_text, NULL);
     } else if (build_answer(c) == 0) {
         http_async_respond(c->async, 200, "application/json", c->chunk.data, c->chunk.len);
@@ -475,7 +571,7 @@ static void on_end(req_ctx *c)
     }
 }
 
-static void on_done(void *ctx, sched_finish why, const sched_usage *u)
+static void on_done(void *ctx, fr_finish why, const fr_usage *u)
 {
     req_ctx *c = ctx;
     pthread_mutex_lock(&c->mu);
@@ -487,37 +583,18 @@ static void on_done(void *ctx, sched_finish why, const sched_usage *u)
     ctx_unref(c);
 }
 
-static void on_error(void *ctx, int code, const char *msg, const sched_usage *u)
+static void on_error(void *ctx, const fr_error *err, const fr_usage *u)
 {
     req_ctx *c = ctx;
     pthread_mutex_lock(&c->mu);
     c->is_ended = true;
     c->is_error = true;
-    c->err_code = code;
-    snprintf(c->err_text, sizeof c->err_text, "%s", msg);
+    c->err_code = err->code;
+    snprintf(c->err_text, sizeof c->err_text, "%s", err->msg ? err->msg : "");
     c->u = *u;
     on_end(c);
     pthread_mutex_unlock(&c->mu);
     ctx_unref(c);
-}
-
-/* Turns the parsed request into prompt token ids in list. */
-static int build_prompt(api_model *am, const api_gen_req *g, tok_list *list, http_req *r)
-{
-    err_msg *e = http_req_err(r);
-    int rc;
-    if (g->kind == API_CHAT) {
-        buf t;
-        buf_init(&t, PROMPT_TEXT_MAX);
-        rc = chat_apply(am->fam, g->msgs, g->n_msgs, true, &t);
-        if (rc == 0)
-            rc = tok_tokenize(am->vocab, t.data ? t.data : "", t.len,
-                              TOK_ADD_SPECIAL | TOK_PARSE_SPECIAL, list, e);
-        buf_deinit(&t);
-    } else {
-        rc = tok_tokenize(am->vocab, g->prompt, g->prompt_len, TOK_ADD_SPECIAL, list, e);
-    }
-    return rc;
 }
 
 static int respond_err(http_req *r, int code, const char *msg, const char *param,
@@ -531,8 +608,46 @@ static int respond_err(http_req *r, int code, const char *msg, const char *param
     return http_respond_error(r, status_code, msg, param, code_str, headers);
 }
 
-static int h_generate(http_req *r, api_models *ms, api_kind kind)
+/* The bearer key of the request ("Authorization: Bearer K"), or NULL. */
+static const char *bearer_key(http_req *r)
 {
+    const char *h = http_req_header(r, "Authorization");
+    if (!h || strncasecmp(h, "Bearer ", 7) != 0)
+        return NULL;
+    h += 7;
+    while (*h == ' ')
+        h++;
+    return *h ? h : NULL;
+}
+
+/* Answers a request the pipeline refused before generating. */
+static int respond_refusal(http_req *r, gw *p, int rc, const gw_refusal *why, const char *msg,
+                           api_kind kind)
+{
+    if (rc == ERR_POLICY) {
+        buf b;
+        buf_init(&b, 4096);
+        int wr = gw_policy_error_json(p, why->policy_id, &b);
+        if (!wr)
+            wr = http_respond(r, err_http_status(ERR_POLICY), "application/json", b.data, b.len,
+                              NULL);
+        buf_deinit(&b);
+        return wr;
+    }
+    const char *prompt_param = kind == API_CHAT ? "messages" : "prompt";
+    if (rc == ERR_TOO_LARGE)
+        return respond_err(r, rc, msg, prompt_param, "context_length_exceeded");
+    const char *param = why->param                       ? why->param
+                        : strstr(msg, "logit_bias")      ? "logit_bias"
+                        : strstr(msg, "max_tokens")      ? "max_tokens"
+                        : strstr(msg, "stop")            ? "stop"
+                                                         : NULL;
+    return respond_err(r, rc, msg, param, why->code);
+}
+
+static int h_generate(http_req *r, api_app *app, api_kind kind)
+{
+    api_models *ms = app->models;
     size_t len;
     const char *body = http_req_body(r, &len);
     arena *a = http_req_arena(r);
@@ -549,39 +664,19 @@ static int h_generate(http_req *r, api_models *ms, api_kind kind)
         snprintf(msg, sizeof msg, "The model '%.150s' does not exist", g.model);
         return http_respond_error(r, ERR_NOT_FOUND, msg, "model", "model_not_found", NULL);
     }
-    const char *prompt_param = kind == API_CHAT ? "messages" : "prompt";
-    tok_list list;
-    tok_list_init(&list, am->ctx + 1);
-    rc = build_prompt(am, &g, &list, r);
-    if (rc == ERR_TOO_LARGE || (rc == 0 && list.n + 1 > am->ctx)) {
-        char msg[256];
-        snprintf(msg, sizeof msg,
-                 "This model's maximum context length is %zu tokens; the prompt has %s%zu",
-                 am->ctx, rc ? "more than " : "", list.n);
-        tok_list_free(&list);
-        return respond_err(r, ERR_TOO_LARGE, msg, prompt_param, "context_length_exceeded");
-    }
-    if (rc != 0) {
-        tok_list_free(&list);
-        return respond_err(r, rc, http_req_err(r)->text, prompt_param, NULL);
-    }
-    if (g.sp.max_tokens == 0) {
-        size_t left = am->ctx - list.n;
-        g.sp.max_tokens = left < SAMPLE_MAX_TOKENS_MAX ? left : SAMPLE_MAX_TOKENS_MAX;
-    }
+    if (!app->gw)
+        return http_respond_error(r, ERR_UNAVAILABLE, NULL, NULL, NULL, NULL);
 
     req_ctx *c = calloc(1, sizeof *c);
-    if (!c) {
-        tok_list_free(&list);
+    if (!c)
         return ERR_NOMEM;
-    }
     atomic_init(&c->refs, 2);
     pthread_mutex_init(&c->mu, NULL);
     c->kind = kind;
     c->is_stream = g.is_stream;
     c->include_usage = g.include_usage;
     c->want_lp = g.sp.want_logprobs;
-    c->mdl = am;
+    c->gw = app->gw;
     c->created = (int64_t)time(NULL);
     api_make_id(kind == API_CHAT ? "chatcmpl" : "cmpl", c->id, sizeof c->id);
     snprintf(c->model_name, sizeof c->model_name, "%s", am->name);
@@ -589,30 +684,34 @@ static int h_generate(http_req *r, api_models *ms, api_kind kind)
     buf_init(&c->pending, HTTP_STREAM_PENDING_MAX);
     buf_init(&c->text, ANSWER_MAX);
     buf_init(&c->chunk, ANSWER_MAX * 2);
-    buf_init(&c->tokbuf, CHUNK_MAX);
+    buf_init(&c->lp_text, ANSWER_MAX);
 
-    sched_request sr = {
-        .prompt = list.ids,
-        .n_prompt = list.n,
-        .params = g.sp,
-        .priority = g.priority,
-        .ignore_eos = g.ignore_eos,
-        .sink = {.ctx = c, .on_delta = on_delta, .on_done = on_done, .on_error = on_error},
+    gw_request rq = {
+        .request_id = http_req_id(r),
+        .route = kind == API_CHAT ? "/v1/chat/completions" : "/v1/completions",
+        .api_key = bearer_key(r),
+        .model = am->name,
+        .backend = gw_engine_backend(am->eng),
+        .gen = {.is_chat = kind == API_CHAT,
+                .msgs = g.msgs,
+                .n_msgs = g.n_msgs,
+                .prompt = g.prompt,
+                .prompt_len = g.prompt_len,
+                .sp = g.sp,
+                .priority = g.priority,
+                .ignore_eos = g.ignore_eos},
+        .collection = g.rag_collection,
+        .top_k = g.rag_top_k,
     };
-    err_msg se;
-    rc = sched_submit(am->s, &sr, &c->h, &se);
-    tok_list_free(&list);
+    gw_refusal why;
+    err_msg *e = http_req_err(r);
+    rc = gw_submit(app->gw, &rq, a, (gw_out){c, on_delta, on_done, on_error}, &c->run, &why, e);
     if (rc != 0) {
         atomic_store(&c->refs, 1); // no callback will run: the sink's ref is void
         ctx_unref(c);
-        const char *param = strstr(se.text, "logit_bias")   ? "logit_bias"
-                            : strstr(se.text, "max_tokens") ? "max_tokens"
-                            : strstr(se.text, "stop")       ? "stop"
-                            : rc == ERR_TOO_LARGE           ? prompt_param
-                                                            : NULL;
-        return respond_err(r, rc, se.text, param,
-                           rc == ERR_TOO_LARGE ? "context_length_exceeded" : NULL);
+        return respond_refusal(r, app->gw, rc, &why, e->text, kind);
     }
+    c->has_rag = gw_run_has_rag(c->run);
 
     pthread_mutex_lock(&c->mu);
     rc = 0;
@@ -620,7 +719,7 @@ static int h_generate(http_req *r, api_models *ms, api_kind kind)
         c->stream = http_stream_begin(r, 200, "text/event-stream");
         c->is_attached = true;
         if (!c->stream) {
-            sched_cancel(am->s, c->h);
+            gw_run_cancel(c->run);
             c->is_cancel_sent = true;
             rc = ERR_NOMEM;
         } else {
@@ -641,15 +740,22 @@ static int h_generate(http_req *r, api_models *ms, api_kind kind)
         }
     } else if (c->is_ended) {
         c->is_attached = true;
-        if (c->is_error)
+        if (c->is_error && c->err_code == ERR_POLICY) {
+            buf_reset(&c->chunk);
+            rc = policy_body(c, &c->chunk);
+            if (!rc)
+                rc = http_respond(r, err_http_status(ERR_POLICY), "application/json",
+                                  c->chunk.data, c->chunk.len, NULL);
+        } else if (c->is_error) {
             rc = respond_err(r, c->err_code, c->err_text, NULL, NULL);
-        else if ((rc = build_answer(c)) == 0)
+        } else if ((rc = build_answer(c)) == 0) {
             rc = http_respond(r, 200, "application/json", c->chunk.data, c->chunk.len, NULL);
+        }
     } else {
         c->async = http_defer(r);
         c->is_attached = true;
         if (!c->async) {
-            sched_cancel(am->s, c->h);
+            gw_run_cancel(c->run);
             c->is_cancel_sent = true;
             rc = ERR_NOMEM;
         }
@@ -661,10 +767,10 @@ static int h_generate(http_req *r, api_models *ms, api_kind kind)
 
 int api_h_chat(http_req *r, void *ctx)
 {
-    return h_generate(r, ((api_app *)ctx)->models, API_CHAT);
+    return h_generate(r, ctx, API_CHAT);
 }
 
 int api_h_completions(http_req *r, void *ctx)
 {
-    return h_generate(r, ((api_app *)ctx)->models, API_COMPLETION);
+    return h_generate(r, ctx, API_COMPLETION);
 }

@@ -8,13 +8,19 @@
  * per model), each with its own scheduler thread.
  *
  * Request flow: the handler (an http pool thread) parses and validates the
- * body (400 naming the param), finds the model (404 model_not_found), applies
- * the chat template, tokenizes, and submits to the model's scheduler (429 with
- * Retry-After when its queue is full, 400 when the prompt can never fit).
- * Tokens come back on the scheduler thread through the request's sink, which
- * appends SSE events to the stream (stream: true) or collects the answer and
- * responds at the end. A stream write that finds the client gone cancels the
- * request, so its KV blocks are freed at the next step.
+ * body (400 naming the param), finds the model (404 model_not_found), and
+ * hands a gw_request to the pipeline (gateway/gateway.h): input guard (400
+ * content_policy_violation with the policy id), retrieval for the "ferry"
+ * extension or the route/model option (404 naming an unknown collection),
+ * then the model's backend (the engine adapter: chat template, tokenization,
+ * the scheduler; 429 with Retry-After when its queue is full, 400 when the
+ * prompt can never fit). Guarded tokens come back on the scheduler thread
+ * through the request's gw_out, which appends SSE events to the stream
+ * (stream: true) or collects the answer and responds at the end; a RAG
+ * answer carries "ferry": {"citations": [...]} in the body, or as the last
+ * event before [DONE]. An output-guard block ends the stream with an error
+ * event (or answers 400). A stream write that finds the client gone cancels
+ * the request, so its KV blocks are freed at the next step.
  *
  * A request context (heap, refcounted: handler + sink) outlives the HTTP
  * request arena, because scheduler callbacks may arrive after the
@@ -28,6 +34,7 @@
 
 #include "base/base.h"
 #include "engine/sched.h"
+#include "gateway/backend.h"
 #include "http/http.h"
 #include "model/chat.h"
 
@@ -57,6 +64,9 @@ void api_models_free(api_models *ms);
 size_t api_models_count(const api_models *ms);
 sched *api_models_sched(const api_models *ms, size_t i);
 const char *api_models_name(const api_models *ms, size_t i);
+/* The backend (gateway/backend.h) of the model called name: 0 and *out (valid
+ * while ms lives), or ERR_NOT_FOUND. For the guard's local judge. */
+int api_models_backend(const api_models *ms, const char *name, fr_backend *out) MUST_USE;
 
 /* The handlers (routes.c); ctx is the api_app, whose models field holds the
  * loaded models (NULL: none, every model is unknown). */

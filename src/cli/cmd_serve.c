@@ -22,6 +22,8 @@
 #include "cli/config.h"
 #include "http/http.h"
 #include "api/collections.h"
+#include "gateway/gateway.h"
+#include "guard/guard.h"
 #include "store/store.h"
 
 extern char **environ;
@@ -118,6 +120,96 @@ static int build_config(int argc, char **argv, ferry_config *cfg)
     return 0;
 }
 
+/* Reads the RAG template file into a malloc'ed string (*out; NULL for none). */
+static int read_template(const char *path, char **out)
+{
+    *out = NULL;
+    if (!path[0])
+        return 0;
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        cli_errorf("serve: rag_template %s: cannot open it", path);
+        return 2;
+    }
+    char *t = calloc(1, GW_RAG_TEMPLATE_MAX + 2);
+    size_t n = t ? fread(t, 1, GW_RAG_TEMPLATE_MAX + 1, f) : 0;
+    fclose(f);
+    if (!t || n > GW_RAG_TEMPLATE_MAX) {
+        free(t);
+        cli_errorf("serve: rag_template %s: over %zu bytes", path, GW_RAG_TEMPLATE_MAX);
+        return 2;
+    }
+    *out = t;
+    return 0;
+}
+
+/* Builds app->gw from the guard and RAG keys. Returns 0, or 2 with a message
+ * printed (a bad policy file, judge or option refuses to start). */
+static int build_pipeline(const ferry_config *cfg, api_app *app, gw_judge **judge,
+                          guard_engine **ge)
+{
+    err_msg e;
+    err_clear(&e);
+    if (cfg->guard_judge[0]) {
+        if (!cfg->guard_policy[0]) {
+            cli_errorf("serve: guard_judge needs guard_policy (the judge only runs inside it)");
+            return 2;
+        }
+        if (gw_judge_new(cfg->guard_judge, cfg->guard_judge_model,
+                         (uint64_t)cfg->guard_judge_timeout_ms, app->metrics, judge, &e) != 0) {
+            cli_errorf("serve: %s", e.text);
+            return 2;
+        }
+        if (gw_judge_is_local(*judge)) {
+            fr_backend be;
+            if (api_models_backend(app->models, cfg->guard_judge, &be) != 0) {
+                cli_errorf("serve: guard_judge %s: no model of that name is served (give a "
+                           "--model NAME=PATH or an http:// URL)",
+                           cfg->guard_judge);
+                return 2;
+            }
+            gw_judge_bind(*judge, be);
+        }
+    }
+    if (cfg->guard_policy[0]) {
+        guard_config gc = guard_config_default();
+        if (*judge) {
+            gc.judge = gw_judge_score;
+            gc.judge_ctx = *judge;
+        }
+        if (guard_engine_load(cfg->guard_policy, &gc, ge, &e) != 0) {
+            cli_errorf("serve: guard_policy %s: %s", cfg->guard_policy, e.text);
+            return 2;
+        }
+    }
+    gw_rag_route routes[GW_RAG_ROUTES_MAX];
+    int nr = gw_rag_routes_parse(cfg->rag, routes, GW_RAG_ROUTES_MAX, &e);
+    if (nr < 0) {
+        cli_errorf("serve: %s", e.text);
+        return 2;
+    }
+    char *tmpl;
+    int rc = read_template(cfg->rag_template, &tmpl);
+    if (rc)
+        return rc;
+    gw_config gc = {.guard = *ge,
+                    .metrics = app->metrics,
+                    .retrieve = api_kb_retrieve,
+                    .rag_template = tmpl,
+                    .rag_routes = routes,
+                    .n_rag_routes = (size_t)nr};
+    rc = gw_new(&gc, &app->gw, &e);
+    free(tmpl);
+    if (rc != 0) {
+        cli_errorf("serve: %s", e.text);
+        return 2;
+    }
+    if (*ge)
+        LOG_INFO("serve", "guard: policy file %s%s%s", cfg->guard_policy,
+                 *judge ? ", judge " : "", *judge ? cfg->guard_judge : "");
+    return 0;
+}
+
 int cli_cmd_serve(int argc, char **argv)
 {
     ferry_config cfg;
@@ -184,6 +276,11 @@ int cli_cmd_serve(int argc, char **argv)
             return 2;
         }
     }
+    /* The pipeline: guard (policy file, optional judge), retrieval, RAG options. */
+    gw_judge *judge = NULL;
+    guard_engine *ge = NULL;
+    if ((rc = build_pipeline(&cfg, &app, &judge, &ge)) != 0)
+        return rc;
     http_router *rt = api_router_new(&app, &e);
     if (!rt) {
         cli_errorf("serve: %s", e.text);
@@ -273,6 +370,10 @@ int cli_cmd_serve(int argc, char **argv)
     api_kb_free();
     api_models_free(app.models);
     app.models = NULL;
+    gw_free(app.gw);
+    app.gw = NULL;
+    guard_engine_free(ge);
+    gw_judge_free(judge);
     sched_metrics_free(sm);
     http_router_free(rt);
     api_app_free(&app);

@@ -32,6 +32,8 @@ typedef struct raw_log {
 } raw_log;
 typedef struct raw_cfg {
     char *listen, *data, *threads, *embedding_model;
+    char *guard_policy, *guard_judge, *guard_judge_model, *guard_judge_timeout_ms;
+    char *rag, *rag_template;
     char **models;
     unsigned models_count;
     raw_http *http;
@@ -71,6 +73,27 @@ static const key_def keys[] = {
      RT(embedding_model), CF(embedding_model),
      "a bert GGUF embedding model behind /v1/embeddings and collections (empty: the built-in "
      "lexical embedder only)"},
+    {"guard_policy", "guard-policy", "FERRY_GUARD_POLICY", K_STR, "", 0, 0, RT(guard_policy),
+     CF(guard_policy),
+     "guard policy file (JSON, docs/guard.md) applied to chat and completions per route and "
+     "API key (empty: no guard)"},
+    {"guard_judge", "guard-judge", "FERRY_GUARD_JUDGE", K_STR, "", 0, 0, RT(guard_judge),
+     CF(guard_judge),
+     "the guard's model judge: a served model's name, or an OpenAI-compatible API root "
+     "(http://HOST:PORT/v1) (empty: rule scores only)"},
+    {"guard_judge_model", "guard-judge-model", "FERRY_GUARD_JUDGE_MODEL", K_STR, "", 0, 0,
+     RT(guard_judge_model), CF(guard_judge_model),
+     "the model name to ask at a remote guard_judge URL"},
+    {"guard_judge_timeout_ms", "guard-judge-timeout-ms", "FERRY_GUARD_JUDGE_TIMEOUT_MS", K_INT,
+     "10000", 1, 600000, RT(guard_judge_timeout_ms), CF(guard_judge_timeout_ms),
+     "how long one judge call may take; past it the rule score stands"},
+    {"rag", "rag", "FERRY_RAG", K_STR, "", 0, 0, RT(rag), CF(rag),
+     "retrieval for every request to a route or model: TARGET=COLLECTION[:TOP_K], "
+     "comma-separated (TARGET: /v1/chat/completions, /v1/completions or a model name)"},
+    {"rag_template", "rag-template", "FERRY_RAG_TEMPLATE", K_STR, "", 0, 0, RT(rag_template),
+     CF(rag_template),
+     "file with the RAG prompt template ({sources} and {question} are replaced; empty: the "
+     "built-in one that asks for answers from the sources cited as [1], [2])"},
     {"threads", "threads", "FERRY_THREADS", K_INT, "0", 0, 1024, RT(threads), CF(threads),
      "HTTP worker threads (0: one per core)"},
     {"http.max_connections", "max-connections", "FERRY_HTTP_MAX_CONNECTIONS", K_INT, "1024", 1,
@@ -426,6 +449,12 @@ static const cyaml_schema_field_t top_fields[] = {
     SF("data", raw_cfg, data),
     SF("threads", raw_cfg, threads),
     SF("embedding_model", raw_cfg, embedding_model),
+    SF("guard_policy", raw_cfg, guard_policy),
+    SF("guard_judge", raw_cfg, guard_judge),
+    SF("guard_judge_model", raw_cfg, guard_judge_model),
+    SF("guard_judge_timeout_ms", raw_cfg, guard_judge_timeout_ms),
+    SF("rag", raw_cfg, rag),
+    SF("rag_template", raw_cfg, rag_template),
     CYAML_FIELD_SEQUENCE("models", CYAML_FLAG_POINTER | CYAML_FLAG_OPTIONAL, raw_cfg, models,
                          &model_entry, 0, CONFIG_MODELS_MAX),
     CYAML_FIELD_MAPPING_PTR("http", CYAML_FLAG_OPTIONAL, raw_cfg, http, http_fields),

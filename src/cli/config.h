@@ -30,6 +30,12 @@ typedef struct ferry_config {
     char models[CONFIG_MODELS_MAX][CONFIG_STR_MAX];
     int n_models;
     char embedding_model[CONFIG_STR_MAX]; // bert GGUF for embeddings; "" = lexical only
+    char guard_policy[CONFIG_STR_MAX];      // guard policy file (JSON); "" = no guard
+    char guard_judge[CONFIG_STR_MAX];       // judge: model name or API root URL; "" = none
+    char guard_judge_model[256];            // model name at a remote judge URL
+    int64_t guard_judge_timeout_ms;
+    char rag[CONFIG_STR_MAX];               // TARGET=COLLECTION[:TOP_K],...
+    char rag_template[CONFIG_STR_MAX];      // template file; "" = built-in
     int64_t threads; // 0 = number of cores
     int64_t max_connections;
     int64_t per_ip_connections;
