@@ -24,6 +24,7 @@
 #include "base/buf.h"
 #include "base/log.h"
 #include "base/pool.h"
+#include "engine/embq.h"
 #include "model/bert.h"
 #include "model/lex.h"
 #include "rag/rag.h"
@@ -34,29 +35,35 @@
 #define BODY_DOCS_MAX 1000
 
 static struct {
-    pthread_mutex_t mu; // guards the fields below up to bert_mu, and every collection
+    pthread_mutex_t mu; // guards the fields below up to lex, and every collection
     char dir[4096];     // persistence directory; "" = memory only
     rag_collection *c[KB_MAX];
     size_t n;
-    pthread_mutex_t bert_mu; // guards bc (one encoder pass at a time); taken after mu
     /* Set by api_kb_init before serving, read-only afterwards. */
     rag_embedder lex, bert;
     bool has_bert;
     bert_model *bm;
-    bert_ctx *bc;
+    bert_ctx *bc; // used by the embedding queue's thread only
     pool *bp;
+    embq *eq;     // every bert forward pass goes through it, batched across requests
     char bert_name[128];
-} kb = {PTHREAD_MUTEX_INITIALIZER, "", {0}, 0, PTHREAD_MUTEX_INITIALIZER,
-        {LEX_EMBED_NAME, LEX_EMBED_DIM, NULL, NULL}, {0}, false, NULL, NULL, NULL, ""};
+} kb = {PTHREAD_MUTEX_INITIALIZER, "", {0}, 0, {LEX_EMBED_NAME, LEX_EMBED_DIM, NULL, NULL},
+        {0}, false, NULL, NULL, NULL, NULL, ""};
 
+/* The embedding queue's embedder (its thread only). */
+static int bert_batch(void *ctx, const char *const *texts, const size_t *lens, size_t n,
+                      float *out, size_t *ntok, err_msg *e)
+{
+    (void)ctx;
+    return bert_embed_texts(kb.bc, texts, lens, n, out, ntok, NULL, e);
+}
+
+/* The collections' embedder: one job on the queue, waited for. */
 static int bert_embed(void *ctx, const char *const *texts, const size_t *lens, size_t n,
                       float *out, err_msg *e)
 {
     (void)ctx;
-    pthread_mutex_lock(&kb.bert_mu);
-    int rc = bert_embed_texts(kb.bc, texts, lens, n, out, NULL, NULL, e);
-    pthread_mutex_unlock(&kb.bert_mu);
-    return rc;
+    return embq_embed(kb.eq, texts, lens, n, out, NULL, e);
 }
 
 /* The embedder new collections and /v1/embeddings use by default. */
@@ -75,7 +82,7 @@ static const rag_embedder *kb_embedder_named(const char *name)
     return NULL;
 }
 
-static int load_bert(const char *path, err_msg *e)
+static int load_bert(const char *path, obs_registry *metrics, err_msg *e)
 {
     int rc = bert_load(path, &kb.bm, e);
     if (rc < 0)
@@ -93,6 +100,12 @@ static int load_bert(const char *path, err_msg *e)
     if (n > 5 && strcmp(b + n - 5, ".gguf") == 0)
         n -= 5;
     snprintf(kb.bert_name, sizeof kb.bert_name, "%.*s", (int)MIN(n, sizeof kb.bert_name - 1), b);
+    embq_config qc = embq_config_default();
+    qc.name = kb.bert_name;
+    qc.dim = bert_model_hparams(kb.bm)->dim;
+    qc.metrics = metrics;
+    if ((rc = embq_new(&qc, bert_batch, NULL, &kb.eq, e)) < 0)
+        return rc;
     kb.bert = (rag_embedder){kb.bert_name, bert_model_hparams(kb.bm)->dim, bert_embed, NULL};
     kb.has_bert = true;
     return 0;
@@ -127,7 +140,8 @@ static int64_t kb_find(const char *name)
     return -1;
 }
 
-int api_kb_init(const char *data_dir, const char *embedding_model, err_msg *e)
+int api_kb_init(const char *data_dir, const char *embedding_model, obs_registry *metrics,
+                err_msg *e)
 {
     pthread_mutex_lock(&kb.mu);
     int rc = 0;
@@ -135,7 +149,7 @@ int api_kb_init(const char *data_dir, const char *embedding_model, err_msg *e)
     if (embedding_model && embedding_model[0]) {
         err_msg me;
         err_clear(&me);
-        if ((rc = load_bert(embedding_model, &me)) < 0) {
+        if ((rc = load_bert(embedding_model, metrics, &me)) < 0) {
             rc = err_set(e, rc, "embedding_model %s: %s", embedding_model, me.text);
             goto out;
         }
@@ -195,6 +209,8 @@ void api_kb_free(void)
     for (size_t i = 0; i < kb.n; i++)
         rag_collection_free(kb.c[i]);
     kb.n = 0;
+    embq_free(kb.eq); // before the context its thread uses
+    kb.eq = NULL;
     bert_ctx_free(kb.bc);
     bert_unref(kb.bm);
     pool_free(kb.bp);
@@ -697,6 +713,83 @@ static int b64_floats(buf *out, const float *v, size_t n)
     return rc;
 }
 
+/* The /v1/embeddings answer for n rows of dim floats named model. */
+static int embeddings_body(buf *o, const float *vecs, const size_t *ntok, size_t n, size_t dim,
+                           bool is_b64, const char *model)
+{
+    size_t tokens = 0;
+    int rc = buf_append_str(o, "{\"object\":\"list\",\"data\":[");
+    for (size_t i = 0; i < n && rc == 0; i++) {
+        const float *v = vecs + i * dim;
+        tokens += ntok[i];
+        rc = buf_printf(o, "%s{\"object\":\"embedding\",\"index\":%zu,\"embedding\":",
+                        i ? "," : "", i);
+        if (rc == 0 && is_b64) {
+            rc = buf_append_char(o, '"');
+            if (rc == 0)
+                rc = b64_floats(o, v, dim);
+            if (rc == 0)
+                rc = buf_append_char(o, '"');
+        } else {
+            for (size_t k = 0; k < dim && rc == 0; k++)
+                rc = buf_printf(o, "%s%.9g", k ? "," : "[", (double)v[k]);
+            if (rc == 0)
+                rc = buf_append_char(o, ']');
+        }
+        if (rc == 0)
+            rc = buf_append_char(o, '}');
+    }
+    if (rc == 0) {
+        rc = buf_append_str(o, "],\"model\":\"");
+        if (rc == 0)
+            rc = buf_append_json_str(o, model, strlen(model));
+        if (rc == 0)
+            rc = buf_printf(o, "\",\"usage\":{\"prompt_tokens\":%zu,\"total_tokens\":%zu}}",
+                            tokens, tokens);
+    }
+    return rc;
+}
+
+/* One /v1/embeddings request waiting on the embedding queue. */
+typedef struct emb_req {
+    http_async *a;
+    json_t *body; // owns the input strings texts point into
+    const char **texts;
+    size_t *lens, *ntok, n, dim;
+    float *vecs;
+    bool is_b64;
+    const char *model;
+} emb_req;
+
+static void emb_req_free(emb_req *q)
+{
+    json_decref(q->body);
+    free(q->texts);
+    free(q->lens);
+    free(q->ntok);
+    free(q->vecs);
+    free(q);
+}
+
+/* The queue's done callback (its thread): answer the suspended request. */
+static void emb_req_done(void *ctx, int rc, const err_msg *e)
+{
+    emb_req *q = ctx;
+    if (rc < 0) {
+        http_async_error(q->a, rc, e && e->text[0] ? e->text : err_str(rc), "input");
+    } else {
+        buf o;
+        buf_init(&o, (size_t)256 << 20);
+        rc = embeddings_body(&o, q->vecs, q->ntok, q->n, q->dim, q->is_b64, q->model);
+        if (rc == 0)
+            http_async_respond(q->a, 200, "application/json", o.data, o.len);
+        else
+            http_async_error(q->a, rc, "cannot build the embeddings answer", NULL);
+        buf_deinit(&o);
+    }
+    emb_req_free(q);
+}
+
 int api_h_embeddings(http_req *r, void *ctx)
 {
     (void)ctx;
@@ -704,11 +797,7 @@ int api_h_embeddings(http_req *r, void *ctx)
     if (!b)
         return 0;
     int rc = 0;
-    float *vecs = NULL;
-    const char **texts = NULL;
-    size_t *lens = NULL, *ntok = NULL;
-    buf o;
-    buf_init(&o, (size_t)256 << 20);
+    emb_req *q = NULL;
     json_t *in = json_object_get(b, "input"), *jm = json_object_get(b, "model"),
            *jf = json_object_get(b, "encoding_format"), *jd = json_object_get(b, "dimensions");
     size_t n = json_is_string(in) ? 1 : json_is_array(in) ? json_array_size(in) : 0;
@@ -752,73 +841,53 @@ int api_h_embeddings(http_req *r, void *ctx)
                       "(its vectors have %zu dimensions)", emb->name, emb->dim);
         goto out;
     }
-    vecs = malloc(n * emb->dim * sizeof *vecs);
-    texts = malloc(n * sizeof *texts);
-    lens = malloc(n * sizeof *lens);
-    ntok = calloc(n, sizeof *ntok);
-    if (!vecs || !texts || !lens || !ntok) {
+    q = calloc(1, sizeof *q);
+    if (!q) {
+        rc = ERR_NOMEM;
+        goto out;
+    }
+    *q = (emb_req){NULL, b, malloc(n * sizeof *q->texts), malloc(n * sizeof *q->lens),
+                   calloc(n, sizeof *q->ntok), n, emb->dim, malloc(n * emb->dim * sizeof *q->vecs),
+                   is_b64, emb->name};
+    b = NULL; // q owns it now
+    if (!q->texts || !q->lens || !q->ntok || !q->vecs) {
         rc = ERR_NOMEM;
         goto out;
     }
     for (size_t i = 0; i < n; i++) {
         json_t *s = json_is_string(in) ? in : json_array_get(in, i);
-        texts[i] = json_string_value(s);
-        lens[i] = json_string_length(s);
+        q->texts[i] = json_string_value(s);
+        q->lens[i] = json_string_length(s);
     }
-    err_msg e;
-    err_clear(&e);
-    if (emb == &kb.bert) { // one batched encoder call; usage counts the model's tokens
-        pthread_mutex_lock(&kb.bert_mu);
-        rc = bert_embed_texts(kb.bc, texts, lens, n, vecs, ntok, NULL, &e);
-        pthread_mutex_unlock(&kb.bert_mu);
-        if (rc < 0) {
-            rc = api_fail(r, rc, "input", "%s", e.text);
+    if (emb == &kb.bert) {
+        // batched with other requests on the model's embedding queue; answered from there
+        q->a = http_defer(r);
+        if (!q->a) {
+            rc = ERR_NOMEM;
             goto out;
         }
-    } else {
-        for (size_t i = 0; i < n; i++) {
-            lex_embed(texts[i], lens[i], vecs + i * emb->dim, emb->dim);
-            ntok[i] = lex_count_terms(texts[i], lens[i]);
+        rc = embq_submit(kb.eq, q->texts, q->lens, n, q->vecs, q->ntok, emb_req_done, q);
+        if (rc < 0) {
+            http_async_error(q->a, rc, rc == ERR_RATE_LIMIT ? "the embedding queue is full; "
+                             "retry later" : "the embedding model is not accepting work", NULL);
+            emb_req_free(q);
         }
+        return 0;
     }
-    size_t tokens = 0;
-    rc = buf_append_str(&o, "{\"object\":\"list\",\"data\":[");
-    for (size_t i = 0; i < n && rc == 0; i++) {
-        const float *v = vecs + i * emb->dim;
-        tokens += ntok[i];
-        rc = buf_printf(&o, "%s{\"object\":\"embedding\",\"index\":%zu,\"embedding\":",
-                        i ? "," : "", i);
-        if (rc == 0 && is_b64) {
-            rc = buf_append_char(&o, '"');
-            if (rc == 0)
-                rc = b64_floats(&o, v, emb->dim);
-            if (rc == 0)
-                rc = buf_append_char(&o, '"');
-        } else {
-            for (size_t k = 0; k < emb->dim && rc == 0; k++)
-                rc = buf_printf(&o, "%s%.9g", k ? "," : "[", (double)v[k]);
-            if (rc == 0)
-                rc = buf_append_char(&o, ']');
-        }
-        if (rc == 0)
-            rc = buf_append_char(&o, '}');
+    // the lexical embedder is microseconds per text: answered on this thread
+    for (size_t i = 0; i < n; i++) {
+        lex_embed(q->texts[i], q->lens[i], q->vecs + i * emb->dim, emb->dim);
+        q->ntok[i] = lex_count_terms(q->texts[i], q->lens[i]);
     }
-    if (rc == 0) {
-        rc = buf_append_str(&o, "],\"model\":\"");
-        if (rc == 0)
-            rc = buf_append_json_str(&o, emb->name, strlen(emb->name));
-        if (rc == 0)
-            rc = buf_printf(&o, "\",\"usage\":{\"prompt_tokens\":%zu,\"total_tokens\":%zu}}",
-                            tokens, tokens);
-    }
+    buf o;
+    buf_init(&o, (size_t)256 << 20);
+    rc = embeddings_body(&o, q->vecs, q->ntok, n, emb->dim, is_b64, emb->name);
     if (rc == 0)
         rc = http_respond(r, 200, "application/json", o.data, o.len, NULL);
-out:
     buf_deinit(&o);
-    free(vecs);
-    free(texts);
-    free(lens);
-    free(ntok);
+out:
+    if (q)
+        emb_req_free(q);
     json_decref(b);
     return rc;
 }

@@ -17,8 +17,11 @@
  *                                                encoding_format float|base64, dimensions
  *                                                refused unless equal to the model's
  *
- * The embedder is the configured bert model (embedding_model; batched, one
- * bert_ctx behind a mutex) or the built-in lexical one (model/lex,
+ * The embedder is the configured bert model (embedding_model), whose forward
+ * passes all go through one engine/embq queue: concurrent requests and
+ * collection writes are batched into shared passes on the queue's thread and
+ * /v1/embeddings answers from there (deferred; 429 when max_waiting jobs wait),
+ * or the built-in lexical one (model/lex,
  * LEX_EMBED_NAME), which is always available. Collections live in one registry (a
  * mutex serializes every collection operation) and, after api_kb_init, are
  * persisted under DATA/collections (rag_collection_save after each change,
@@ -28,17 +31,20 @@
 
 #include "gateway/gateway.h"
 #include "http/http.h"
+#include "obs/obs.h"
 
 /*
  * Loads the embedding model (a bert GGUF; NULL or "" for none: the lexical
- * embedder only), sets the directory collections persist in
+ * embedder only) with its embedding queue (metrics ferry_embedding_* into
+ * metrics, may be NULL), sets the directory collections persist in
  * (DIR/collections, created) and loads every collection saved there (each
  * with the embedder it was built with: the model's name or the lexical one).
  * Returns 0, or ERR_IO / the model loader's errors with e set; a damaged
  * collection is skipped with a warning in the log. Call once, before serving.
  * Without it collections live in memory only and embed lexically.
  */
-int api_kb_init(const char *data_dir, const char *embedding_model, err_msg *e);
+int api_kb_init(const char *data_dir, const char *embedding_model, obs_registry *metrics,
+                err_msg *e);
 
 /*
  * Appends the embedding models as /v1/models entries ({"id", "object":

@@ -327,7 +327,7 @@ int cli_cmd_serve(int argc, char **argv)
     }
     LOG_INFO("serve", "store ready: %s (schema %d)", store_path(st), store_schema_version(st));
     // collections persist under DATA/collections; embeddings use the configured model
-    if (api_kb_init(cfg.data, cfg.embedding_model, &e) != 0) {
+    if (api_kb_init(cfg.data, cfg.embedding_model, app.metrics, &e) != 0) {
         LOG_ERROR("serve", "%s", e.text);
         cli_errorf("serve: %s", e.text);
         http_server_stop(srv, 0);

@@ -27,6 +27,50 @@ def call(s, method, path, body=None):
     return st, json.loads(data) if data else None
 
 
+def metric(s, name):
+    st, _, data = s.request("GET", "/metrics")
+    for line in data.decode().splitlines():
+        if line.startswith(name + "{") or line.startswith(name + " "):
+            return float(line.rsplit(" ", 1)[1])
+    return None
+
+
+def concurrent(s, texts, want):
+    """24 clients at once share the model's embedding queue (batched across requests):
+    every answer is still its own texts' vectors, and the queue's metrics add up."""
+    import threading
+    before = metric(s, "ferry_embedding_texts_total") or 0
+    results, errors = {}, []
+
+    def one(i):
+        try:
+            pick = [texts[(i + k) % 3] for k in range(1 + i % 3)]
+            st, v = call(s, "POST", "/v1/embeddings", {"input": pick})
+            results[i] = (pick, st, v)
+        except Exception as e:  # noqa: BLE001 - reported below
+            errors.append(e)
+
+    th = [threading.Thread(target=one, args=(i,)) for i in range(24)]
+    for t in th:
+        t.start()
+    for t in th:
+        t.join(60)
+    check(not errors and len(results) == 24, errors)
+    n_texts = 0
+    for i, (pick, st, v) in results.items():
+        check(st == 200 and len(v["data"]) == len(pick), (i, st, v))
+        for k, text in enumerate(pick):
+            exp = want["data"][texts.index(text)]["embedding"]
+            got = v["data"][k]["embedding"]
+            check(max(abs(a - b) for a, b in zip(got, exp)) < 1e-6, (i, k))
+        n_texts += len(pick)
+    after = metric(s, "ferry_embedding_texts_total")
+    check(after - before == n_texts, (before, after, n_texts))
+    # every text went through exactly one batched forward call
+    check(metric(s, "ferry_embedding_batch_texts_sum") == after, "batch histogram sum")
+    check(metric(s, "ferry_embedding_waiting") == 0, "queue drained")
+
+
 def main():
     work = tempfile.mkdtemp(prefix="ferry-bert-")
     try:
@@ -57,6 +101,7 @@ def run(work):
             got, exp = v["data"][i]["embedding"], want["data"][i]["embedding"]
             check(len(got) == 64 and max(abs(a - b) for a, b in zip(got, exp)) < 1e-6, i)
         check(v["usage"]["prompt_tokens"] == sum(d["tokens"] for d in want["data"]), v["usage"])
+        concurrent(s, texts, want)
         st, v = call(s, "POST", "/v1/embeddings", {"input": "x", "model": "ferry-lexical-384"})
         check(st == 200 and len(v["data"][0]["embedding"]) == 384, v)
         st, v = call(s, "POST", "/v1/embeddings", {"input": "x", "dimensions": 384})
