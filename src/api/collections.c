@@ -713,9 +713,9 @@ static int b64_floats(buf *out, const float *v, size_t n)
     return rc;
 }
 
-/* The /v1/embeddings answer for n rows of dim floats named model. */
+/* The /v1/embeddings answer for n rows of dim floats from model mname. */
 static int embeddings_body(buf *o, const float *vecs, const size_t *ntok, size_t n, size_t dim,
-                           bool is_b64, const char *model)
+                           bool is_b64, const char *mname)
 {
     size_t tokens = 0;
     int rc = buf_append_str(o, "{\"object\":\"list\",\"data\":[");
@@ -742,7 +742,7 @@ static int embeddings_body(buf *o, const float *vecs, const size_t *ntok, size_t
     if (rc == 0) {
         rc = buf_append_str(o, "],\"model\":\"");
         if (rc == 0)
-            rc = buf_append_json_str(o, model, strlen(model));
+            rc = buf_append_json_str(o, mname, strlen(mname));
         if (rc == 0)
             rc = buf_printf(o, "\",\"usage\":{\"prompt_tokens\":%zu,\"total_tokens\":%zu}}",
                             tokens, tokens);
