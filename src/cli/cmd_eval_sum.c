@@ -77,6 +77,8 @@ int eval_summarize_target(const eval_set *s, const eval_run *runs, size_t nt, si
     for (size_t c = 0; c < s->n; c++) {
         for (size_t r = 0; r < repeat; r++) {
             const eval_run *x = run_at(runs, nt, c, t, repeat, r);
+            if (!x->done)
+                continue; // an interrupted eval reports the runs that finished
             out->runs++;
             out->passed += x->pass;
             if (x->error) {
