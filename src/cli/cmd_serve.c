@@ -218,6 +218,7 @@ int cli_cmd_serve(int argc, char **argv)
         return rc == 1 ? 0 : 2;
     /* --model [NAME=]PATH: NAME defaults to the file name without ".gguf". */
     static char names[CONFIG_MODELS_MAX][256];
+    static char tpls[CONFIG_MODELS_MAX][32];
     api_model_spec specs[CONFIG_MODELS_MAX];
     for (int i = 0; i < cfg.n_models; i++) {
         const char *m = cfg.models[i], *eq = strchr(m, '=');
@@ -234,6 +235,32 @@ int cli_cmd_serve(int argc, char **argv)
         memcpy(names[i], eq ? m : base, nl);
         names[i][nl] = '\0';
         specs[i] = (api_model_spec){.name = names[i], .path = path};
+        char why[400];
+        if (config_chat_template_for(cfg.chat_template, names[i], tpls[i], sizeof tpls[i], why,
+                                     sizeof why) != 0) {
+            cli_errorf("serve: chat_template: %s", why);
+            return 2;
+        }
+        if (tpls[i][0])
+            specs[i].chat_template = tpls[i];
+    }
+    /* chat_template NAME=FAMILY must name a served model. */
+    for (const char *p = cfg.chat_template; *p;) {
+        const char *comma = strchr(p, ','), *eq = strchr(p, '=');
+        size_t len = comma ? (size_t)(comma - p) : strlen(p);
+        if (eq && (!comma || eq < comma)) {
+            size_t nl = (size_t)(eq - p);
+            bool found = false;
+            for (int i = 0; i < cfg.n_models && !found; i++)
+                found = strlen(names[i]) == nl && memcmp(names[i], p, nl) == 0;
+            if (!found) {
+                cli_errorf("serve: chat_template: no model is named \"%.*s\"", (int)nl, p);
+                return 2;
+            }
+        }
+        p += len;
+        if (*p == ',')
+            p++;
     }
     err_msg e;
     log_level lvl;
@@ -271,6 +298,16 @@ int cli_cmd_serve(int argc, char **argv)
         }
         sched_config sc = sched_config_default();
         sc.metrics = sm;
+        sc.kv_cache_mb = (size_t)cfg.kv_cache_mb;
+        sc.kv_type = strcmp(cfg.kv_cache_type, "q8_0") == 0 ? KV_TYPE_Q8_0 : KV_TYPE_F16;
+        sc.max_batch_tokens = (size_t)cfg.max_batch_tokens;
+        sc.max_seqs = (size_t)cfg.max_seqs;
+        sc.max_waiting = (size_t)cfg.max_waiting;
+        if (sc.max_seqs > sc.max_batch_tokens) {
+            cli_errorf("serve: max_seqs (%zu) exceeds max_batch_tokens (%zu)", sc.max_seqs,
+                       sc.max_batch_tokens);
+            return 2;
+        }
         if (api_models_load(specs, (size_t)cfg.n_models, &sc, &app.models, &e) != 0) {
             cli_errorf("serve: %s", e.text);
             return 2;

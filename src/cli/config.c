@@ -19,8 +19,13 @@
 
 #include "base/buf.h"
 #include "base/log.h"
+#include "model/chat.h"
 
-typedef enum ktype { K_STR, K_INT, K_SIZE, K_BOOL, K_LEVEL, K_LISTEN, K_LIST } ktype;
+typedef enum ktype {
+    K_STR, K_INT, K_SIZE, K_BOOL, K_LEVEL, K_LISTEN, K_LIST,
+    K_KVTYPE,  // "f16" or "q8_0"
+    K_CHATTPL, // FAMILY, or NAME=FAMILY[,NAME=FAMILY]...
+} ktype;
 
 /* Raw shapes libcyaml fills: every scalar is kept as text. */
 typedef struct raw_http {
@@ -34,6 +39,8 @@ typedef struct raw_cfg {
     char *listen, *data, *threads, *embedding_model;
     char *guard_policy, *guard_judge, *guard_judge_model, *guard_judge_timeout_ms;
     char *rag, *rag_template;
+    char *kv_cache_mb, *kv_cache_type, *max_batch_tokens, *max_seqs, *max_waiting,
+        *chat_template;
     char **models;
     unsigned models_count;
     raw_http *http;
@@ -67,8 +74,8 @@ static const key_def keys[] = {
     {"data", "data", "FERRY_DATA", K_STR, "./ferry-data", 0, 0, RT(data), CF(data),
      "data directory: the SQLite database and other state (created if absent)"},
     {"models", "model", "FERRY_MODELS", K_LIST, "", 0, 0, RT(models), CF(models),
-     "models to serve, [NAME=]PATH; repeat the flag, comma-separate the variable "
-     "(not yet supported: the engine lands later)"},
+     "models to serve, [NAME=]PATH; repeat the flag, comma-separate the variable; each "
+     "model gets its own scheduler"},
     {"embedding_model", "embedding-model", "FERRY_EMBEDDING_MODEL", K_STR, "", 0, 0,
      RT(embedding_model), CF(embedding_model),
      "a bert GGUF embedding model behind /v1/embeddings and collections (empty: the built-in "
@@ -96,6 +103,24 @@ static const key_def keys[] = {
      "built-in one that asks for answers from the sources cited as [1], [2])"},
     {"threads", "threads", "FERRY_THREADS", K_INT, "0", 0, 1024, RT(threads), CF(threads),
      "HTTP worker threads (0: one per core)"},
+    {"kv_cache_mb", "kv-cache-mb", "FERRY_KV_CACHE_MB", K_INT, "256", 1, 1 << 20,
+     RT(kv_cache_mb), CF(kv_cache_mb),
+     "KV cache pool of each model in MiB (paged in blocks of 16 tokens)"},
+    {"kv_cache_type", "kv-cache-type", "FERRY_KV_CACHE_TYPE", K_KVTYPE, "f16", 0, 0,
+     RT(kv_cache_type), CF(kv_cache_type),
+     "KV cache element type: f16, or q8_0 (about half the memory per block)"},
+    {"max_batch_tokens", "max-batch-tokens", "FERRY_MAX_BATCH_TOKENS", K_INT, "512", 1, 65536,
+     RT(max_batch_tokens), CF(max_batch_tokens),
+     "tokens per scheduler step (decode tokens plus prefill chunks), per model"},
+    {"max_seqs", "max-seqs", "FERRY_MAX_SEQS", K_INT, "64", 1, 4096, RT(max_seqs), CF(max_seqs),
+     "sequences running at once per model (at most max_batch_tokens)"},
+    {"max_waiting", "max-waiting", "FERRY_MAX_WAITING", K_INT, "256", 1, 1000000,
+     RT(max_waiting), CF(max_waiting),
+     "requests queued per model before new ones get 429 with Retry-After"},
+    {"chat_template", "chat-template", "FERRY_CHAT_TEMPLATE", K_CHATTPL, "", 0, 0,
+     RT(chat_template), CF(chat_template),
+     "chat template family overriding the GGUF's: FAMILY for every model, or "
+     "NAME=FAMILY,... per model (chatml, qwen, llama2, llama3, mistral, zephyr, gemma, phi3)"},
     {"http.max_connections", "max-connections", "FERRY_HTTP_MAX_CONNECTIONS", K_INT, "1024", 1,
      1000000, RH(max_connections), CF(max_connections), "open connections at most"},
     {"http.per_ip_connections", "per-ip-connections", "FERRY_HTTP_PER_IP_CONNECTIONS", K_INT,
@@ -128,6 +153,46 @@ static const key_def keys[] = {
 static const char *const sections[] = {"http", "log"};
 
 /* ----------------------------------------------------------- values -- */
+
+int config_chat_template_for(const char *spec, const char *model, char *out, size_t cap,
+                             char *why, size_t why_cap)
+{
+    if (out && cap)
+        out[0] = '\0';
+    bool has_all = false;
+    for (const char *p = spec; *p;) {
+        const char *comma = strchr(p, ',');
+        size_t len = comma ? (size_t)(comma - p) : strlen(p);
+        char item[160];
+        if (len == 0 || len >= sizeof item) {
+            snprintf(why, why_cap, "\"%s\" is not FAMILY or NAME=FAMILY,...", spec);
+            return ERR_INVAL;
+        }
+        memcpy(item, p, len);
+        item[len] = '\0';
+        char *eq = strchr(item, '=');
+        const char *fam = eq ? eq + 1 : item;
+        if (eq)
+            *eq = '\0';
+        chat_family f;
+        if ((eq && eq == item) || chat_family_parse(fam, &f) != 0) {
+            snprintf(why, why_cap,
+                     "\"%.*s\" is not FAMILY or NAME=FAMILY (families: chatml, qwen, llama2, "
+                     "llama3, mistral, zephyr, gemma, phi3)", (int)len, p);
+            return ERR_INVAL;
+        }
+        if (!eq && (has_all || p != spec || comma)) {
+            snprintf(why, why_cap, "a bare family (\"%s\") applies to every model and cannot "
+                     "be combined with others", item);
+            return ERR_INVAL;
+        }
+        has_all = !eq;
+        if (model && out && (!eq || strcmp(item, model) == 0))
+            snprintf(out, cap, "%s", fam);
+        p = comma ? comma + 1 : p + len;
+    }
+    return 0;
+}
 
 static int parse_bool(const char *s, bool *out)
 {
@@ -196,7 +261,9 @@ static int set_value(ferry_config *c, const key_def *k, const char *v, char *why
     switch (k->type) {
     case K_STR:
     case K_LEVEL:
-    case K_LISTEN: {
+    case K_LISTEN:
+    case K_KVTYPE:
+    case K_CHATTPL: {
         if (strlen(v) >= k->cap) {
             snprintf(why, why_cap, "value is longer than %zu bytes", k->cap - 1);
             return ERR_INVAL;
@@ -209,6 +276,12 @@ static int set_value(ferry_config *c, const key_def *k, const char *v, char *why
             }
         }
         if (k->type == K_LISTEN && parse_listen(c, v, why, why_cap) != 0)
+            return ERR_INVAL;
+        if (k->type == K_KVTYPE && strcmp(v, "f16") != 0 && strcmp(v, "q8_0") != 0) {
+            snprintf(why, why_cap, "\"%s\" is not f16 or q8_0", v);
+            return ERR_INVAL;
+        }
+        if (k->type == K_CHATTPL && config_chat_template_for(v, NULL, NULL, 0, why, why_cap) != 0)
             return ERR_INVAL;
         snprintf(base + k->off, k->cap, "%s", v);
         return 0;
@@ -455,6 +528,12 @@ static const cyaml_schema_field_t top_fields[] = {
     SF("guard_judge_timeout_ms", raw_cfg, guard_judge_timeout_ms),
     SF("rag", raw_cfg, rag),
     SF("rag_template", raw_cfg, rag_template),
+    SF("kv_cache_mb", raw_cfg, kv_cache_mb),
+    SF("kv_cache_type", raw_cfg, kv_cache_type),
+    SF("max_batch_tokens", raw_cfg, max_batch_tokens),
+    SF("max_seqs", raw_cfg, max_seqs),
+    SF("max_waiting", raw_cfg, max_waiting),
+    SF("chat_template", raw_cfg, chat_template),
     CYAML_FIELD_SEQUENCE("models", CYAML_FLAG_POINTER | CYAML_FLAG_OPTIONAL, raw_cfg, models,
                          &model_entry, 0, CONFIG_MODELS_MAX),
     CYAML_FIELD_MAPPING_PTR("http", CYAML_FLAG_OPTIONAL, raw_cfg, http, http_fields),

@@ -37,6 +37,12 @@ typedef struct ferry_config {
     char rag[CONFIG_STR_MAX];               // TARGET=COLLECTION[:TOP_K],...
     char rag_template[CONFIG_STR_MAX];      // template file; "" = built-in
     int64_t threads; // 0 = number of cores
+    int64_t kv_cache_mb;        // per model
+    char kv_cache_type[16];     // "f16" or "q8_0"
+    int64_t max_batch_tokens;   // per scheduler step
+    int64_t max_seqs;
+    int64_t max_waiting;
+    char chat_template[CONFIG_STR_MAX]; // "" | FAMILY | NAME=FAMILY,...
     int64_t max_connections;
     int64_t per_ip_connections;
     uint64_t max_body_bytes;
@@ -76,6 +82,15 @@ int config_apply_flag(ferry_config *c, const char *flag, const char *value, err_
 bool config_flag_is_bool(const char *flag);
 /* True when flag names a key. */
 bool config_flag_known(const char *flag);
+
+/*
+ * Reads a chat_template value: "" (none), FAMILY (every model) or
+ * NAME=FAMILY,... . Checks its syntax and family names (ERR_INVAL, reason in
+ * why); when model and out are given, writes the family that applies to model
+ * (or "" when none) to out[cap].
+ */
+int config_chat_template_for(const char *spec, const char *model, char *out, size_t cap,
+                             char *why, size_t why_cap) MUST_USE;
 
 /* Writes the key table for --help: flag, variable, YAML key, default, help. */
 void config_print_help(FILE *f);

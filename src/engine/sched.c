@@ -100,6 +100,7 @@ sched_config sched_config_default(void)
         .max_waiting = 256,
         .kv_cache_mb = 256,
         .block_tokens = KV_BLOCK_TOKENS_DEFAULT,
+        .kv_type = KV_TYPE_F16,
         .prefix_cache = true,
         .max_ctx = 0,
         .n_threads = 0,
@@ -600,7 +601,13 @@ int sched_new(model *m, const sched_config *cfg, sched **out, err_msg *e)
 
     kv_config kc = kv_config_default();
     kc.block_tokens = cfg->block_tokens;
-    kc.token_bytes = llama_kv_token_bytes(hp);
+    llama_kv_type lt = cfg->kv_type == KV_TYPE_Q8_0 ? LLAMA_KV_Q8_0 : LLAMA_KV_F16;
+    kc.token_bytes = llama_kv_token_bytes_type(hp, lt);
+    if (kc.token_bytes == 0) {
+        rc = err_set(e, ERR_INVAL, "model %s: kv_cache_type q8_0 needs K/V rows of a multiple of "
+                     "32 elements; this model's are %u", s->name, hp->kv_dim);
+        goto fail;
+    }
     if (cfg->kv_cache_bytes) {
         kc.cache_bytes = cfg->kv_cache_bytes;
     } else if (!size_mul_ok(cfg->kv_cache_mb, (size_t)1 << 20, &kc.cache_bytes)) {
@@ -613,7 +620,7 @@ int sched_new(model *m, const sched_config *cfg, sched **out, err_msg *e)
     rc = kv_cache_new(&kc, &s->kv, e);
     if (rc != 0)
         goto fail;
-    rc = llama_kv_new(m, kv_n_blocks(s->kv), cfg->block_tokens, &s->lkv, e);
+    rc = llama_kv_new_type(m, kv_n_blocks(s->kv), cfg->block_tokens, lt, &s->lkv, e);
     if (rc != 0)
         goto fail;
     rc = sample_scratch_new(s->n_vocab, &s->sc);
@@ -664,10 +671,11 @@ int sched_new(model *m, const sched_config *cfg, sched **out, err_msg *e)
         goto fail;
     }
     s->has_thread = true;
-    LOG_INFO("sched", "model %s: %zu KV blocks of %zu tokens (%zu MiB), context %zu, "
-                      "max_seqs %zu, max_batch_tokens %zu",
-             s->name, kv_n_blocks(s->kv), cfg->block_tokens, cfg->kv_cache_mb, s->max_ctx, ms,
-             cfg->max_batch_tokens);
+    LOG_INFO("sched", "model %s: %zu KV blocks of %zu tokens (%s, %zu bytes), context %zu, "
+                      "max_seqs %zu, max_batch_tokens %zu, max_waiting %zu",
+             s->name, kv_n_blocks(s->kv), cfg->block_tokens,
+             lt == LLAMA_KV_Q8_0 ? "q8_0" : "f16", llama_kv_bytes(s->lkv), s->max_ctx, ms,
+             cfg->max_batch_tokens, cfg->max_waiting);
     *out = s;
     return 0;
 fail:

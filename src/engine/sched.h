@@ -99,6 +99,7 @@ typedef struct sched_config {
     size_t kv_cache_mb;      // KV pool (default 256)
     size_t kv_cache_bytes;   // KV pool in bytes, overrides kv_cache_mb when non-zero
     size_t block_tokens;     // KV block size (default 16)
+    kv_type kv_type;         // KV element type: KV_TYPE_F16 (default) or KV_TYPE_Q8_0
     bool prefix_cache;       // default true
     size_t max_ctx;          // context length; 0 = the model's training context
     pool *pool;              // borrowed compute pool (one caller at a time: not shared

@@ -19,6 +19,9 @@
 #include "model/kern.h"
 #include "model/tensor.h"
 
+/* Positions of a Q8_0 cache dequantized to f16 at a time by attention (per thread). */
+#define KV_STAGE_ROWS 64
+
 /* ================================================================ the model */
 
 /* A weight matrix in the mapping: n_out rows of n_in elements of type. */
@@ -390,28 +393,59 @@ uint64_t model_n_params(const model *m)
 
 struct llama_kv {
     size_t n_layer, n_blocks, block_tokens, kv_dim;
-    size_t layer_stride;  // elements per layer: n_blocks * block_tokens * kv_dim
-    uint16_t *k;          // (n_layer, n_blocks, block_tokens, kv_dim) f16
-    uint16_t *v;          // (n_layer, n_blocks, block_tokens, kv_dim) f16
+    llama_kv_type type;
+    size_t row_bytes;     // bytes of one K or V row: kv_dim * 2 (F16), kv_dim / 32 * 34 (Q8_0)
+    size_t layer_stride;  // F16: elements per layer: n_blocks * block_tokens * kv_dim
+    size_t bytes;         // both halves
+    uint16_t *k;          // F16: (n_layer, n_blocks, block_tokens, kv_dim)
+    uint16_t *v;          // F16: (n_layer, n_blocks, block_tokens, kv_dim)
+    uint8_t *k8, *v8;     // Q8_0: (n_layer, n_blocks, block_tokens, row_bytes)
 };
+
+/* Bytes of one K (or V) row of kv_dim elements stored as t; 0 when impossible. */
+static size_t kv_row_bytes(size_t kv_dim, llama_kv_type t)
+{
+    if (t == LLAMA_KV_F16)
+        return kv_dim * sizeof(uint16_t);
+    if (t == LLAMA_KV_Q8_0 && kv_dim % TENSOR_QK == 0)
+        return kv_dim / TENSOR_QK * sizeof(tensor_block_q8_0);
+    return 0;
+}
 
 size_t llama_kv_token_bytes(const llama_hparams *hp)
 {
-    return (size_t)hp->n_layer * hp->kv_dim * 2 * sizeof(uint16_t);
+    return llama_kv_token_bytes_type(hp, LLAMA_KV_F16);
+}
+
+size_t llama_kv_token_bytes_type(const llama_hparams *hp, llama_kv_type t)
+{
+    return (size_t)hp->n_layer * kv_row_bytes(hp->kv_dim, t) * 2;
 }
 
 int llama_kv_new(const model *m, size_t n_blocks, size_t block_tokens, llama_kv **out,
                  err_msg *e)
+{
+    return llama_kv_new_type(m, n_blocks, block_tokens, LLAMA_KV_F16, out, e);
+}
+
+int llama_kv_new_type(const model *m, size_t n_blocks, size_t block_tokens, llama_kv_type t,
+                      llama_kv **out, err_msg *e)
 {
     *out = NULL;
     if (n_blocks == 0 || block_tokens == 0 || n_blocks > INT32_MAX)
         return err_set(e, ERR_INVAL, "kv: %zu blocks of %zu tokens is not a valid pool",
                        n_blocks, block_tokens);
     const llama_hparams *hp = &m->hp;
-    size_t per_layer, total;
-    if (!size_mul_ok(n_blocks, block_tokens, &per_layer) ||
-        !size_mul_ok(per_layer, hp->kv_dim, &per_layer) ||
-        !size_mul_ok(per_layer, hp->n_layer, &total) || !size_mul_ok(total, 2, &total))
+    size_t rb = kv_row_bytes(hp->kv_dim, t);
+    if (rb == 0)
+        return err_set(e, ERR_INVAL, "kv: a K/V row of %u elements cannot be stored as %s "
+                       "(q8_0 needs a multiple of 32)", hp->kv_dim,
+                       t == LLAMA_KV_Q8_0 ? "q8_0" : "this type");
+    size_t rows, per_layer, total;
+    if (!size_mul_ok(n_blocks, block_tokens, &rows) ||
+        !size_mul_ok(rows, hp->kv_dim, &per_layer) ||
+        !size_mul_ok(rows, hp->n_layer, &total) || !size_mul_ok(total, rb, &total) ||
+        !size_mul_ok(total, 2, &total))
         return err_set(e, ERR_OVERFLOW, "kv: %zu blocks of %zu tokens overflow", n_blocks,
                        block_tokens);
     llama_kv *kv = calloc(1, sizeof *kv);
@@ -421,23 +455,41 @@ int llama_kv_new(const model *m, size_t n_blocks, size_t block_tokens, llama_kv 
     kv->n_blocks = n_blocks;
     kv->block_tokens = block_tokens;
     kv->kv_dim = hp->kv_dim;
+    kv->type = t;
+    kv->row_bytes = rb;
     kv->layer_stride = per_layer;
-    kv->k = calloc(total, sizeof(uint16_t));
-    if (!kv->k) {
+    kv->bytes = total;
+    uint8_t *mem = calloc(total, 1);
+    if (!mem) {
         free(kv);
-        return err_set(e, ERR_NOMEM, "kv: out of memory for %zu bytes of KV",
-                       total * sizeof(uint16_t));
+        return err_set(e, ERR_NOMEM, "kv: out of memory for %zu bytes of KV", total);
     }
-    kv->v = kv->k + total / 2;
+    if (t == LLAMA_KV_F16) {
+        kv->k = (uint16_t *)(void *)mem;
+        kv->v = kv->k + total / 2 / sizeof(uint16_t);
+    } else {
+        kv->k8 = mem;
+        kv->v8 = mem + total / 2;
+    }
     *out = kv;
     return 0;
+}
+
+llama_kv_type llama_kv_get_type(const llama_kv *kv)
+{
+    return kv->type;
+}
+
+size_t llama_kv_bytes(const llama_kv *kv)
+{
+    return kv->bytes;
 }
 
 void llama_kv_free(llama_kv *kv)
 {
     if (!kv)
         return;
-    free(kv->k);
+    free(kv->k ? (void *)kv->k : (void *)kv->k8);
     free(kv);
 }
 
@@ -455,11 +507,12 @@ int llama_kv_copy_block(llama_kv *kv, int32_t dst, int32_t src)
 {
     if (dst < 0 || src < 0 || (size_t)dst >= kv->n_blocks || (size_t)src >= kv->n_blocks)
         return ERR_INVAL;
-    size_t blk = kv->block_tokens * kv->kv_dim;
+    size_t blk = kv->block_tokens * kv->row_bytes; // bytes of one block of one layer
+    uint8_t *k = kv->k ? (uint8_t *)kv->k : kv->k8, *v = kv->v ? (uint8_t *)kv->v : kv->v8;
     for (size_t l = 0; l < kv->n_layer; l++) {
-        size_t base = l * kv->layer_stride;
-        memcpy(kv->k + base + (size_t)dst * blk, kv->k + base + (size_t)src * blk, blk * 2);
-        memcpy(kv->v + base + (size_t)dst * blk, kv->v + base + (size_t)src * blk, blk * 2);
+        size_t base = l * kv->n_blocks * blk;
+        memcpy(k + base + (size_t)dst * blk, k + base + (size_t)src * blk, blk);
+        memcpy(v + base + (size_t)dst * blk, v + base + (size_t)src * blk, blk);
     }
     return 0;
 }
@@ -470,6 +523,15 @@ static inline uint16_t *kv_row(const llama_kv *kv, uint16_t *base, size_t l,
 {
     size_t b = (size_t)blocks[p / kv->block_tokens];
     return base + l * kv->layer_stride + (b * kv->block_tokens + p % kv->block_tokens) * kv->kv_dim;
+}
+
+/* Q8_0 K (or V) row of layer l, position p. */
+static inline uint8_t *kv_row8(const llama_kv *kv, uint8_t *base, size_t l, const int32_t *blocks,
+                               size_t p)
+{
+    size_t b = (size_t)blocks[p / kv->block_tokens];
+    size_t row = (l * kv->n_blocks + b) * kv->block_tokens + p % kv->block_tokens;
+    return base + row * kv->row_bytes;
 }
 
 /* ================================================================ context */
@@ -492,6 +554,8 @@ struct llama_ctx {
     float *xo;          // (max_logits, dim) final normed rows that want logits
     float *scores;      // (n_threads, max_ctx) attention scores of one (token, head)
     float *part;        // (n_threads, head_dim) attention output of one KV block
+    uint16_t *stage;    // (n_threads, KV_STAGE_ROWS, head_dim) Q8_0 K/V rows as f16
+    float *stage_f;     // (n_threads, head_dim + 64) one dequantized Q8_0 row segment
     size_t n_threads;   // participants of cfg.pool
     void *mm_scratch;   // kern_matmul's quantized activations, for the largest case
     size_t mm_scratch_bytes;
@@ -565,6 +629,8 @@ int llama_ctx_new(model *m, const llama_config *cfg, llama_ctx **out, err_msg *e
     x->xo = malloc(c.max_logits * hp->dim * sizeof(float));
     x->scores = malloc(nt * c.max_ctx * sizeof(float));
     x->part = malloc(nt * hp->head_dim * sizeof(float));
+    x->stage = malloc(nt * KV_STAGE_ROWS * hp->head_dim * sizeof(uint16_t));
+    x->stage_f = malloc(nt * (hp->head_dim + 64) * sizeof(float));
     x->mm_scratch_bytes = ctx_scratch_bytes(m, B, c.max_logits);
     if (x->mm_scratch_bytes == SIZE_MAX) {
         llama_ctx_free(x);
@@ -573,6 +639,7 @@ int llama_ctx_new(model *m, const llama_config *cfg, llama_ctx **out, err_msg *e
     x->mm_scratch = x->mm_scratch_bytes ? malloc(x->mm_scratch_bytes) : NULL;
     if (!x->tok || !x->pos || !x->span || !x->rope || !x->x || !x->xb || !x->q || !x->k ||
         !x->v || !x->att || !x->xb2 || !x->hb || !x->hb2 || !x->xo || !x->scores || !x->part ||
+        !x->stage || !x->stage_f ||
         (x->mm_scratch_bytes && !x->mm_scratch)) {
         llama_ctx_free(x);
         return err_set(e, ERR_NOMEM, "llama: out of memory for a batch of %zu tokens", B);
@@ -602,6 +669,8 @@ void llama_ctx_free(llama_ctx *c)
     free(c->xo);
     free(c->scores);
     free(c->part);
+    free(c->stage);
+    free(c->stage_f);
     free(c->mm_scratch);
     model_unref(c->m);
     free(c);
@@ -700,10 +769,14 @@ static void kv_store(llama_ctx *c, llama_kv *kv, size_t l, const llama_span *spa
     size_t kd = kv->kv_dim;
     for (size_t t = 0; t < n; t++) {
         const llama_span *s = &spans[c->span[t]];
-        uint16_t *kr = kv_row(kv, kv->k, l, s->blocks, (size_t)c->pos[t]);
-        uint16_t *vr = kv_row(kv, kv->v, l, s->blocks, (size_t)c->pos[t]);
-        kern_f32_to_f16(kr, c->k + t * kd, kd);
-        kern_f32_to_f16(vr, c->v + t * kd, kd);
+        size_t p = (size_t)c->pos[t];
+        if (kv->type == LLAMA_KV_Q8_0) {
+            tensor_quantize_row(TENSOR_Q8_0, c->k + t * kd, kv_row8(kv, kv->k8, l, s->blocks, p), kd);
+            tensor_quantize_row(TENSOR_Q8_0, c->v + t * kd, kv_row8(kv, kv->v8, l, s->blocks, p), kd);
+            continue;
+        }
+        kern_f32_to_f16(kv_row(kv, kv->k, l, s->blocks, p), c->k + t * kd, kd);
+        kern_f32_to_f16(kv_row(kv, kv->v, l, s->blocks, p), c->v + t * kd, kd);
     }
 }
 
@@ -713,6 +786,53 @@ typedef struct attn_job {
     size_t l;
     const llama_span *spans;
 } attn_job;
+
+/*
+ * Q8_0 K or V rows j..j+n (n <= KV_STAGE_ROWS, within one KV block) of layer l,
+ * elements [off, off+hd) of each, into stage as f16 rows of hd: the kernels
+ * then read them as they read an F16 cache. tmp holds hd + 64 floats.
+ */
+static void stage_q8(uint16_t *stage, float *tmp, const llama_kv *kv, uint8_t *base, size_t l,
+                     const int32_t *blocks, size_t j, size_t n, size_t off, size_t hd)
+{
+    size_t b0 = off / TENSOR_QK, b1 = (off + hd + TENSOR_QK - 1) / TENSOR_QK;
+    for (size_t r = 0; r < n; r++) {
+        const uint8_t *row = kv_row8(kv, base, l, blocks, j + r);
+        tensor_dequantize_row(TENSOR_Q8_0, row + b0 * sizeof(tensor_block_q8_0), tmp,
+                              (b1 - b0) * TENSOR_QK);
+        kern_f32_to_f16(stage + r * hd, tmp + (off - b0 * TENSOR_QK), hd);
+    }
+}
+
+/* One (token, head) item of attention over a Q8_0 cache: as the F16 path, with
+ * each run of at most KV_STAGE_ROWS positions of one block staged as f16. */
+static void attention_item_q8(llama_ctx *c, const llama_kv *kv, size_t l, const llama_span *s,
+                              const float *q, size_t np, size_t off, float *o, int tid)
+{
+    size_t hd = c->m->hp.head_dim, bt = kv->block_tokens;
+    size_t run = bt < KV_STAGE_ROWS ? bt : KV_STAGE_ROWS;
+    float scale = 1.0f / sqrtf((float)hd);
+    float *sc = c->scores + (size_t)tid * c->cfg.max_ctx;
+    float *part = c->part + (size_t)tid * hd;
+    uint16_t *st = c->stage + (size_t)tid * KV_STAGE_ROWS * hd;
+    float *tmp = c->stage_f + (size_t)tid * (hd + 64);
+    for (size_t j = 0; j < np; j += run) {
+        size_t cnt = np - j < run ? np - j : run;
+        stage_q8(st, tmp, kv, kv->k8, l, s->blocks, j, cnt, off, hd);
+        kern_attn_scores(sc + j, q, st, hd, cnt, hd, scale);
+    }
+    kern_softmax(sc, np);
+    for (size_t j = 0; j < np; j += run) {
+        size_t cnt = np - j < run ? np - j : run;
+        stage_q8(st, tmp, kv, kv->v8, l, s->blocks, j, cnt, off, hd);
+        if (j == 0) {
+            kern_attn_accum(o, sc, st, hd, cnt, hd);
+        } else {
+            kern_attn_accum(part, sc + j, st, hd, cnt, hd);
+            kern_add(o, o, part, hd);
+        }
+    }
+}
 
 /* Attention of items [begin, end), item = token * n_head + head. */
 static void attention_items(void *arg, size_t begin, size_t end, int tid)
@@ -732,6 +852,10 @@ static void attention_items(void *arg, size_t begin, size_t end, int tid)
         size_t np = (size_t)c->pos[t] + 1;
         const float *q = c->q + t * hp->dim + h * hd;
         size_t off = (h / grp) * hd;  // the KV head's columns in a K/V row
+        if (kv->type == LLAMA_KV_Q8_0) {
+            attention_item_q8(c, kv, l, s, q, np, off, c->att + t * hp->dim + h * hd, tid);
+            continue;
+        }
         // scores, one block (contiguous rows) at a time
         for (size_t j = 0; j < np; j += bt) {
             size_t cnt = np - j < bt ? np - j : bt;

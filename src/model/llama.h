@@ -114,11 +114,22 @@ uint64_t model_n_params(const model *m);
 
 typedef struct llama_kv llama_kv;
 
+/* Element type of the K/V storage. */
+typedef enum llama_kv_type {
+    LLAMA_KV_F16 = 0,  // 2 bytes per element
+    LLAMA_KV_Q8_0 = 1, // each K or V row in blocks of 32: f16 scale + 32 int8 (34 bytes)
+} llama_kv_type;
+
 /*
  * Bytes of K and V for one token over all layers (F16): the engine sizes its
  * block pool with it (equals engine/kv's kv_token_bytes for KV_TYPE_F16).
  */
 size_t llama_kv_token_bytes(const llama_hparams *hp);
+/*
+ * The same for type t; 0 when the shape cannot be stored as t (Q8_0 needs kv_dim
+ * a multiple of 32). Equals engine/kv's kv_token_bytes for the same type.
+ */
+size_t llama_kv_token_bytes_type(const llama_hparams *hp, llama_kv_type t);
 
 /*
  * Allocates paged K/V storage for m: n_blocks blocks of block_tokens slots, F16,
@@ -129,6 +140,16 @@ size_t llama_kv_token_bytes(const llama_hparams *hp);
  */
 int llama_kv_new(const model *m, size_t n_blocks, size_t block_tokens, llama_kv **out,
                  err_msg *e) MUST_USE;
+/*
+ * llama_kv_new with element type t. Q8_0 rows are quantized when written
+ * (tensor_quantize_row) and dequantized per block of positions when attention
+ * reads them; ERR_INVAL (named in e) when kv_dim is not a multiple of 32.
+ */
+int llama_kv_new_type(const model *m, size_t n_blocks, size_t block_tokens, llama_kv_type t,
+                      llama_kv **out, err_msg *e) MUST_USE;
+llama_kv_type llama_kv_get_type(const llama_kv *kv);
+/* Bytes of K/V storage allocated (both halves, all layers). */
+size_t llama_kv_bytes(const llama_kv *kv);
 void llama_kv_free(llama_kv *kv);
 size_t llama_kv_n_blocks(const llama_kv *kv);
 size_t llama_kv_block_tokens(const llama_kv *kv);
