@@ -73,14 +73,14 @@ typedef struct fr_sink { /* where a generation streams to */
 
 /* What to generate. Everything is borrowed for the duration of generate. */
 typedef struct fr_gen_params {
-    bool is_chat;          // msgs (chat template applied) or prompt (raw text)
-    const chat_msg *msgs;  // (n_msgs)
+    bool is_chat;         // msgs (chat template applied) or prompt (raw text)
+    const chat_msg *msgs; // (n_msgs)
     size_t n_msgs;
-    const char *prompt;    // (prompt_len)
+    const char *prompt; // (prompt_len)
     size_t prompt_len;
-    sample_params sp;      // max_tokens 0: up to the end of the context
-    int priority;          // higher first
-    uint64_t deadline_ns;  // clock_mono_ns() deadline; 0 = none
+    sample_params sp;     // max_tokens 0: up to the end of the context
+    int priority;         // higher first
+    uint64_t deadline_ns; // clock_mono_ns() deadline; 0 = none
     bool ignore_eos;
 } fr_gen_params;
 
@@ -99,14 +99,12 @@ typedef struct fr_backend_ops {
      * ERR_INVAL (a bad sampling parameter), ERR_RATE_LIMIT (queue full),
      * ERR_UNAVAILABLE (stopping), ERR_NOMEM. Thread: any; never blocks.
      */
-    int (*generate)(void *self, const fr_gen_params *p, fr_sink sink, fr_handle *out,
-                    err_msg *e);
+    int (*generate)(void *self, const fr_gen_params *p, fr_sink sink, fr_handle *out, err_msg *e);
     /* Client went away: stop and free everything (the terminal callback still comes). */
     void (*cancel)(void *self, fr_handle h);
     /* Embeds n texts into *out. Returns 0 or an ERR_* (ERR_UNSUPPORTED: this backend
      * does not embed). */
-    int (*embed)(void *self, const char *const *texts, size_t n, fr_embeddings *out,
-                 err_msg *e);
+    int (*embed)(void *self, const char *const *texts, size_t n, fr_embeddings *out, err_msg *e);
 } fr_backend_ops;
 
 /* A backend: its operations and its state. Both outlive every generation. */

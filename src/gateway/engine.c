@@ -186,8 +186,7 @@ static void eng_cancel(void *self, fr_handle h)
         sched_cancel(g->s, h->h);
 }
 
-static int eng_embed(void *self, const char *const *texts, size_t n, fr_embeddings *out,
-                     err_msg *e)
+static int eng_embed(void *self, const char *const *texts, size_t n, fr_embeddings *out, err_msg *e)
 {
     (void)self;
     (void)texts;
@@ -199,8 +198,7 @@ static int eng_embed(void *self, const char *const *texts, size_t n, fr_embeddin
 
 static const fr_backend_ops ENGINE_OPS = {eng_generate, eng_cancel, eng_embed};
 
-int gw_engine_new(sched *s, const tok_vocab *vocab, chat_family fam, gw_engine **out,
-                  err_msg *e)
+int gw_engine_new(sched *s, const tok_vocab *vocab, chat_family fam, gw_engine **out, err_msg *e)
 {
     *out = NULL;
     gw_engine *g = calloc(1, sizeof *g);

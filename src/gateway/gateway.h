@@ -89,8 +89,7 @@ const char *gw_judge_target(const gw_judge *j);
 /* Binds the local model's backend (start-up only). */
 void gw_judge_bind(gw_judge *j, fr_backend be);
 /* The guard_judge_fn: ctx is the gw_judge. Blocks up to the timeout. */
-int gw_judge_score(void *ctx, const char *text, size_t len, double rule_score,
-                   double *out_score);
+int gw_judge_score(void *ctx, const char *text, size_t len, double rule_score, double *out_score);
 
 /* ---------------------------------------------------------- retrieval -- */
 
@@ -149,7 +148,7 @@ typedef struct gw_config {
     obs_registry *metrics;     // guard decision counters; may be NULL
     gw_retrieve_fn retrieve;   // NULL: RAG requests are refused (ERR_UNSUPPORTED)
     void *retrieve_ctx;
-    const char *rag_template;  // copied; NULL: GW_RAG_TEMPLATE_DEFAULT
+    const char *rag_template;       // copied; NULL: GW_RAG_TEMPLATE_DEFAULT
     const gw_rag_route *rag_routes; // copied
     size_t n_rag_routes;
 } gw_config;
@@ -212,8 +211,8 @@ typedef struct gw_refusal {
  * ERR_INVAL, ERR_RATE_LIMIT ...), ERR_NOMEM. a is the request arena (scratch
  * for rewritten messages). Thread: an HTTP thread.
  */
-int gw_submit(gw *p, const gw_request *rq, arena *a, gw_out out, gw_run **run,
-              gw_refusal *why, err_msg *e) MUST_USE;
+int gw_submit(gw *p, const gw_request *rq, arena *a, gw_out out, gw_run **run, gw_refusal *why,
+              err_msg *e) MUST_USE;
 
 /* Asks the backend to stop (client gone); the terminal callback still comes.
  * A no-op after the run ended. Thread: any, including inside out's callbacks. */

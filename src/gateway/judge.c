@@ -245,8 +245,8 @@ static int ask_local(gw_judge *j, const char *text, size_t len, buf *answer, err
     pthread_mutex_lock(&w->mu);
     bool is_cancel_sent = false;
     while (!w->is_done) {
-        if (!is_cancel_sent &&
-            pthread_cond_timedwait(&w->cv, &w->mu, &until) == ETIMEDOUT && !w->is_done) {
+        if (!is_cancel_sent && pthread_cond_timedwait(&w->cv, &w->mu, &until) == ETIMEDOUT &&
+            !w->is_done) {
             /* Too slow: stop it and wait for its terminal callback (one step). The
              * handle is valid until that callback, which needs w->mu to finish. */
             j->be.ops->cancel(j->be.self, h);
@@ -347,16 +347,15 @@ out:
     return rc;
 }
 
-int gw_judge_score(void *ctx, const char *text, size_t len, double rule_score,
-                   double *out_score)
+int gw_judge_score(void *ctx, const char *text, size_t len, double rule_score, double *out_score)
 {
     gw_judge *j = ctx;
     buf answer;
     buf_init(&answer, JUDGE_ANSWER_MAX);
     err_msg e;
     err_clear(&e);
-    int rc = j->is_local ? ask_local(j, text, len, &answer, &e)
-                         : ask_remote(j, text, len, &answer, &e);
+    int rc =
+        j->is_local ? ask_local(j, text, len, &answer, &e) : ask_remote(j, text, len, &answer, &e);
     if (rc) {
         obs_counter_add(j->error, 1);
         LOG_WARN("guard", "judge failed (rule score %.3f stands): %s", rule_score, e.text);

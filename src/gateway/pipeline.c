@@ -47,12 +47,12 @@ struct gw_run {
     fr_backend be;
     fr_handle h;
     gw_out out;
-    guard_req *gr;       // NULL without a guard
-    guard_stream *gs;    // NULL without a guard
+    guard_req *gr;    // NULL without a guard
+    guard_stream *gs; // NULL without a guard
     const guard_policy *pol;
-    bool is_blocked;     // the output guard refused: ends with ERR_POLICY
-    buf emit;            // scratch: bytes the output guard releases
-    gw_citation *cites;  // (n_cites) and their strings, one malloc
+    bool is_blocked;    // the output guard refused: ends with ERR_POLICY
+    buf emit;           // scratch: bytes the output guard releases
+    gw_citation *cites; // (n_cites) and their strings, one malloc
     size_t n_cites;
     bool has_rag;
     char request_id[129];
@@ -70,8 +70,8 @@ int gw_rag_routes_parse(const char *s, gw_rag_route *out, size_t cap, err_msg *e
         if (len > 0) {
             const char *eq = memchr(p, '=', len);
             if (!eq || eq == p || eq == p + len - 1)
-                return err_set(e, ERR_INVAL,
-                               "rag entry \"%.*s\" is not TARGET=COLLECTION[:TOP_K]", (int)len, p);
+                return err_set(e, ERR_INVAL, "rag entry \"%.*s\" is not TARGET=COLLECTION[:TOP_K]",
+                               (int)len, p);
             if (n == cap)
                 return err_set(e, ERR_INVAL, "rag: more than %zu entries", cap);
             gw_rag_route *r = &out[n];
@@ -189,8 +189,7 @@ static void audit(void *ctx, const guard_audit *a)
         rc = buf_printf(&f,
                         "\",\"stage\":\"%s\",\"detector\":\"%s\",\"type\":\"%s\",\"action\":\"%s\","
                         "\"span_bytes\":%zu,\"score\":%.3f,\"hash\":\"%s\"",
-                        a->stage, a->detector, a->type, act, a->span_bytes, a->score,
-                        a->hash_hex);
+                        a->stage, a->detector, a->type, act, a->span_bytes, a->score, a->hash_hex);
     if (!rc)
         log_write_fields(a->action == GUARD_BLOCK ? LOG_LEVEL_WARN : LOG_LEVEL_INFO, "guard",
                          "guard decision", f.data);
@@ -311,6 +310,23 @@ static void s_error(void *ctx, const fr_error *err, const fr_usage *u)
     else
         r->out.on_error(r->out.ctx, err, u);
     run_unref(r);
+}
+
+/* False when every output detector of pol is off: the stream then passes
+ * through without the hold-back window. (Injection is never scored on
+ * output; placeholders only exist when some type redacts.) */
+static bool output_guarded(const guard_policy *pol)
+{
+    for (int t = 0; t < GUARD_N_BUILTIN; t++)
+        if (guard_policy_action(pol, (guard_type)t, 0) != GUARD_OFF)
+            return true;
+    if (guard_policy_term_count(pol) > 0 &&
+        guard_policy_action(pol, GUARD_T_BLOCKLIST, 0) != GUARD_OFF)
+        return true;
+    for (size_t i = 0; i < guard_policy_custom_count(pol); i++)
+        if (guard_policy_action(pol, GUARD_T_CUSTOM, i) != GUARD_OFF)
+            return true;
+    return false;
 }
 
 /* ----------------------------------------------------------- guard in -- */
@@ -529,8 +545,8 @@ static int retrieve(gw *p, gw_run *r, const char *coll, size_t top_k, const char
 
 /* -------------------------------------------------------------- submit -- */
 
-int gw_submit(gw *p, const gw_request *rq, arena *a, gw_out out, gw_run **runp,
-              gw_refusal *why, err_msg *e)
+int gw_submit(gw *p, const gw_request *rq, arena *a, gw_out out, gw_run **runp, gw_refusal *why,
+              err_msg *e)
 {
     *runp = NULL;
     memset(why, 0, sizeof *why);
@@ -564,8 +580,8 @@ int gw_submit(gw *p, const gw_request *rq, arena *a, gw_out out, gw_run **runp,
             }
             for (size_t i = 0; i < gp.n_msgs && !rc; i++) {
                 m[i] = gp.msgs[i];
-                rc = guard_text(r->gr, a, gp.msgs[i].content, gp.msgs[i].n, &m[i].content,
-                                &m[i].n, e);
+                rc = guard_text(r->gr, a, gp.msgs[i].content, gp.msgs[i].n, &m[i].content, &m[i].n,
+                                e);
             }
             gp.msgs = m;
         } else {
@@ -626,8 +642,8 @@ int gw_submit(gw *p, const gw_request *rq, arena *a, gw_out out, gw_run **runp,
         }
     }
 
-    /* execute, with the output guard on the sink */
-    if (r->gr && !(r->gs = guard_stream_new(r->gr))) {
+    /* execute, with the output guard on the sink (unless it has nothing to do) */
+    if (r->gr && output_guarded(r->pol) && !(r->gs = guard_stream_new(r->gr))) {
         rc = err_set(e, ERR_NOMEM, "out of memory");
         goto fail;
     }
