@@ -17,6 +17,7 @@ import os
 import re
 import subprocess
 import tempfile
+import time
 
 from ferryserver import BIN, Server, skip
 
@@ -42,6 +43,17 @@ def metric(s, name, labels=""):
     return total
 
 
+def settle(s, name, labels, want, timeout=5.0):
+    """The metric's value once it reaches want (a server counts a request after
+    answering it, so a client can read the counter before it moved)."""
+    deadline = time.time() + timeout
+    v = metric(s, name, labels)
+    while v != want and time.time() < deadline:
+        time.sleep(0.02)
+        v = metric(s, name, labels)
+    return v
+
+
 def chat(s, text):
     body = {"model": "st", "messages": [{"role": "user", "content": text}], "max_tokens": 2}
     st, _, data = s.request("POST", "/v1/chat/completions", json.dumps(body),
@@ -65,7 +77,7 @@ def run_remote(a, b):
     st, v = chat(b, ATTACK)
     check(st == 400 and v["error"]["code"] == "content_policy_violation" and
           v["error"]["policy_id"] == "judged", v)
-    check(metric(a, "ferry_http_requests_total", chat_route) == a0 + 1,
+    check(settle(a, "ferry_http_requests_total", chat_route, a0 + 1) == a0 + 1,
           "the attack was judged by server A")
     j1 = judge_calls(b)
     check(sum(j1.values()) == sum(j0.values()) + 1 and j1["error"] == j0["error"], (j0, j1))
@@ -77,12 +89,18 @@ def run_local(c):
     j0 = judge_calls(c)
     st, v = chat(c, BENIGN)
     check(st == 200 and judge_calls(c) == j0, (v, judge_calls(c)))
-    g1 = metric(c, "ferry_generation_tokens_total")
-    check(g1 - g0 == v["usage"]["completion_tokens"], ("only the answer's tokens", g0, g1))
+    want = g0 + v["usage"]["completion_tokens"]
+    g1 = settle(c, "ferry_generation_tokens_total", "", want)
+    check(g1 == want, ("only the answer's tokens", g0, g1, want))
+    time.sleep(0.2)
+    check(metric(c, "ferry_generation_tokens_total") == want, "no judge tokens for a benign text")
     st, v = chat(c, ATTACK)
     check(st == 400 and v["error"]["code"] == "content_policy_violation", v)
     j1 = judge_calls(c)
     check(sum(j1.values()) == sum(j0.values()) + 1 and j1["error"] == j0["error"], (j0, j1))
+    deadline = time.time() + 5
+    while metric(c, "ferry_generation_tokens_total") <= g1 and time.time() < deadline:
+        time.sleep(0.02)
     check(metric(c, "ferry_generation_tokens_total") > g1, "the local model judged")
 
 
