@@ -173,7 +173,8 @@ static void audit(void *ctx, const guard_audit *a)
     gw *p = ctx;
     const char *act = guard_action_name(a->action);
     const char *v[] = {a->detector, act, a->stage};
-    obs_counter_add(obs_series_get(p->decisions, v), 1);
+    if (p->decisions) // NULL without a registry
+        obs_counter_add(obs_series_get(p->decisions, v), 1);
     if (!log_enabled(LOG_LEVEL_INFO, "guard"))
         return;
     buf f;
