@@ -225,7 +225,9 @@ def main():
     pol = os.path.join(d, "policy.json")
     with open(pol, "w") as f:
         json.dump(POLICY, f)
-    s = Server("--model", "st=" + MODEL, "--guard-policy", pol)
+    # the policy file through the environment (FERRY_GUARD_POLICY); the flag and the
+    # YAML key are the same table entry (test_pipeline_rag.py uses the YAML file)
+    s = Server("--model", "st=" + MODEL, env={"FERRY_GUARD_POLICY": pol})
     try:
         run(s)
     finally:

@@ -149,13 +149,19 @@ def run(s, corpus):
 
 
 def run_options(corpus, data_dir):
-    """--rag (model-level and route-level) and --rag-template, same data dir."""
+    """rag (model-level and route-level) and rag_template from a YAML file, same data
+    dir; the flags for bad values."""
     tdir = tempfile.mkdtemp(prefix="ferry-rag-")
     tmpl = os.path.join(tdir, "t.txt")
     with open(tmpl, "w") as f:
         f.write("{sources}\n{question}")
+    conf = os.path.join(tdir, "ferry.yaml")
+    with open(conf, "w") as f:
+        f.write("rag: kbst=kb:1,/v1/completions=kb:2\nrag_template: %s\n" % tmpl)
+    r = subprocess.run([BIN, "config", "check", conf], capture_output=True, text=True)
+    check(r.returncode == 0, ("config check", r.stdout, r.stderr))
     s = Server("--model", "st=" + MODEL, "--model", "kbst=" + MODEL, "--data", data_dir,
-               "--rag", "kbst=kb:1,/v1/completions=kb:2", "--rag-template", tmpl)
+               "--config", conf)
     try:
         q = "What prevents data races in Rust?"
         msgs = [{"role": "user", "content": q}]
