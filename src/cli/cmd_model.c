@@ -42,6 +42,7 @@ enum {
     FTYPE_MOSTLY_Q4_0 = 2,
     FTYPE_MOSTLY_Q8_0 = 7,
     FTYPE_MOSTLY_Q4_K_M = 15,
+    FTYPE_MOSTLY_Q6_K = 18,
     FTYPE_MOSTLY_BF16 = 32,
 };
 
@@ -56,7 +57,7 @@ static const wformat FORMATS[] = {
     {"f32", TENSOR_F32, FTYPE_ALL_F32},           {"f16", TENSOR_F16, FTYPE_MOSTLY_F16},
     {"bf16", TENSOR_BF16, FTYPE_MOSTLY_BF16},     {"q8_0", TENSOR_Q8_0, FTYPE_MOSTLY_Q8_0},
     {"q4_0", TENSOR_Q4_0, FTYPE_MOSTLY_Q4_0},     {"q4_k", TENSOR_Q4_K, FTYPE_MOSTLY_Q4_K_M},
-    {"q4_k_m", TENSOR_Q4_K, FTYPE_MOSTLY_Q4_K_M},
+    {"q4_k_m", TENSOR_Q4_K, FTYPE_MOSTLY_Q4_K_M}, {"q6_k", TENSOR_Q6_K, FTYPE_MOSTLY_Q6_K},
 };
 
 static const wformat *format_find(const char *s)
@@ -340,17 +341,109 @@ static void json_kv_str(buf *b, const char *key, str v, bool comma)
     (void)!buf_append_char(b, '"');
 }
 
+/* One scalar or string GGUF value as JSON (an integer, a number, a bool or a string). */
+static void json_scalar(buf *b, const gguf_value *v)
+{
+    int64_t i;
+    uint64_t u;
+    double d;
+    bool t;
+    str s;
+    if (gguf_value_type(v) == GGUF_TYPE_UINT64 && gguf_value_u64(v, &u) == 0)
+        (void)!buf_printf(b, "%" PRIu64, u);
+    else if (gguf_value_i64(v, &i) == 0)
+        (void)!buf_printf(b, "%" PRId64, i);
+    else if (gguf_value_f64(v, &d) == 0)
+        (void)!buf_printf(b, isfinite(d) ? "%.17g" : "null", d);
+    else if (gguf_value_bool(v, &t) == 0)
+        (void)!buf_append_str(b, t ? "true" : "false");
+    else if (gguf_value_str(v, &s) == 0) {
+        (void)!buf_append_char(b, '"');
+        (void)!buf_append_json_str(b, s.p ? s.p : "", s.n);
+        (void)!buf_append_char(b, '"');
+    } else
+        (void)!buf_append_str(b, "null");
+}
+
+/*
+ * --tensors: "metadata" {key: {"type", "value"}} (arrays: "type" "array", "elem",
+ * "n" and "value" with every element; arrays of arrays give only "n") and
+ * "tensors" [{"name", "type", "ne", "offset"}] in file order, for comparing
+ * ferry's reading of a file with other GGUF tools'.
+ */
+static void json_layout(buf *b, const gguf_file *f)
+{
+    (void)!buf_append_str(b, ",\"metadata\":{");
+    for (size_t i = 0; i < gguf_kv_count(f); i++) {
+        const gguf_value *v = gguf_kv_value(f, i);
+        str k = gguf_kv_key(f, i);
+        (void)!buf_printf(b, "%s\"", i ? "," : "");
+        (void)!buf_append_json_str(b, k.p, k.n);
+        gguf_type t = gguf_value_type(v);
+        (void)!buf_printf(b, "\":{\"type\":\"%s\"", gguf_type_name(t));
+        if (t != GGUF_TYPE_ARRAY) {
+            (void)!buf_append_str(b, ",\"value\":");
+            json_scalar(b, v);
+        } else {
+            gguf_type et = gguf_arr_type(v);
+            size_t n = gguf_arr_len(v);
+            (void)!buf_printf(b, ",\"elem\":\"%s\",\"n\":%zu", gguf_type_name(et), n);
+            if (et != GGUF_TYPE_ARRAY) {
+                (void)!buf_append_str(b, ",\"value\":[");
+                for (size_t j = 0; j < n; j++) {
+                    int64_t iv;
+                    double dv;
+                    str sv;
+                    if (j)
+                        (void)!buf_append_char(b, ',');
+                    if (et == GGUF_TYPE_STRING && gguf_arr_str(v, j, &sv) == 0) {
+                        (void)!buf_append_char(b, '"');
+                        (void)!buf_append_json_str(b, sv.p ? sv.p : "", sv.n);
+                        (void)!buf_append_char(b, '"');
+                    } else if (gguf_arr_i64(v, j, &iv) == 0)
+                        (void)!buf_printf(b, "%" PRId64, iv);
+                    else if (gguf_arr_f64(v, j, &dv) == 0)
+                        (void)!buf_printf(b, isfinite(dv) ? "%.17g" : "null", dv);
+                    else if (et == GGUF_TYPE_BOOL)
+                        (void)!buf_append_str(b, ((const uint8_t *)gguf_arr_data(v))[j] ? "true"
+                                                                                      : "false");
+                    else
+                        (void)!buf_append_str(b, "null");
+                }
+                (void)!buf_append_char(b, ']');
+            }
+        }
+        (void)!buf_append_char(b, '}');
+    }
+    (void)!buf_append_str(b, "},\"tensors\":[");
+    for (size_t i = 0; i < gguf_tensor_count(f); i++) {
+        const gguf_tensor *t = gguf_tensor_at(f, i);
+        (void)!buf_printf(b, "%s{\"name\":\"", i ? "," : "");
+        (void)!buf_append_json_str(b, t->name.p, t->name.n);
+        (void)!buf_printf(b, "\",\"type\":\"%s\",\"type_id\":%" PRIu32 ",\"ne\":[",
+                          tensor_type_name(t->type), t->type);
+        for (uint32_t d = 0; d < t->n_dims; d++)
+            (void)!buf_printf(b, "%s%" PRIu64, d ? "," : "", t->ne[d]);
+        (void)!buf_printf(b, "],\"offset\":%" PRIu64 ",\"size\":%zu}", t->offset, t->size);
+    }
+    (void)!buf_printf(b, "],\"data_offset\":%zu", gguf_data_offset(f));
+}
+
 static int model_info(int argc, char **argv)
 {
     const char *path = NULL;
-    bool json = false;
+    bool json = false, has_layout = false;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--json") == 0)
             json = true;
+        else if (strcmp(argv[i], "--tensors") == 0)
+            has_layout = json = true;
         else if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
-            printf("usage: ferry model info PATH [--json]\n"
+            printf("usage: ferry model info PATH [--json] [--tensors]\n"
                    "Prints architecture, parameter count, tensor types, context length,\n"
-                   "vocab size and tokenizer, chat template presence and file size.\n");
+                   "vocab size and tokenizer, chat template presence and file size.\n"
+                   "--tensors (implies --json) adds every metadata value and every tensor's\n"
+                   "name, type, shape (ne), offset and size.\n");
             return 0;
         } else if (argv[i][0] == '-' || path) {
             cli_errorf("model info: unexpected argument %s (see --help)", argv[i]);
@@ -422,7 +515,7 @@ static int model_info(int argc, char **argv)
     uint64_t n_vocab = hp.n_vocab ? hp.n_vocab : n_tokens;
 
     buf b;
-    buf_init(&b, 1 << 20);
+    buf_init(&b, has_layout ? (size_t)1 << 30 : (size_t)1 << 20);
     if (json) {
         (void)!buf_printf(&b, "{\"path\":\"");
         (void)!buf_append_json_str(&b, path, strlen(path));
@@ -452,7 +545,10 @@ static int model_info(int argc, char **argv)
         (void)!buf_printf(&b, ",\"vocab_size\":%" PRIu64, n_vocab);
         json_kv_str(&b, "tokenizer", tok_model, true);
         json_kv_str(&b, "tokenizer_pre", tok_pre, true);
-        (void)!buf_printf(&b, ",\"chat_template\":%s}\n", has_chat ? "true" : "false");
+        (void)!buf_printf(&b, ",\"chat_template\":%s", has_chat ? "true" : "false");
+        if (has_layout)
+            json_layout(&b, f);
+        (void)!buf_append_str(&b, "}\n");
     } else {
         (void)!buf_printf(&b, "file:            %s (%zu bytes, GGUF v%" PRIu32 ", alignment %zu)\n",
                           path, gguf_file_size(f), gguf_version(f), gguf_alignment(f));
@@ -504,6 +600,8 @@ typedef struct shape {
 
 static const shape SHAPES[] = {
     {"tiny", 64, 2, 4, 2, 128, 0, 512, false},
+    // rows of 256 and 512: every weight takes its K-quant type (tiny's 64 fall back)
+    {"small", 256, 2, 4, 2, 512, 0, 512, false},
     {"smollm-135m", 576, 30, 9, 3, 1536, 49152, 2048, true},
     {"qwen2-0.5b", 896, 24, 14, 2, 4864, 151936, 32768, true},
     {"tinyllama-1.1b", 2048, 22, 32, 4, 5632, 32000, 2048, false},
@@ -768,8 +866,10 @@ static int init_usage(FILE *fp)
             "                        [--pooling mean|cls] -o OUT.gguf\n"
             "Writes a model of a real architecture and shape with seeded random weights\n"
             "(normal, std 0.02; norms 1.0). SHAPE: tiny (hidden 64, 2 layers, 4 heads, 2 KV\n"
-            "heads, FFN 128, the tokenizer's vocab), smollm-135m, qwen2-0.5b, tinyllama-1.1b,\n"
-            "llama-3b. TYPE: f32 f16 bf16 q8_0 q4_0 q4_k (a Q4_K_M-style mix). --vocab copies\n"
+            "heads, FFN 128, the tokenizer's vocab), small (as tiny with hidden 256, FFN 512),\n"
+            "smollm-135m, qwen2-0.5b, tinyllama-1.1b, llama-3b. TYPE: f32 f16 bf16 q8_0 q4_0\n"
+            "q4_k (a Q4_K_M-style mix) q6_k (rows not a multiple of 256 fall back to q4_0 or\n"
+            "q8_0, of 32 to f16). --vocab copies\n"
             "all tokenizer.* metadata from a GGUF (and the vocab size with it); otherwise a\n"
             "built-in byte-level BPE vocab is used, padded to the shape's vocab size.\n"
             "bert (embedding models): SHAPE tiny (hidden 64, 2 layers, 4 heads, FFN 128,\n"
@@ -846,14 +946,15 @@ static int model_init(int argc, char **argv)
         return 2;
     }
     if (!sh) {
-        cli_errorf("model init: unknown --shape %s (tiny, smollm-135m, qwen2-0.5b, "
+        cli_errorf("model init: unknown --shape %s (tiny, small, smollm-135m, qwen2-0.5b, "
                    "tinyllama-1.1b, llama-3b)",
                    shape_name);
         return 2;
     }
     const wformat *fmt = format_find(type_name);
     if (!fmt) {
-        cli_errorf("model init: unknown --type %s (f32, f16, bf16, q8_0, q4_0, q4_k)", type_name);
+        cli_errorf("model init: unknown --type %s (f32, f16, bf16, q8_0, q4_0, q4_k, q6_k)",
+                   type_name);
         return 2;
     }
     bool is_qwen2 = strcmp(arch, "qwen2") == 0;
@@ -1064,7 +1165,7 @@ static int model_quantize(int argc, char **argv)
         printf(
             "usage: ferry model quantize IN.gguf OUT.gguf TYPE\n"
             "Dequantizes every 2-D weight of IN and quantizes it to TYPE (f32 f16 bf16 q8_0\n"
-            "q4_0 q4_k); 1-D tensors are copied. Metadata is kept, general.file_type updated.\n");
+            "q4_0 q4_k q6_k); 1-D tensors are copied. Metadata is kept, general.file_type updated.\n");
         return 0;
     }
     if (argc != 4) {
@@ -1074,7 +1175,7 @@ static int model_quantize(int argc, char **argv)
     const char *in_path = argv[1], *out_path = argv[2];
     const wformat *fmt = format_find(argv[3]);
     if (!fmt) {
-        cli_errorf("model quantize: unknown TYPE %s (f32, f16, bf16, q8_0, q4_0, q4_k)", argv[3]);
+        cli_errorf("model quantize: unknown TYPE %s (f32, f16, bf16, q8_0, q4_0, q4_k, q6_k)", argv[3]);
         return 2;
     }
     err_msg e;

@@ -103,7 +103,7 @@ def main():
 
     # ---- init: every arch x type passes the strict layout checker
     for arch in ("llama", "qwen2"):
-        for typ in ("f32", "f16", "bf16", "q8_0", "q4_0", "q4_k"):
+        for typ in ("f32", "f16", "bf16", "q8_0", "q4_0", "q4_k", "q6_k"):
             out = P("tiny-%s-%s.gguf" % (arch, typ))
             rc, _, err = run("model", "init", "--arch", arch, "--shape", "tiny", "--type", typ,
                              "--seed", "7", "-o", out)
@@ -163,7 +163,7 @@ def main():
                "token_embd std %.5f mean %.5f" % (emb.std(), emb.mean()))
         expect(bool((g.tensor("blk.0.attn_norm.weight") == 1.0).all()), "norms are 1.0")
         for typ, tol in (("f16", 1e-3), ("bf16", 1e-2), ("q8_0", 0.01), ("q4_0", 0.2),
-                         ("q4_k", 0.2)):
+                         ("q4_k", 0.2), ("q6_k", 0.01)):
             q = P("q-%s.gguf" % typ)
             rc, _, err = run("model", "quantize", P("tiny-llama-f32.gguf"), q, typ)
             expect(rc == 0, "quantize %s: %s" % (typ, err))
@@ -185,6 +185,16 @@ def main():
         inf = info(P("tiny-llama-q4_k.gguf"))
         expect(set(inf.get("tensor_types", {})) <= {"f32", "q4_0", "q8_0"},
                "q4_k fallback on 64-wide rows: %r" % inf.get("tensor_types"))
+        # the small shape (rows of 256 and 512) keeps the K-quants: Q4_K_M mix and all-Q6_K
+        for typ, want in (("q4_k", {"f32", "q4_K", "q6_K"}), ("q6_k", {"f32", "q6_K"})):
+            out = P("small-%s.gguf" % typ)
+            rc, _, err = run("model", "init", "--arch", "llama", "--shape", "small", "--type", typ,
+                             "--seed", "7", "-o", out)
+            expect(rc == 0, "init small %s: %s" % (typ, err))
+            inf = info(out)
+            expect(set(inf.get("tensor_types", {})) == want and inf.get("embedding_length") == 256
+                   and inf.get("feed_forward_length") == 512,
+                   "small %s: %r" % (typ, inf.get("tensor_types")))
 
     # ---- --vocab copies every tokenizer.* key verbatim
     vocab = os.path.join(SHARED, "tokenizer-tests", "ggml-vocab-llama-spm.gguf")

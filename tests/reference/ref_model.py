@@ -22,8 +22,19 @@ logits = (rmsnorm(x) * output_norm) @ Wout^T, Wout = output.weight or token_embd
 Option kv_f16 rounds K and V to IEEE half after RoPE, as the engine stores them;
 it is what the engine's KV cache does, so it is on for comparisons.
 
+Option act_quant emulates the engine's documented activation quantization
+(src/model/kern.h): before a product with a quantized weight, each row of
+activations is cut into blocks (32 elements for Q8_0/Q4_0 weights, 256 for
+Q4_K/Q6_K), and each block becomes d * q with, in float32,
+    amax = max |x|,  d = amax / 127,  q = round_half_even(x * (127 / amax))
+(q = 0 when amax = 0). The product is then x_q @ W^T with the dequantized W, in
+the reference's own precision. This is the same arithmetic as the engine's
+integer block sums (sum_b d_w * d_x * sum_j q_w q_x) up to float rounding, written
+from the description, not from the C code. F32/F16/BF16 weights see x unchanged.
+
 Command line:
   ref_model.py MODEL.gguf --ids 1,2,3 [--greedy N] [--json OUT] [--f32] [--no-kv-f16]
+               [--act-quant]
 prints (or writes as JSON) {"ids": prompt, "logits_last": [...], "greedy": [...]}.
 """
 import argparse
@@ -36,7 +47,7 @@ import ref_gguf
 
 
 class Model:
-    def __init__(self, path, dtype=np.float64, kv_f16=True):
+    def __init__(self, path, dtype=np.float64, kv_f16=True, act_quant=False):
         g = ref_gguf.GGUF(path)
         self.g = g
         arch = g.meta.get("general.architecture")
@@ -59,13 +70,21 @@ class Model:
         self.neox = arch == "qwen2"
         self.dtype = dtype
         self.kv_f16 = kv_f16
+        self.act_quant = act_quant
+        self.qblock = {}  # weight name -> activation block size (quantized weights only)
 
         def W(name):
+            t = g.tensors[name]["type"]
+            if t in (ref_gguf.GGML_Q8_0, ref_gguf.GGML_Q4_0):
+                self.qblock[name] = 32
+            elif t in (ref_gguf.GGML_Q4_K, ref_gguf.GGML_Q6_K):
+                self.qblock[name] = 256
             return g.tensor(name).astype(dtype)
 
         self.tok_embd = W("token_embd.weight")            # (vocab, dim)
         self.vocab = self.tok_embd.shape[0]
         self.out_norm = W("output_norm.weight")           # (dim,)
+        self.out_name = "output.weight" if g.has("output.weight") else "token_embd.weight"
         self.out = W("output.weight") if g.has("output.weight") else self.tok_embd
         self.layers = []
         for i in range(self.n_layer):
@@ -73,10 +92,29 @@ class Model:
             L = {k: W(p + k + ".weight") for k in
                  ("attn_norm", "attn_q", "attn_k", "attn_v", "attn_output",
                   "ffn_norm", "ffn_gate", "ffn_up", "ffn_down")}
+            L["prefix"] = p
             for b in ("attn_q", "attn_k", "attn_v"):
                 if g.has(p + b + ".bias"):
                     L[b + ".bias"] = W(p + b + ".bias")
             self.layers.append(L)
+
+    def quant_act(self, x, block):
+        """x (T, n) with each block of `block` elements replaced by d * q (see act_quant)."""
+        T, n = x.shape
+        xb = x.astype(np.float32).reshape(T, n // block, block)
+        amax = np.abs(xb).max(axis=2, keepdims=True)
+        with np.errstate(divide="ignore"):
+            inv = np.where(amax > 0, np.float32(127.0) / amax, np.float32(0.0)).astype(np.float32)
+        q = np.rint(xb * inv)                                  # float32 product, half-even
+        d = (amax / np.float32(127.0)).astype(np.float32)
+        return (q.astype(self.dtype) * d.astype(self.dtype)).reshape(T, n)
+
+    def mm(self, x, w, name):
+        """x @ w.T, with x quantized first when emulating the engine's activation quant."""
+        blk = self.qblock.get(name) if self.act_quant else None
+        if blk:
+            x = self.quant_act(x, blk)
+        return x @ w.T
 
     def rmsnorm(self, x, w):
         return x / np.sqrt(np.mean(x * x, axis=-1, keepdims=True) + self.eps) * w
@@ -100,9 +138,10 @@ class Model:
             y[..., 1:d:2] = a * s + b * c
         return y
 
-    def forward(self, ids, last_only=False):
+    def forward(self, ids, last_only=False, hidden=False):
         """Logits (T, vocab) for every position of ids (positions 0..T-1), or
-        (1, vocab) for the last position only."""
+        (1, vocab) for the last position only; with hidden, the final-norm hidden
+        rows (T, dim) instead (what the output matrix multiplies)."""
         ids = np.asarray(ids, dtype=np.int64)
         T = len(ids)
         hd, nh, nkv = self.head_dim, self.n_head, self.n_kv_head
@@ -111,9 +150,10 @@ class Model:
         mask = np.triu(np.full((T, T), -np.inf), k=1)
         for L in self.layers:
             h = self.rmsnorm(x, L["attn_norm"])
-            q = h @ L["attn_q"].T
-            k = h @ L["attn_k"].T
-            v = h @ L["attn_v"].T
+            P = L["prefix"]
+            q = self.mm(h, L["attn_q"], P + "attn_q.weight")
+            k = self.mm(h, L["attn_k"], P + "attn_k.weight")
+            v = self.mm(h, L["attn_v"], P + "attn_v.weight")
             if "attn_q.bias" in L:
                 q = q + L["attn_q.bias"]
                 k = k + L["attn_k.bias"]
@@ -134,15 +174,24 @@ class Model:
                 p = np.exp(s)
                 p = p / p.sum(axis=1, keepdims=True)
                 out[:, hh, :] = p @ vh
-            x = x + out.reshape(T, nh * hd) @ L["attn_output"].T
+            x = x + self.mm(out.reshape(T, nh * hd), L["attn_output"], P + "attn_output.weight")
             h = self.rmsnorm(x, L["ffn_norm"])
-            gt = h @ L["ffn_gate"].T
-            up = h @ L["ffn_up"].T
-            x = x + ((gt / (1.0 + np.exp(-gt))) * up) @ L["ffn_down"].T
+            gt = self.mm(h, L["ffn_gate"], P + "ffn_gate.weight")
+            up = self.mm(h, L["ffn_up"], P + "ffn_up.weight")
+            x = x + self.mm((gt / (1.0 + np.exp(-gt))) * up, L["ffn_down"], P + "ffn_down.weight")
         if last_only:
             x = x[-1:]
         x = self.rmsnorm(x, self.out_norm)
-        return x @ self.out.T
+        if hidden:
+            return x
+        return self.mm(x, self.out, self.out_name)
+
+    def embed(self, ids):
+        """Decoder embedding: mean over the tokens of the final-norm hidden rows,
+        scaled to unit L2 norm (what ferry embed does with a llama/qwen2 model)."""
+        h = self.forward(ids, hidden=True).astype(np.float64)
+        m = h.mean(axis=0)
+        return m / np.linalg.norm(m)
 
     def greedy(self, ids, n, eos=None):
         """Greedy continuation: n new ids (stops early at eos if given)."""
@@ -180,8 +229,11 @@ def main():
     ap.add_argument("--json", help="write the result here instead of stdout")
     ap.add_argument("--f32", action="store_true", help="compute in float32")
     ap.add_argument("--no-kv-f16", action="store_true", help="keep K/V in full precision")
+    ap.add_argument("--act-quant", action="store_true",
+                    help="emulate the engine's per-block activation quantization")
     a = ap.parse_args()
-    m = Model(a.model, dtype=np.float32 if a.f32 else np.float64, kv_f16=not a.no_kv_f16)
+    m = Model(a.model, dtype=np.float32 if a.f32 else np.float64, kv_f16=not a.no_kv_f16,
+              act_quant=a.act_quant)
     ids = [int(x) for x in a.ids.split(",") if x.strip()]
     res = {"ids": ids, "logits_last": m.forward(ids)[-1].tolist()}
     if a.greedy:
