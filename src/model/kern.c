@@ -1,9 +1,11 @@
 /*
  * model/kern — dispatch, the matmul driver, and the portable scalar reference.
  *
- * The scalar functions are the specification: each dot product accumulates
- * block by block in index order; the AVX2 ones (kern_avx2.c) compute the same
- * integer block sums exactly and differ only in float rounding order.
+ * The scalar functions are the portable reference. They compute the same
+ * integer block sums as the AVX2 ones (kern_avx2.c) and round their float
+ * operations in the same order (kern_int.h's float order contract), so the
+ * two paths give bitwise-equal results and FERRY_SIMD=scalar reproduces the
+ * AVX2 path's tokens exactly.
  * This file is compiled with -ffp-contract=off (src/model/CMakeLists.txt) so
  * the reference never fuses multiply-adds behind our back.
  */
@@ -328,89 +330,123 @@ static void s_quant_q8K(const float *x, uint8_t *dst, size_t cols)
     }
 }
 
+/*
+ * The dot products below follow kern_int.h's float order contract: integer
+ * sums per 4-element lane (exact, so their own order is free), then one fused
+ * multiply-add per lane and block, then kern_hsum8. fmaf is correctly rounded,
+ * exactly like the AVX2 FMA instruction.
+ */
 static float s_dot_q8_0(const uint8_t *wrow, const int8_t *xq, const float *xd, size_t nb)
 {
-    float acc = 0.0f;
+    float acc[8] = {0};
     for (size_t b = 0; b < nb; b++) {
         tensor_block_q8_0 blk;
         memcpy(&blk, wrow + b * sizeof blk, sizeof blk);
-        int s = 0;
-        for (int j = 0; j < 32; j++)
-            s += blk.qs[j] * xq[32 * b + j];
-        acc += tensor_f16_to_f32(blk.d) * xd[b] * (float)s;
+        const int8_t *x = xq + 32 * b;
+        float d = tensor_f16_to_f32(blk.d) * xd[b];
+        for (int l = 0; l < 8; l++) {
+            int s = 0;
+            for (int e = 4 * l; e < 4 * l + 4; e++)
+                s += blk.qs[e] * x[e];
+            acc[l] = fmaf(d, (float)s, acc[l]);
+        }
     }
-    return acc;
+    return kern_hsum8(acc);
 }
 
 static float s_dot_q4_0(const uint8_t *wrow, const int8_t *xq, const float *xd, size_t nb)
 {
-    float acc = 0.0f;
+    float acc[8] = {0};
     for (size_t b = 0; b < nb; b++) {
         tensor_block_q4_0 blk;
         memcpy(&blk, wrow + b * sizeof blk, sizeof blk);
-        int s = 0;
-        for (int j = 0; j < 16; j++) {
-            s += ((blk.qs[j] & 0xf) - 8) * xq[32 * b + j];
-            s += ((blk.qs[j] >> 4) - 8) * xq[32 * b + j + 16];
+        const int8_t *x = xq + 32 * b;
+        float d = tensor_f16_to_f32(blk.d) * xd[b];
+        for (int l = 0; l < 8; l++) {
+            int s = 0;
+            for (int e = 4 * l; e < 4 * l + 4; e++) {
+                // element e < 16: low nibble of qs[e]; e >= 16: high nibble of qs[e-16]
+                int q = e < 16 ? (blk.qs[e] & 0xf) : (blk.qs[e - 16] >> 4);
+                s += (q - 8) * x[e];
+            }
+            acc[l] = fmaf(d, (float)s, acc[l]);
         }
-        acc += tensor_f16_to_f32(blk.d) * xd[b] * (float)s;
     }
-    return acc;
+    return kern_hsum8(acc);
 }
 
 static float s_dot_q4_K(const uint8_t *wrow, const int8_t *xq, const float *xd,
                         const int16_t *bsums, size_t nb)
 {
-    float acc = 0.0f, accm = 0.0f;
+    float acc[8] = {0}, accm = 0.0f;
     for (size_t b = 0; b < nb; b++) {
         tensor_block_q4_K blk;
         memcpy(&blk, wrow + b * sizeof blk, sizeof blk);
         const int8_t *x = xq + 256 * b;
         const int16_t *bs = bsums + 16 * b;
-        int sumi = 0, summ = 0;
+        uint8_t sc[8], mn[8];
+        int summ = 0;
         for (int j = 0; j < 8; j++) {
-            uint8_t sc, m;
-            tensor_q4_K_scale_min(j, blk.scales, &sc, &m);
-            const uint8_t *q = blk.qs + 32 * (j / 2);
-            int s = 0;
-            for (int l = 0; l < 32; l++) {
-                int nib = (j & 1) ? (q[l] >> 4) : (q[l] & 0xf);
-                s += nib * x[32 * j + l];
-            }
-            sumi += sc * s;
-            summ += m * (bs[2 * j] + bs[2 * j + 1]);
+            tensor_q4_K_scale_min(j, blk.scales, &sc[j], &mn[j]);
+            summ += mn[j] * (bs[2 * j] + bs[2 * j + 1]);
         }
-        acc += tensor_f16_to_f32(blk.d) * xd[b] * (float)sumi;
-        accm += tensor_f16_to_f32(blk.dmin) * xd[b] * (float)summ;
+        int lane[8] = {0};
+        for (int k = 0; k < 4; k++) {
+            // sub-block 2k: low nibbles of qs[32k..], 2k+1: high nibbles
+            const uint8_t *q = blk.qs + 32 * k;
+            const int8_t *xl = x + 64 * k, *xh = xl + 32;
+            for (int l = 0; l < 8; l++) {
+                int slo = 0, shi = 0;
+                for (int e = 4 * l; e < 4 * l + 4; e++) {
+                    slo += (q[e] & 0xf) * xl[e];
+                    shi += (q[e] >> 4) * xh[e];
+                }
+                lane[l] += sc[2 * k] * slo + sc[2 * k + 1] * shi;
+            }
+        }
+        float dx = xd[b];
+        float d = tensor_f16_to_f32(blk.d) * dx;
+        for (int l = 0; l < 8; l++)
+            acc[l] = fmaf(d, (float)lane[l], acc[l]);
+        accm += tensor_f16_to_f32(blk.dmin) * dx * (float)summ;
     }
-    return acc - accm;
+    return kern_hsum8(acc) - accm;
 }
 
-static float s_dot_q6_K(const uint8_t *wrow, const int8_t *xq, const float *xd, size_t nb)
+static float s_dot_q6_K(const uint8_t *wrow, const int8_t *xq, const float *xd,
+                        const int16_t *bsums, size_t nb)
 {
-    float acc = 0.0f;
+    float acc[8] = {0};
     for (size_t b = 0; b < nb; b++) {
         tensor_block_q6_K blk;
         memcpy(&blk, wrow + b * sizeof blk, sizeof blk);
         const int8_t *x = xq + 256 * b;
-        int sumi = 0;
+        const int16_t *bs = bsums + 16 * b;
+        int lane[8] = {0};
         for (int h = 0; h < 2; h++) {
             for (int k = 0; k < 4; k++) {
-                for (int half = 0; half < 2; half++) {
+                // chunk (h, k): 32 elements at x[128h + 32k], scales 8h+2k (first 16) and +1
+                const int8_t *xc = x + 128 * h + 32 * k;
+                for (int l = 0; l < 8; l++) {
                     int s = 0;
-                    for (int l = 16 * half; l < 16 * half + 16; l++) {
-                        uint8_t lo = blk.ql[64 * h + 32 * (k & 1) + l];
+                    for (int e = 4 * l; e < 4 * l + 4; e++) {
+                        uint8_t lo = blk.ql[64 * h + 32 * (k & 1) + e];
                         lo = (k & 2) ? (uint8_t)(lo >> 4) : (uint8_t)(lo & 0xf);
-                        int q = lo | (((blk.qh[32 * h + l] >> (2 * k)) & 3) << 4);
-                        s += (q - 32) * x[128 * h + 32 * k + l];
+                        int q = lo | (((blk.qh[32 * h + e] >> (2 * k)) & 3) << 4);
+                        s += q * xc[e];
                     }
-                    sumi += blk.scales[8 * h + 2 * k + half] * s;
+                    lane[l] += blk.scales[8 * h + 2 * k + (l >= 4)] * s;
                 }
             }
         }
-        acc += tensor_f16_to_f32(blk.d) * xd[b] * (float)sumi;
+        // the -32 offset of every value, through the 16-element activation sums
+        float d = tensor_f16_to_f32(blk.d) * xd[b];
+        for (int l = 0; l < 8; l++) {
+            int corr = 32 * (bs[2 * l] * blk.scales[2 * l] + bs[2 * l + 1] * blk.scales[2 * l + 1]);
+            acc[l] = fmaf(d, (float)(lane[l] - corr), acc[l]);
+        }
     }
-    return acc;
+    return kern_hsum8(acc);
 }
 
 #define S_MM_QUANT(NAME, BLOCK, CALL)                                                            \
@@ -430,50 +466,77 @@ S_MM_QUANT(s_mm_q8_0, 32, s_dot_q8_0(wrow, kern_act_qs(a, i), kern_act_d(a, i), 
 S_MM_QUANT(s_mm_q4_0, 32, s_dot_q4_0(wrow, kern_act_qs(a, i), kern_act_d(a, i), nb))
 S_MM_QUANT(s_mm_q4_K, 256,
            s_dot_q4_K(wrow, kern_act_qs(a, i), kern_act_d(a, i), kern_act_bsums(a, i), nb))
-S_MM_QUANT(s_mm_q6_K, 256, s_dot_q6_K(wrow, kern_act_qs(a, i), kern_act_d(a, i), nb))
+S_MM_QUANT(s_mm_q6_K, 256,
+           s_dot_q6_K(wrow, kern_act_qs(a, i), kern_act_d(a, i), kern_act_bsums(a, i), nb))
 
-static float s_dot_f32(const uint8_t *wrow, const float *x, size_t n)
-{
-    float acc = 0.0f;
-    for (size_t j = 0; j < n; j++) {
-        float v;
-        memcpy(&v, wrow + 4 * j, 4);
-        acc += v * x[j];
+/* Float weights: the AVX2 tile_f order (kern_int.h). */
+#define S_DOT_FLOAT(NAME, LOAD)                                                                  \
+    static float NAME(const uint8_t *wrow, const float *x, size_t n)                             \
+    {                                                                                            \
+        float a0[8] = {0}, a1[8] = {0}, t[8];                                                    \
+        size_t j = 0;                                                                            \
+        for (; j + 16 <= n; j += 16)                                                             \
+            for (int l = 0; l < 8; l++) {                                                        \
+                a0[l] = fmaf(LOAD(wrow, j + l), x[j + l], a0[l]);                                \
+                a1[l] = fmaf(LOAD(wrow, j + 8 + l), x[j + 8 + l], a1[l]);                        \
+            }                                                                                    \
+        for (; j + 8 <= n; j += 8)                                                               \
+            for (int l = 0; l < 8; l++)                                                          \
+                a0[l] = fmaf(LOAD(wrow, j + l), x[j + l], a0[l]);                                \
+        for (int l = 0; l < 8; l++)                                                              \
+            t[l] = a0[l] + a1[l];                                                                \
+        float s = kern_hsum8(t);                                                                 \
+        for (; j < n; j++)                                                                       \
+            s += LOAD(wrow, j) * x[j];                                                           \
+        return s;                                                                                \
     }
-    return acc;
+
+static inline float ld_f32(const uint8_t *row, size_t j)
+{
+    float v;
+    memcpy(&v, row + 4 * j, 4);
+    return v;
 }
 
-static float s_dot_f16(const uint8_t *wrow, const float *x, size_t n)
+static inline float ld_f16(const uint8_t *row, size_t j)
 {
-    float acc = 0.0f;
-    for (size_t j = 0; j < n; j++) {
-        uint16_t h;
-        memcpy(&h, wrow + 2 * j, 2);
-        acc += tensor_f16_to_f32(h) * x[j];
-    }
-    return acc;
+    uint16_t h;
+    memcpy(&h, row + 2 * j, 2);
+    return tensor_f16_to_f32(h);
 }
 
-static float s_dot_bf16(const uint8_t *wrow, const float *x, size_t n)
+static inline float ld_bf16(const uint8_t *row, size_t j)
 {
-    float acc = 0.0f;
-    for (size_t j = 0; j < n; j++) {
-        uint16_t h;
-        memcpy(&h, wrow + 2 * j, 2);
-        acc += tensor_bf16_to_f32(h) * x[j];
-    }
-    return acc;
+    uint16_t h;
+    memcpy(&h, row + 2 * j, 2);
+    return tensor_bf16_to_f32(h);
 }
+
+S_DOT_FLOAT(s_dot_f32, ld_f32)
+S_DOT_FLOAT(s_dot_f16, ld_f16)
+S_DOT_FLOAT(s_dot_bf16, ld_bf16)
 
 S_MM_QUANT(s_mm_f32, 1, s_dot_f32(wrow, a->x + i * a->cols, a->cols))
 S_MM_QUANT(s_mm_f16, 1, s_dot_f16(wrow, a->x + i * a->cols, a->cols))
 S_MM_QUANT(s_mm_bf16, 1, s_dot_bf16(wrow, a->x + i * a->cols, a->cols))
 
+/* Sum of x[i]*y[i] in the AVX2 order: 8 fma lanes over 8-steps, hsum8, then the tail. */
+static float dot8_f32(const float *x, const float *y, size_t n)
+{
+    float acc[8] = {0};
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        for (int l = 0; l < 8; l++)
+            acc[l] = fmaf(x[i + l], y[i + l], acc[l]);
+    float s = kern_hsum8(acc);
+    for (; i < n; i++)
+        s += x[i] * y[i];
+    return s;
+}
+
 static void s_rmsnorm(float *y, const float *x, const float *w, size_t n, float eps)
 {
-    float ss = 0.0f;
-    for (size_t i = 0; i < n; i++)
-        ss += x[i] * x[i];
+    float ss = dot8_f32(x, x, n);
     float r = 1.0f / sqrtf(ss / (float)n + eps);
     for (size_t i = 0; i < n; i++)
         y[i] = x[i] * r * w[i];
@@ -484,13 +547,20 @@ static void s_softmax(float *x, size_t n)
     float mx = x[0];
     for (size_t i = 1; i < n; i++)
         mx = fmaxf(mx, x[i]);
-    float sum = 0.0f;
-    for (size_t i = 0; i < n; i++) {
-        x[i] = expf(x[i] - mx);
+    float acc[8] = {0};
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        for (int l = 0; l < 8; l++) {
+            x[i + l] = kern_exp_poly(x[i + l] - mx);
+            acc[l] += x[i + l];
+        }
+    float sum = kern_hsum8(acc);
+    for (; i < n; i++) {
+        x[i] = kern_exp_poly(x[i] - mx);
         sum += x[i];
     }
     float inv = 1.0f / sum;
-    for (size_t i = 0; i < n; i++)
+    for (i = 0; i < n; i++)
         x[i] *= inv;
 }
 
@@ -498,7 +568,7 @@ static void s_swiglu(float *out, const float *gate, const float *up, size_t n)
 {
     for (size_t i = 0; i < n; i++) {
         float g = gate[i];
-        out[i] = g / (1.0f + expf(-g)) * up[i];
+        out[i] = g / (1.0f + kern_exp_poly(-g)) * up[i];
     }
 }
 
@@ -525,13 +595,19 @@ static void s_attn_scores(float *out, const float *q, const uint16_t *k, size_t 
 {
     for (size_t t = 0; t < n_pos; t++) {
         const uint16_t *kt = k + t * k_stride;
-        float acc = 0.0f;
-        for (size_t d = 0; d < head_dim; d++)
-            acc += q[d] * tensor_f16_to_f32(kt[d]);
-        out[t] = acc * scale;
+        float acc[8] = {0};
+        size_t d = 0;
+        for (; d + 8 <= head_dim; d += 8)
+            for (int l = 0; l < 8; l++)
+                acc[l] = fmaf(q[d + l], tensor_f16_to_f32(kt[d + l]), acc[l]);
+        float s = kern_hsum8(acc);
+        for (; d < head_dim; d++)
+            s += q[d] * tensor_f16_to_f32(kt[d]);
+        out[t] = s * scale;
     }
 }
 
+/* Each out[d] is one fused multiply-add chain over t ascending, as in AVX2. */
 static void s_attn_accum(float *out, const float *w, const uint16_t *v, size_t v_stride,
                          size_t n_pos, size_t head_dim)
 {
@@ -541,7 +617,7 @@ static void s_attn_accum(float *out, const float *w, const uint16_t *v, size_t v
         const uint16_t *vt = v + t * v_stride;
         float wt = w[t];
         for (size_t d = 0; d < head_dim; d++)
-            out[d] += wt * tensor_f16_to_f32(vt[d]);
+            out[d] = fmaf(wt, tensor_f16_to_f32(vt[d]), out[d]);
     }
 }
 

@@ -445,6 +445,7 @@ MM_ROWWISE(v_mm_bf16, tile_f(4, FT_BF16, w, r, a, i, y, ldy),
  * exp(x) for 8 floats: n = round(x*log2 e), r = x - n*ln2 (two-part), a
  * degree-6 polynomial for e^r (Cephes' expf coefficients), times 2^n.
  * Relative error about 2 ulp; x < -87.3 gives 0, x > 88.7 gives +inf.
+ * kern_exp_poly (kern_int.h) is its scalar twin, operation for operation.
  */
 static ALWAYS_INLINE __m256 exp8(__m256 x)
 {
@@ -513,7 +514,7 @@ static void v_softmax(float *x, size_t n)
     }
     float sum = hsum8(acc);
     for (; i < n; i++) {
-        x[i] = expf(x[i] - mx);
+        x[i] = kern_exp_poly(x[i] - mx);
         sum += x[i];
     }
     __m256 inv = _mm256_set1_ps(1.0f / sum);
@@ -535,7 +536,7 @@ static void v_swiglu(float *out, const float *gate, const float *up, size_t n)
     }
     for (; i < n; i++) {
         float g = gate[i];
-        out[i] = g / (1.0f + expf(-g)) * up[i];
+        out[i] = g / (1.0f + kern_exp_poly(-g)) * up[i];
     }
 }
 
@@ -613,7 +614,7 @@ static void v_attn_accum(float *out, const float *w, const uint16_t *v, size_t v
     for (; d < head_dim; d++) {
         float s = 0.0f;
         for (size_t t = 0; t < n_pos; t++)
-            s += w[t] * _cvtsh_ss(v[t * v_stride + d]);
+            s = fmaf(w[t], _cvtsh_ss(v[t * v_stride + d]), s);
         out[d] = s;
     }
 }

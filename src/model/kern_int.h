@@ -10,7 +10,74 @@
  */
 #pragma once
 
+#include <math.h>
+#include <stdint.h>
+#include <string.h>
+
 #include "model/kern.h"
+
+/*
+ * FLOAT ORDER CONTRACT (both implementations follow it, so FERRY_SIMD=scalar
+ * and AVX2 give bitwise-equal results; kern.c spells each one out in scalar C):
+ *  - An 8-lane accumulator acc[0..8) is reduced by kern_hsum8:
+ *    ((a0+a4) + (a1+a5)) + ((a2+a6) + (a3+a7)).
+ *  - Q8_0/Q4_0 dot: lane l of block b holds the exact integer sum of elements
+ *    4l..4l+3 of the block; acc[l] = fma(dw_b * dx_b, (float)sum, acc[l]).
+ *  - Q4_K: lane l sums, over the block's four 64-element halves k, the
+ *    sub-block scale times elements 64k+4l..+3 and 64k+32+4l..+3 (integers);
+ *    acc[l] = fma(d * dx, lane, acc[l]); the mins go into one float
+ *    accm += (dmin * dx) * summ; result hsum8(acc) - accm.
+ *  - Q6_K: lane l sums scale × q·x over elements 32c+4l..+3 of every 32-chunk c
+ *    (the scale of the chunk's half that holds lane l), minus
+ *    32 * (bsums[2l]*scale[2l] + bsums[2l+1]*scale[2l+1]); acc as Q8_0.
+ *  - F32/F16/BF16 dot: two 8-lane fma accumulators over 16-element steps
+ *    (elements j+l and j+8+l), then one more 8-step into the first, then
+ *    hsum8 of their lane sums, then the tail added one product at a time.
+ *  - exp is kern_exp_poly, lane by lane (also for tails).
+ */
+
+/* ((a0+a4) + (a1+a5)) + ((a2+a6) + (a3+a7)): the AVX2 horizontal-sum tree. */
+static inline float kern_hsum8(const float a[8])
+{
+    float s0 = a[0] + a[4], s1 = a[1] + a[5], s2 = a[2] + a[6], s3 = a[3] + a[7];
+    return (s0 + s1) + (s2 + s3);
+}
+
+/*
+ * exp(x): n = round(x*log2 e), r = x - n*ln2 (two-part, fused), a degree-6
+ * polynomial for e^r (Cephes' expf coefficients), times 2^n in two steps.
+ * Relative error about 2 ulp; x < -87.3 gives 0, x > 88.7 gives +inf. The
+ * lane-for-lane twin of kern_avx2.c's exp8 (same operations, same rounding:
+ * fmaf is exact-rounded whether it compiles to an instruction or to libm).
+ */
+static inline float kern_exp_poly(float x)
+{
+    const float lo = -87.3f, hi = 88.7f;
+    bool under = x < lo, over = x > hi;
+    float xc = x > lo ? x : lo; // _mm256_max_ps(x, lo)
+    xc = xc < hi ? xc : hi;     // _mm256_min_ps(xc, hi)
+    float n = rintf(xc * 1.44269504088896341f);
+    float r = fmaf(-n, 0.693359375f, xc);
+    r = fmaf(-n, -2.12194440e-4f, r);
+    float p = 1.9875691500e-4f;
+    p = fmaf(p, r, 1.3981999507e-3f);
+    p = fmaf(p, r, 8.3334519073e-3f);
+    p = fmaf(p, r, 4.1665795894e-2f);
+    p = fmaf(p, r, 1.6666665459e-1f);
+    p = fmaf(p, r, 5.0000001201e-1f);
+    p = fmaf(p, r * r, r + 1.0f);
+    int32_t ni = (int32_t)n, n1 = ni >> 1, n2 = ni - n1; // arithmetic shift, as srai
+    uint32_t b1 = (uint32_t)(n1 + 127) << 23, b2 = (uint32_t)(n2 + 127) << 23;
+    float s1, s2;
+    memcpy(&s1, &b1, 4);
+    memcpy(&s2, &b2, 4);
+    float res = (p * s1) * s2;
+    if (under)
+        res = 0.0f;
+    if (over)
+        res = INFINITY;
+    return res;
+}
 
 typedef struct kern_act {
     const float *x;    /* f32 rows (float weights), ldx = cols */
