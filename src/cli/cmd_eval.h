@@ -27,13 +27,13 @@
 #define PCRE2_CODE_UNIT_WIDTH 8
 #include <pcre2.h>
 
-#define EVAL_LINE_MAX ((size_t)4 << 20)   // bytes of one JSONL line
-#define EVAL_CASES_MAX 1000000            // cases in one data file
-#define EVAL_ASSERTS_MAX 64               // assertions of one case
-#define EVAL_TAGS_MAX 32                  // tags of one case
-#define EVAL_TAG_BYTES 128                // bytes of one tag
-#define EVAL_SCHEMA_DEPTH 32              // nesting of a json-schema
-#define EVAL_DETAIL_MAX 320               // bytes of one assertion's explanation
+#define EVAL_LINE_MAX ((size_t)4 << 20) // bytes of one JSONL line
+#define EVAL_CASES_MAX 1000000          // cases in one data file
+#define EVAL_ASSERTS_MAX 64             // assertions of one case
+#define EVAL_TAGS_MAX 32                // tags of one case
+#define EVAL_TAG_BYTES 128              // bytes of one tag
+#define EVAL_SCHEMA_DEPTH 32            // nesting of a json-schema
+#define EVAL_DETAIL_MAX 320             // bytes of one assertion's explanation
 
 typedef enum eval_kind {
     EVAL_EQUALS,
@@ -64,12 +64,12 @@ typedef struct eval_assert {
 } eval_assert;
 
 typedef struct eval_case {
-    size_t line;       // 1-based line in the data file
-    char *id;          // "id" field, or "line N"
-    json_t *messages;  // chat messages (owned), or NULL when prompt is used
-    char *prompt;      // completion prompt, or NULL
-    char *reference;   // optional reference answer
-    json_t *params;    // optional object merged into the request body (owned)
+    size_t line;      // 1-based line in the data file
+    char *id;         // "id" field, or "line N"
+    json_t *messages; // chat messages (owned), or NULL when prompt is used
+    char *prompt;     // completion prompt, or NULL
+    char *reference;  // optional reference answer
+    json_t *params;   // optional object merged into the request body (owned)
     eval_assert *asserts;
     size_t n_asserts;
     char **tags;
@@ -135,14 +135,14 @@ int eval_judge_verdict(const char *text, const char **reason);
 /* ------------------------------------------------------------- gates -- */
 
 typedef enum eval_metric {
-    EVAL_M_PASS_RATE,    // passed runs / runs
-    EVAL_M_PASS_RATE_LO, // lower end of the Wilson 95% interval
-    EVAL_M_P50_MS,       // latency median, ms
-    EVAL_M_P99_MS,       // latency 99th percentile, ms
-    EVAL_M_COST,         // total cost of the runs
-    EVAL_M_COST_PER_1K,  // cost per 1000 completion tokens
+    EVAL_M_PASS_RATE,     // passed runs / runs
+    EVAL_M_PASS_RATE_LO,  // lower end of the Wilson 95% interval
+    EVAL_M_P50_MS,        // latency median, ms
+    EVAL_M_P99_MS,        // latency 99th percentile, ms
+    EVAL_M_COST,          // total cost of the runs
+    EVAL_M_COST_PER_1K,   // cost per 1000 completion tokens
     EVAL_M_COST_PER_CASE, // cost per run
-    EVAL_M_ERRORS,       // runs that got no answer
+    EVAL_M_ERRORS,        // runs that got no answer
     EVAL_M_COUNT
 } eval_metric;
 
@@ -187,7 +187,7 @@ typedef struct eval_tag_sum {
 
 typedef struct eval_target_sum {
     size_t runs, passed, errors;
-    double rate, lo, hi;           // pass rate and its Wilson 95% interval
+    double rate, lo, hi;            // pass rate and its Wilson 95% interval
     double p50_ms, p99_ms, mean_ms; // over runs that got an answer
     int64_t prompt_tokens, completion_tokens;
     double cost, cost_per_1k, cost_per_case;
@@ -196,12 +196,12 @@ typedef struct eval_target_sum {
 } eval_target_sum;
 
 typedef struct eval_pair_sum {
-    size_t a, b;                 // target indices
+    size_t a, b;                   // target indices
     size_t cases, won, lost, tied; // by per-case pass share of a vs b
-    size_t only_a, only_b;       // discordant cases by majority pass (McNemar's b and c)
-    double p_value;              // McNemar exact, two-sided
-    double diff;                 // pass rate of a minus pass rate of b (case mean)
-    double lo, hi;               // bootstrap 95% interval of diff
+    size_t only_a, only_b;         // discordant cases by majority pass (McNemar's b and c)
+    double p_value;                // McNemar exact, two-sided
+    double diff;                   // pass rate of a minus pass rate of b (case mean)
+    double lo, hi;                 // bootstrap 95% interval of diff
     size_t resamples;
     uint64_t seed;
 } eval_pair_sum;

@@ -168,8 +168,9 @@ static int parse_assert(const lctx *l, const json_t *v, size_t ai, eval_assert *
     snprintf(what, sizeof what, "assertion %zu", ai + 1);
     if (json_is_string(v)) {
         if (parse_kind(json_string_value(v), &a->kind) != 0 || a->kind != EVAL_JSON_VALID)
-            return lerr(l, "%s: only \"json-valid\" may be written as a bare string; write "
-                           "{\"type\": \"%s\", ...}",
+            return lerr(l,
+                        "%s: only \"json-valid\" may be written as a bare string; write "
+                        "{\"type\": \"%s\", ...}",
                         what, json_string_value(v));
         return 0;
     }
@@ -227,8 +228,7 @@ static int parse_assert(const lctx *l, const json_t *v, size_t ai, eval_assert *
         if ((rc = only_keys(l, v, what, K_VALUE, ARRAY_LEN(K_VALUE))))
             return rc;
         if (!json_is_number(val) || json_number_value(val) < 0)
-            return lerr(l, "%s (%s) needs a number \"value\" >= 0", what,
-                        eval_kind_name(a->kind));
+            return lerr(l, "%s (%s) needs a number \"value\" >= 0", what, eval_kind_name(a->kind));
         a->num = json_number_value(val);
         return 0;
     case EVAL_SIMILAR: {
@@ -337,8 +337,9 @@ static int parse_case(const lctx *l, json_t *o, eval_case *c)
             eval_assert *a = &c->asserts[i];
             if (a->kind == EVAL_SIMILAR) {
                 if (!a->value && !c->reference)
-                    return lerr(l, "assertion %zu (similar) needs a \"value\" or the case's "
-                                   "\"reference\" to compare with",
+                    return lerr(l,
+                                "assertion %zu (similar) needs a \"value\" or the case's "
+                                "\"reference\" to compare with",
                                 i + 1);
                 c->needs_embed = true;
             }
@@ -358,8 +359,7 @@ static int parse_case(const lctx *l, json_t *o, eval_case *c)
             json_t *t = json_array_get(tags, i);
             if (!json_is_string(t) || json_string_length(t) == 0 ||
                 json_string_length(t) > EVAL_TAG_BYTES)
-                return lerr(l, "tag %zu must be a string of 1 to %d bytes", i + 1,
-                            EVAL_TAG_BYTES);
+                return lerr(l, "tag %zu must be a string of 1 to %d bytes", i + 1, EVAL_TAG_BYTES);
             for (size_t j = 0; j < c->n_tags; j++)
                 if (strcmp(c->tags[j], json_string_value(t)) == 0)
                     return lerr(l, "tag \"%s\" is listed twice", json_string_value(t));
@@ -394,8 +394,8 @@ int eval_load_text(const char *name, const char *text, size_t len, eval_set *out
         if (n == 0)
             continue;
         if (n > EVAL_LINE_MAX) {
-            rc = err_set(e, ERR_TOO_LARGE, "%s:%zu: the line is %zu bytes; the limit is %zu",
-                         name, l.line, n, EVAL_LINE_MAX);
+            rc = err_set(e, ERR_TOO_LARGE, "%s:%zu: the line is %zu bytes; the limit is %zu", name,
+                         l.line, n, EVAL_LINE_MAX);
             goto fail;
         }
         if (out->n == EVAL_CASES_MAX) {
@@ -546,8 +546,8 @@ bool eval_check_local(const eval_assert *a, const eval_output *o, char *detail, 
         json_error_t je;
         json_t *v = json_loadb(o->text, o->len, JSON_DECODE_ANY, &je);
         if (!v)
-            return fail_with(detail, cap, "not valid JSON (column %d: %s): %s", je.column,
-                             je.text, q2);
+            return fail_with(detail, cap, "not valid JSON (column %d: %s): %s", je.column, je.text,
+                             q2);
         bool ok = a->kind == EVAL_JSON_VALID || eval_schema_check(a->schema, v, detail, cap);
         json_decref(v);
         return ok;
@@ -576,8 +576,7 @@ bool eval_check_local(const eval_assert *a, const eval_output *o, char *detail, 
 
 static bool is_mark(char ch)
 {
-    return ch == '*' || ch == '_' || ch == '#' || ch == '`' || ch == '"' || ch == '\'' ||
-           ch == '>';
+    return ch == '*' || ch == '_' || ch == '#' || ch == '`' || ch == '"' || ch == '\'' || ch == '>';
 }
 
 int eval_judge_verdict(const char *text, const char **reason)

@@ -20,10 +20,14 @@
 #include "cli/cmd_eval.h"
 
 static const char *const METRICS[EVAL_M_COUNT] = {
-    [EVAL_M_PASS_RATE] = "pass_rate",   [EVAL_M_PASS_RATE_LO] = "pass_rate_lo",
-    [EVAL_M_P50_MS] = "p50_ms",         [EVAL_M_P99_MS] = "p99_ms",
-    [EVAL_M_COST] = "cost",             [EVAL_M_COST_PER_1K] = "cost_per_1k",
-    [EVAL_M_COST_PER_CASE] = "cost_per_case", [EVAL_M_ERRORS] = "errors",
+    [EVAL_M_PASS_RATE] = "pass_rate",
+    [EVAL_M_PASS_RATE_LO] = "pass_rate_lo",
+    [EVAL_M_P50_MS] = "p50_ms",
+    [EVAL_M_P99_MS] = "p99_ms",
+    [EVAL_M_COST] = "cost",
+    [EVAL_M_COST_PER_1K] = "cost_per_1k",
+    [EVAL_M_COST_PER_CASE] = "cost_per_case",
+    [EVAL_M_ERRORS] = "errors",
 };
 
 const char *eval_metric_name(eval_metric m)
@@ -62,8 +66,8 @@ static int parse_one(str g, eval_gate *out, err_msg *e)
     out->metric = (eval_metric)m;
     char nb[64];
     if (num.n == 0 || num.n >= sizeof nb)
-        return err_set(e, ERR_INVAL, "--gate: \"%.*s\" needs a number after the operator",
-                       (int)g.n, g.p);
+        return err_set(e, ERR_INVAL, "--gate: \"%.*s\" needs a number after the operator", (int)g.n,
+                       g.p);
     memcpy(nb, num.p, num.n);
     nb[num.n] = 0;
     if (parse_f64(nb, &out->limit) != 0)

@@ -60,8 +60,7 @@ static int compile_at(const json_t *s, const char *path, int depth, err_msg *e)
                                        path, i + 1);
                 }
             } else {
-                return err_set(e, ERR_FORMAT, "%s: \"type\" must be a type name or an array",
-                               path);
+                return err_set(e, ERR_FORMAT, "%s: \"type\" must be a type name or an array", path);
             }
         } else if (strcmp(k, "enum") == 0) {
             if (!json_is_array(v) || json_array_size(v) == 0)
@@ -71,8 +70,8 @@ static int compile_at(const json_t *s, const char *path, int depth, err_msg *e)
                 return err_set(e, ERR_FORMAT, "%s: \"required\" must be an array of names", path);
             for (size_t i = 0; i < json_array_size(v); i++)
                 if (!json_is_string(json_array_get(v, i)))
-                    return err_set(e, ERR_FORMAT, "%s: \"required\" item %zu is not a string",
-                                   path, i + 1);
+                    return err_set(e, ERR_FORMAT, "%s: \"required\" item %zu is not a string", path,
+                                   i + 1);
         } else if (strcmp(k, "properties") == 0) {
             if (!json_is_object(v))
                 return err_set(e, ERR_FORMAT, "%s: \"properties\" must be an object", path);

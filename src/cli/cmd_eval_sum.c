@@ -140,8 +140,8 @@ int eval_summarize_target(const eval_set *s, const eval_run *runs, size_t nt, si
     return 0;
 }
 
-int eval_pair(const eval_set *s, const eval_run *runs, size_t nt, size_t a, size_t b,
-              size_t repeat, size_t resamples, uint64_t seed, eval_pair_sum *out)
+int eval_pair(const eval_set *s, const eval_run *runs, size_t nt, size_t a, size_t b, size_t repeat,
+              size_t resamples, uint64_t seed, eval_pair_sum *out)
 {
     memset(out, 0, sizeof *out);
     if (s->n == 0 || repeat == 0 || a >= nt || b >= nt)

@@ -81,18 +81,19 @@ static void test_load_errors(void **state)
                ERR_FORMAT, "exactly one");
     load_fails("{\"messages\":[]}", ERR_FORMAT, "non-empty array");
     load_fails("{\"messages\":[{\"content\":\"x\"}]}", ERR_FORMAT, "message 1");
-    load_fails("{\"prompt\":\"a\",\"assert\":[{\"type\":\"contain\",\"value\":\"x\"}]}",
-               ERR_FORMAT, "assertion 1: unknown type \"contain\"");
+    load_fails("{\"prompt\":\"a\",\"assert\":[{\"type\":\"contain\",\"value\":\"x\"}]}", ERR_FORMAT,
+               "assertion 1: unknown type \"contain\"");
     load_fails("{\"prompt\":\"a\",\"assert\":[{\"type\":\"contains\"}]}", ERR_FORMAT,
                "needs a string \"value\"");
-    load_fails("{\"prompt\":\"a\",\"assert\":[{\"type\":\"contains\",\"value\":\"\"}]}",
-               ERR_FORMAT, "\"value\" is empty");
-    load_fails("{\"prompt\":\"a\",\"assert\":[\"json-valid\",{\"type\":\"regex\",\"value\":\"(a\"}]}",
-               ERR_FORMAT, "assertion 2: regex does not compile");
+    load_fails("{\"prompt\":\"a\",\"assert\":[{\"type\":\"contains\",\"value\":\"\"}]}", ERR_FORMAT,
+               "\"value\" is empty");
+    load_fails(
+        "{\"prompt\":\"a\",\"assert\":[\"json-valid\",{\"type\":\"regex\",\"value\":\"(a\"}]}",
+        ERR_FORMAT, "assertion 2: regex does not compile");
     load_fails("{\"prompt\":\"a\",\"assert\":[{\"type\":\"similar\",\"threshold\":0.5}]}",
                ERR_FORMAT, "needs a \"value\" or the case's \"reference\"");
-    load_fails("{\"prompt\":\"a\",\"assert\":[{\"type\":\"similar\",\"value\":\"x\"}]}",
-               ERR_FORMAT, "\"threshold\"");
+    load_fails("{\"prompt\":\"a\",\"assert\":[{\"type\":\"similar\",\"value\":\"x\"}]}", ERR_FORMAT,
+               "\"threshold\"");
     load_fails("{\"prompt\":\"a\",\"assert\":[{\"type\":\"max-tokens\",\"value\":\"5\"}]}",
                ERR_FORMAT, "needs a number");
     load_fails("{\"prompt\":\"a\",\"assert\":[{\"type\":\"json-schema\",\"value\":"
@@ -114,8 +115,7 @@ static void test_load_errors(void **state)
 }
 
 /* Checks assertion line `a` (one JSONL case) against output text. */
-static bool check(const char *assert_json, const char *text, double ms, int64_t toks,
-                  char *detail)
+static bool check(const char *assert_json, const char *text, double ms, int64_t toks, char *detail)
 {
     char line[2048];
     snprintf(line, sizeof line, "{\"prompt\":\"p\",\"assert\":[%s]}", assert_json);
@@ -141,18 +141,20 @@ static void test_local_assertions(void **state)
     assert_non_null(strstr(d, "did not find \"ARI\""));
     assert_true(check("{\"type\":\"icontains\",\"value\":\"ARI\"}", "Paris", 1, 1, d));
     /* Unicode case folding: STRASSE folds like straße, Ä like ä */
-    assert_true(check("{\"type\":\"icontains\",\"value\":\"STRASSE\"}", "die stra\xc3\x9f" "e",
+    assert_true(check("{\"type\":\"icontains\",\"value\":\"STRASSE\"}",
+                      "die stra\xc3\x9f"
+                      "e",
                       1, 1, d));
-    assert_true(check("{\"type\":\"icontains\",\"value\":\"\xc3\x84pfel\"}", "\xc3\xa4pfel", 1,
-                      1, d));
+    assert_true(
+        check("{\"type\":\"icontains\",\"value\":\"\xc3\x84pfel\"}", "\xc3\xa4pfel", 1, 1, d));
     assert_false(check("{\"type\":\"icontains\",\"value\":\"berlin\"}", "Paris", 1, 1, d));
     assert_true(check("{\"type\":\"not-contains\",\"value\":\"sorry\"}", "Paris", 1, 1, d));
     assert_false(check("{\"type\":\"not-contains\",\"value\":\"sorry\"}", "I am sorry", 1, 1, d));
     assert_non_null(strstr(d, "found \"sorry\""));
-    assert_true(check("{\"type\":\"regex\",\"value\":\"^\\\\d{3}-\\\\d{4}$\"}", "555-1234", 1, 1,
-                      d));
-    assert_false(check("{\"type\":\"regex\",\"value\":\"^\\\\d{3}-\\\\d{4}$\"}", "call 555-1234",
-                       1, 1, d));
+    assert_true(
+        check("{\"type\":\"regex\",\"value\":\"^\\\\d{3}-\\\\d{4}$\"}", "555-1234", 1, 1, d));
+    assert_false(
+        check("{\"type\":\"regex\",\"value\":\"^\\\\d{3}-\\\\d{4}$\"}", "call 555-1234", 1, 1, d));
     assert_non_null(strstr(d, "does not match"));
     assert_true(check("\"json-valid\"", "{\"a\": [1, 2]}", 1, 1, d));
     assert_true(check("{\"type\":\"json-valid\"}", "42", 1, 1, d));
@@ -179,8 +181,8 @@ static void test_json_schema(void **state)
         "\"kind\":{\"enum\":[\"cat\",\"dog\",1]},"
         "\"tags\":{\"type\":\"array\",\"items\":{\"type\":[\"string\",\"null\"]}}},"
         "\"description\":\"a pet\"}}";
-    assert_true(check(schema, "{\"name\":\"Rex\",\"tags\":[\"a\",null],\"age\":3.0,\"kind\":\"dog\"}",
-                      1, 1, d));
+    assert_true(check(
+        schema, "{\"name\":\"Rex\",\"tags\":[\"a\",null],\"age\":3.0,\"kind\":\"dog\"}", 1, 1, d));
     assert_true(check(schema, "{\"name\":\"Rex\",\"tags\":[],\"kind\":1.0}", 1, 1, d));
     assert_false(check(schema, "{\"name\":\"Rex\"}", 1, 1, d));
     assert_string_equal(d, "$: required key \"tags\" is missing");
@@ -270,13 +272,18 @@ static void test_summary(void **state)
 {
     (void)state;
     /* 4 cases x 2 targets x 1 repeat; tags: c0 {x}, c1 {x, y}, c2 {y}, c3 {} */
-    const char *d = "{\"prompt\":\"a\",\"tags\":[\"x\"]}\n{\"prompt\":\"b\",\"tags\":[\"y\",\"x\"]}\n"
-                    "{\"prompt\":\"c\",\"tags\":[\"y\"]}\n{\"prompt\":\"d\"}\n";
+    const char *d =
+        "{\"prompt\":\"a\",\"tags\":[\"x\"]}\n{\"prompt\":\"b\",\"tags\":[\"y\",\"x\"]}\n"
+        "{\"prompt\":\"c\",\"tags\":[\"y\"]}\n{\"prompt\":\"d\"}\n";
     eval_set s;
     err_msg e;
     assert_int_equal(load(d, &s, &e), 0);
     /* (c0: a=1 b=0) (c1: a=1 b=1) (c2: a=0 b=e) (c3: a=1 b=0) */
-    eval_run *runs = make_runs("11" "11" "0e" "10", 8);
+    eval_run *runs = make_runs("11"
+                               "11"
+                               "0e"
+                               "10",
+                               8);
     runs[0].pass = true, runs[1].pass = false; // c0 a=1 b=0
     eval_prices price = {1.0, 2.0};            // per 1M tokens
     eval_target_sum a, b;
@@ -324,10 +331,14 @@ static void test_summary(void **state)
     free(runs);
 
     /* repeats: 4 cases x 2 targets x 3 repeats; case scores by share of passes */
-    eval_run *rr = make_runs("111" "000" /* c0: a 3/3, b 0/3 */
-                             "110" "100" /* c1: a 2/3, b 1/3 */
-                             "100" "110" /* c2: a 1/3, b 2/3 */
-                             "101" "011" /* c3: 2/3 each */,
+    eval_run *rr = make_runs("111"
+                             "000" /* c0: a 3/3, b 0/3 */
+                             "110"
+                             "100" /* c1: a 2/3, b 1/3 */
+                             "100"
+                             "110" /* c2: a 1/3, b 2/3 */
+                             "101"
+                             "011" /* c3: 2/3 each */,
                              24);
     assert_int_equal(eval_pair(&s, rr, 2, 0, 1, 3, 500, 3, &p), 0);
     assert_int_equal(p.won, 2);

@@ -47,7 +47,7 @@ static void test_quantile(void **state)
 {
     (void)state;
     double v[] = {4, 1, 3, 2};
-    near(evalstats_quantile(v, 4, 0.5), 2.5, 1e-12);  // h = 1.5 -> 2 + 0.5
+    near(evalstats_quantile(v, 4, 0.5), 2.5, 1e-12);   // h = 1.5 -> 2 + 0.5
     near(evalstats_quantile(v, 4, 0.99), 3.97, 1e-12); // h = 2.97 -> 3 + 0.97
     near(evalstats_quantile(v, 4, 0.0), 1.0, 0);
     near(evalstats_quantile(v, 4, 1.0), 4.0, 0);
@@ -129,9 +129,8 @@ static void test_bootstrap(void **state)
     /* invalid calls */
     assert_int_equal(evalstats_bootstrap_diff(a3, b3, 0, 10, 1, &lo, &hi), ERR_INVAL);
     assert_int_equal(evalstats_bootstrap_diff(a3, b3, 10, 0, 1, &lo, &hi), ERR_INVAL);
-    assert_int_equal(
-        evalstats_bootstrap_diff(a3, b3, 10, EVALSTATS_BOOTSTRAP_MAX + 1, 1, &lo, &hi),
-        ERR_INVAL);
+    assert_int_equal(evalstats_bootstrap_diff(a3, b3, 10, EVALSTATS_BOOTSTRAP_MAX + 1, 1, &lo, &hi),
+                     ERR_INVAL);
 }
 
 static void test_cosine(void **state)
