@@ -1042,9 +1042,12 @@ static int build_report(eval *ev, report *rp)
             return ERR_NOMEM;
     for (size_t t = 1; t < ev->nt; t++) {
         /* each target against the first (the baseline): diff = target - baseline */
-        if (eval_pair(&ev->set, ev->runs, ev->nt, t, 0, ev->repeat, ev->resamples, ev->boot_seed,
-                      &rp->pairs[rp->npairs]) != 0)
-            return ERR_NOMEM;
+        int rc = eval_pair(&ev->set, ev->runs, ev->nt, t, 0, ev->repeat, ev->resamples,
+                           ev->boot_seed, &rp->pairs[rp->npairs]);
+        if (rc == ERR_NOT_FOUND)
+            continue; // interrupted before any case finished on both
+        if (rc)
+            return rc;
         rp->npairs++;
     }
     rp->gates = json_array();

@@ -221,8 +221,9 @@ void eval_target_sum_deinit(eval_target_sum *ts);
  * Pairs targets a and b case by case: each case's score on a target is its
  * share of passed repeats. won/lost/tied compare the scores; a case counts
  * as passed for McNemar when more than half of its repeats passed; the
- * bootstrap resamples cases (evalstats_bootstrap_diff). Returns 0,
- * ERR_INVAL or ERR_NOMEM.
+ * bootstrap resamples cases (evalstats_bootstrap_diff). Only cases whose
+ * runs on both targets are all done count. Returns 0, ERR_NOT_FOUND (no
+ * complete case), ERR_INVAL or ERR_NOMEM.
  */
 int eval_pair(const eval_set *s, const eval_run *runs, size_t n_targets, size_t a, size_t b,
               size_t repeat, size_t resamples, uint64_t seed, eval_pair_sum *out) MUST_USE;

@@ -148,7 +148,6 @@ int eval_pair(const eval_set *s, const eval_run *runs, size_t nt, size_t a, size
         return ERR_INVAL;
     out->a = a;
     out->b = b;
-    out->cases = s->n;
     out->resamples = resamples;
     out->seed = seed;
     double *sa = malloc(s->n * sizeof *sa), *sb = malloc(s->n * sizeof *sb);
@@ -158,16 +157,24 @@ int eval_pair(const eval_set *s, const eval_run *runs, size_t nt, size_t a, size
         return ERR_NOMEM;
     }
     double suma = 0, sumb = 0;
+    size_t m = 0; // complete cases (an interrupted eval leaves some runs undone)
     for (size_t c = 0; c < s->n; c++) {
         size_t pa = 0, pb = 0;
+        bool complete = true;
         for (size_t r = 0; r < repeat; r++) {
-            pa += run_at(runs, nt, c, a, repeat, r)->pass;
-            pb += run_at(runs, nt, c, b, repeat, r)->pass;
+            const eval_run *ra = run_at(runs, nt, c, a, repeat, r);
+            const eval_run *rb = run_at(runs, nt, c, b, repeat, r);
+            complete = complete && ra->done && rb->done;
+            pa += ra->pass;
+            pb += rb->pass;
         }
-        sa[c] = (double)pa / (double)repeat;
-        sb[c] = (double)pb / (double)repeat;
-        suma += sa[c];
-        sumb += sb[c];
+        if (!complete)
+            continue;
+        sa[m] = (double)pa / (double)repeat;
+        sb[m] = (double)pb / (double)repeat;
+        suma += sa[m];
+        sumb += sb[m];
+        m++;
         if (pa > pb)
             out->won++;
         else if (pa < pb)
@@ -178,9 +185,15 @@ int eval_pair(const eval_set *s, const eval_run *runs, size_t nt, size_t a, size
         out->only_a += ma && !mb;
         out->only_b += mb && !ma;
     }
-    out->diff = (suma - sumb) / (double)s->n;
+    out->cases = m;
+    if (m == 0) {
+        free(sa);
+        free(sb);
+        return ERR_NOT_FOUND;
+    }
+    out->diff = (suma - sumb) / (double)m;
     out->p_value = evalstats_mcnemar_exact(out->only_a, out->only_b);
-    int rc = evalstats_bootstrap_diff(sa, sb, s->n, resamples, seed, &out->lo, &out->hi);
+    int rc = evalstats_bootstrap_diff(sa, sb, m, resamples, seed, &out->lo, &out->hi);
     free(sa);
     free(sb);
     return rc;

@@ -351,6 +351,20 @@ static void test_summary(void **state)
     assert_int_equal(a.runs, 12);
     assert_int_equal(a.passed, 8);
     eval_target_sum_deinit(&a);
+    /* interrupted: case 0's second repeat on b never finished: the pair leaves
+     * case 0 out, the target summary leaves that run out */
+    rr[(0 * 2 + 1) * 3 + 1].done = false;
+    assert_int_equal(eval_pair(&s, rr, 2, 0, 1, 3, 500, 3, &p), 0);
+    assert_int_equal(p.cases, 3);
+    assert_int_equal(p.won, 1);
+    assert_int_equal(p.only_a, 1);
+    near(p.diff, (2.0 + 1 + 2) / 9.0 - (1.0 + 2 + 2) / 9.0, 1e-12);
+    assert_int_equal(eval_summarize_target(&s, rr, 2, 1, 3, &price, &b), 0);
+    assert_int_equal(b.runs, 11);
+    eval_target_sum_deinit(&b);
+    for (size_t i = 0; i < 24; i++)
+        rr[i].done = false;
+    assert_int_equal(eval_pair(&s, rr, 2, 0, 1, 3, 500, 3, &p), ERR_NOT_FOUND);
     free(rr);
     eval_set_free(&s);
 }
