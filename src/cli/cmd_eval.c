@@ -877,11 +877,29 @@ static void print_text(const eval *ev, const report *rp, bool interrupted)
     fflush(stdout);
 }
 
+/* argv[i] as a JSON string, with the KEY of an endpoint spec (the third
+ * comma-separated field of --target/--embed/--judge values) replaced, unless
+ * it names an environment variable: the report must not carry secrets. */
+static json_t *redacted_arg(char **argv, int i)
+{
+    const char *a = argv[i];
+    bool spec =
+        i > 0 && (strcmp(argv[i - 1], "--target") == 0 || strcmp(argv[i - 1], "--embed") == 0 ||
+                  strcmp(argv[i - 1], "--judge") == 0);
+    const char *c1 = spec ? strchr(a, ',') : NULL;
+    const char *c2 = c1 ? strchr(c1 + 1, ',') : NULL;
+    if (!c2 || !c2[1] || c2[1] == '$')
+        return json_string(a);
+    char out[2048];
+    snprintf(out, sizeof out, "%.*s,<redacted>", (int)(c2 - a), a);
+    return json_string(out);
+}
+
 static int write_json(const eval *ev, const report *rp, bool interrupted)
 {
     json_t *argv = json_array();
     for (int i = 0; i < ev->argc; i++)
-        json_array_append_new(argv, json_string(ev->argv[i]));
+        json_array_append_new(argv, redacted_arg(ev->argv, i));
     json_t *targets = json_array(), *pairs = json_array();
     for (size_t t = 0; t < ev->nt; t++)
         json_array_append_new(targets, target_json(ev, t, &rp->sums[t]));

@@ -347,11 +347,14 @@ def seeds(s, url, work):
     write_jsonl(data, [{"id": "s1", "prompt": "Once upon a time"},
                        {"id": "s2", "messages": [{"role": "user", "content": "Hi there"}]}])
     rep = os.path.join(work, "seeds.json")
-    run_eval(["--data", data, "--target", "A=%s,a" % url, "--target", "B=%s,b" % url,
-              "--temperature", "0.9", "--seed", "7", "--repeat", "2", "--max-tokens", "6",
+    run_eval(["--data", data, "--target", "A=%s,a,sk-inline-secret" % url,
+              "--target", "B=%s,b" % url, "--temperature", "0.9", "--seed", "7", "--repeat", "2", "--max-tokens", "6",
               "--json", rep, "--quiet"], expect_rc=0)
     r = json.load(open(rep))
     check(len(r["runs"]) == 8 and r["config"]["seed"] == 7, r["config"])
+    # the API key given inline is not in the report
+    check("sk-inline-secret" not in open(rep).read(), "key leaked into the JSON report")
+    check("A=%s,a,<redacted>" % url in r["command"], r["command"])
     for x in r["runs"]:
         model = {"A": "a", "B": "b"}[x["target"]]
         body = {"model": model, "max_tokens": 6, "temperature": 0.9, "seed": 7 + x["repeat"]}
@@ -392,6 +395,7 @@ def paired(s, url, work):
                               "--price", "B=0.5,4", "--bootstrap", "2000",
                               "--bootstrap-seed", "3", "--json", rep], expect_rc=0)
     r = json.load(open(rep))
+    check(r["command"][r["command"].index("--target") + 1] == "A=%s,a" % url, r["command"])
     ta, tb = r["targets"]
     check(ta["name"] == "A" and ta["runs"] == 10 and ta["passed"] == 3, ta)
     check(tb["passed"] == 8 and tb["errors"] == 0, tb)
