@@ -642,21 +642,6 @@ int api_response(buf *b, api_kind k, const api_meta *m, const char *text, size_t
     return buf_append_char(b, '}');
 }
 
-int api_error_json(buf *b, int code, const char *msg, const char *param, const char *code_str)
-{
-    TRY(buf_append_str(b, "{\"error\":{\"message\":"));
-    TRY(put_str(b, msg, strlen(msg)));
-    TRY(buf_printf(b, ",\"type\":\"%s\",\"param\":", err_openai_type(code)));
-    if (param && *param)
-        TRY(put_str(b, param, strlen(param)));
-    else
-        TRY(buf_append_str(b, "null"));
-    TRY(buf_append_str(b, ",\"code\":"));
-    const char *c = code_str ? code_str : err_name(code);
-    TRY(put_str(b, c, strlen(c)));
-    return buf_append_str(b, "}}");
-}
-
 void api_make_id(const char *prefix, char *out, size_t cap)
 {
     unsigned char r[12];

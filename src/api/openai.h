@@ -130,10 +130,5 @@ int api_response(buf *b, api_kind k, const api_meta *m, const char *text, size_t
                  const api_logprob *lp, size_t n_lp, const char *finish,
                  const api_usage *u) MUST_USE;
 
-/* Appends {"error":{"message","type","param","code"}} for code (type from the
- * error table; code "model_not_found" for ERR_NOT_FOUND when is_model). */
-int api_error_json(buf *b, int code, const char *msg, const char *param,
-                   const char *code_str) MUST_USE;
-
 /* Fills a random request id "<prefix>-<24 hex>" into out (cap >= 40). */
 void api_make_id(const char *prefix, char *out, size_t cap);

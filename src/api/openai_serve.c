@@ -456,7 +456,7 @@ static int policy_body(req_ctx *c, buf *b)
 {
     const char *pid = gw_run_policy_id(c->run);
     return pid ? gw_policy_error_json(c->gw, pid, b)
-               : api_error_json(b, ERR_POLICY, NULL, NULL, NULL);
+               : http_error_json(b, ERR_POLICY, NULL, NULL, NULL);
 }
 
 /* Stream: the closing events (finish chunk or error, citations, usage,
@@ -471,7 +471,9 @@ static void stream_close_events(req_ctx *c)
         if (!rc)
             rc = c->err_code == ERR_POLICY
                      ? policy_body(c, &c->chunk)
-                     : api_error_json(&c->chunk, c->err_code, c->err_text, NULL, NULL);
+                     : http_error_json(&c->chunk, c->err_code,
+                                       err_http_status(c->err_code) >= 500 ? NULL : c->err_text,
+                                       NULL, NULL); // a 5xx shows only its code's text
         if (!rc)
             rc = buf_append_str(&c->chunk, "\n\n");
     } else {

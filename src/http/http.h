@@ -189,8 +189,12 @@ int http_respond_error(http_req *r, int code, const char *msg, const char *param
                        const char *code_str, const char *headers);
 
 /*
- * Appends {"error":{...}} for code to out (the one error shape of the server).
- * Returns 0 or the buf error.
+ * Appends {"error":{"message","type","param","code"}} for code to out: the one
+ * error shape of the server, used by every module (api/ included) for answers
+ * and for error events inside SSE streams. type comes from the error table;
+ * msg NULL or "" -> the code's default text; param NULL -> null; code_str
+ * NULL -> err_name(code). msg is used as given (callers hide 5xx detail, as
+ * http_respond_error does). Returns 0 or the buf error. Any thread.
  */
 struct buf;
 int http_error_json(struct buf *out, int code, const char *msg, const char *param,

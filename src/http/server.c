@@ -179,6 +179,8 @@ static void parse_traceparent(const char *tp, char *trace_id)
 int http_error_json(buf *out, int code, const char *msg, const char *param, const char *code_str)
 {
     const char *c = code_str ? code_str : err_name(code);
+    if (!msg || !*msg)
+        msg = err_str(code);
     int rc = buf_append_str(out, "{\"error\":{\"message\":\"");
     if (!rc)
         rc = buf_append_json_str(out, msg, strlen(msg));

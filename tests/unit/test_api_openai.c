@@ -241,16 +241,6 @@ static void test_shapes(void **state)
                      1);
     json_decref(o);
 
-    buf_reset(&b);
-    assert_int_equal(api_error_json(&b, ERR_NOT_FOUND, "model 'x' not found", "model",
-                                    "model_not_found"),
-                     0);
-    o = load(b.data, b.len);
-    json_t *e = json_object_get(o, "error");
-    assert_string_equal(json_string_value(json_object_get(e, "code")), "model_not_found");
-    assert_string_equal(json_string_value(json_object_get(e, "param")), "model");
-    assert_string_equal(json_string_value(json_object_get(e, "type")), "invalid_request_error");
-    json_decref(o);
     buf_deinit(&b);
 
     char id[48], id2[48];
