@@ -183,7 +183,7 @@ CHARTS_JS = """(() => {
 })()"""
 
 
-def check_page(chrome, path, png=None, width=1200, max_height=6000, scale=0.35, timeout=60):
+def check_page(chrome, path, png=None, width=1200, max_height=6000, scale=0.25, timeout=60):
     """Loads file `path`; returns {errors, requests, charts, png: {...}, height}."""
     user_dir = tempfile.mkdtemp(prefix="ferry-chrome-")
     url = "file://" + os.path.abspath(path)
