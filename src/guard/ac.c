@@ -72,6 +72,7 @@ int ac_build(const char *const *pats, const size_t *lens, size_t n, ac_auto *out
     for (size_t i = 0; i < n; i++) {
         const unsigned char *p = (const unsigned char *)pats[i];
         out->pat_len[i] = (uint32_t)lens[i];
+        out->maxlen = MAX(out->maxlen, lens[i]);
         out->out_pat[i] = (uint32_t)i;
         out->out_next[i] = NONE;
         if (lens[i] == 0)
@@ -160,25 +161,24 @@ nomem:
 /* A word boundary between normalized bytes k-1 and k: a non-word byte on
  * either side, or original bytes dropped between them (a spaced-out word
  * joined by the normalizer: "a b o m b" -> "abomb" still has "bomb"). */
-static bool boundary(const unsigned char *t, const uint32_t *src, const uint32_t *srcend,
-                     size_t k)
+static bool boundary(const unsigned char *t, const norm_buf *nb, size_t k)
 {
     if (!is_word_byte(t[k - 1]) || !is_word_byte(t[k]))
         return true;
-    return src && src[k] > srcend[k - 1];
+    return nb && norm_gap_before(nb, k);
 }
 
-static int report(const ac_auto *a, const unsigned char *t, size_t len, const uint32_t *src,
-                  const uint32_t *srcend, uint32_t st, size_t end, ac_match_fn fn, void *ctx)
+static int report(const ac_auto *a, const unsigned char *t, size_t len, const norm_buf *nb,
+                  uint32_t st, size_t end, ac_match_fn fn, void *ctx)
 {
     for (; st; st = a->dict[st]) {
         for (uint32_t k = a->own[st]; k != NONE; k = a->out_next[k]) {
             uint32_t pat = a->out_pat[k];
             size_t start = end - a->pat_len[pat];
             uint8_t wb = a->pat_wb[pat];
-            if ((wb & 1) && start > 0 && !boundary(t, src, srcend, start))
+            if ((wb & 1) && start > 0 && !boundary(t, nb, start))
                 continue;
-            if ((wb & 2) && end < len && !boundary(t, src, srcend, end))
+            if ((wb & 2) && end < len && !boundary(t, nb, end))
                 continue;
             int rc = fn(ctx, pat, start, end);
             if (rc)
@@ -188,22 +188,112 @@ static int report(const ac_auto *a, const unsigned char *t, size_t len, const ui
     return 0;
 }
 
-int ac_search(const ac_auto *a, const char *text, size_t len, const uint32_t *src,
-              const uint32_t *srcend, ac_match_fn fn, void *ctx)
+/* Walks text[from, to) from the root state and reports the matches that end
+ * after cut: a window of the text, started early enough (cut - from >=
+ * maxlen - 1, or from == 0) to see every match that ends inside it. */
+static int search_part(const ac_auto *a, const unsigned char *t, size_t len, const norm_buf *nb,
+                       size_t from, size_t cut, size_t to, ac_match_fn fn, void *ctx)
 {
-    if (!a->delta)
-        return 0;
-    const unsigned char *t = (const unsigned char *)text;
     const uint32_t *d = a->delta;
     const uint8_t *cls = a->cls;
     uint32_t s = 0;
-    for (size_t i = 0; i < len; i++) {
+    for (size_t i = from; i < to; i++) {
         s = d[(s & ~AC_OUT) + cls[t[i]]];
-        if (UNLIKELY(s & AC_OUT)) {
-            int rc = report(a, t, len, src, srcend, (s & ~AC_OUT) / a->ncls, i + 1, fn, ctx);
+        if (UNLIKELY(s & AC_OUT) && i + 1 > cut) {
+            int rc = report(a, t, len, nb, (s & ~AC_OUT) / a->ncls, i + 1, fn, ctx);
             if (rc)
                 return rc;
         }
+    }
+    return 0;
+}
+
+/*
+ * Interleaved search. A DFA walk is one chain of dependent loads, so a big
+ * automaton runs at the speed of its cache misses, one at a time. The text
+ * is taken in windows of WINDOW bytes; each window is cut into NSTREAM parts
+ * walked in lock step, which keeps NSTREAM misses in flight. A part starts
+ * maxlen - 1 bytes before its cut, in the root state, so it sees every match
+ * ending after the cut, and reports only those: the parts' matches, each in
+ * order of end, concatenate in order. Raw hits (state, end) are buffered per
+ * part; a window with more hits than the buffers hold is walked again the
+ * plain way (callbacks have effects, so none runs before the buffers are
+ * known to suffice).
+ */
+#define NSTREAM 4
+#define HITS_MAX 128
+#define WINDOW (64 * 1024)
+_Static_assert(NSTREAM == 4, "the lock-step loop below is unrolled for 4 parts");
+
+typedef struct raw_hit {
+    uint32_t st;
+    uint32_t end;
+} raw_hit;
+
+static int search_window(const ac_auto *a, const unsigned char *t, size_t len,
+                         const norm_buf *nb, size_t w0, size_t w1, size_t ov, ac_match_fn fn,
+                         void *ctx)
+{
+    const uint32_t *d = a->delta;
+    const uint8_t *cls = a->cls;
+    size_t from[NSTREAM], cut[NSTREAM], to[NSTREAM], nh[NSTREAM] = {0};
+    raw_hit hits[NSTREAM][HITS_MAX];
+    uint32_t s[NSTREAM] = {0};
+    size_t common = SIZE_MAX;
+    for (int k = 0; k < NSTREAM; k++) {
+        cut[k] = w0 + (w1 - w0) * (size_t)k / NSTREAM;
+        to[k] = w0 + (w1 - w0) * (size_t)(k + 1) / NSTREAM;
+        from[k] = cut[k] > ov ? cut[k] - ov : 0;
+        common = MIN(common, to[k] - from[k]);
+    }
+    bool full = false;
+#define STEP(k)                                                                                 \
+    do {                                                                                        \
+        size_t p_ = from[k] + i;                                                                \
+        s[k] = d[(s[k] & ~AC_OUT) + cls[t[p_]]];                                                \
+        if (UNLIKELY(s[k] & AC_OUT) && p_ + 1 > cut[k]) {                                       \
+            if (nh[k] == HITS_MAX)                                                              \
+                full = true;                                                                    \
+            else                                                                                \
+                hits[k][nh[k]++] = (raw_hit){(s[k] & ~AC_OUT) / a->ncls, (uint32_t)(p_ + 1)};   \
+        }                                                                                       \
+    } while (0)
+    for (size_t i = 0; i < common && !full; i++) {
+        STEP(0);
+        STEP(1);
+        STEP(2);
+        STEP(3);
+    }
+    for (int k = 0; k < NSTREAM && !full; k++)
+        for (size_t i = common; from[k] + i < to[k] && !full; i++)
+            STEP(k);
+#undef STEP
+    if (full)
+        return search_part(a, t, len, nb, w0 > ov ? w0 - ov : 0, w0, w1, fn, ctx);
+    for (int k = 0; k < NSTREAM; k++)
+        for (size_t h = 0; h < nh[k]; h++) {
+            int rc = report(a, t, len, nb, hits[k][h].st, hits[k][h].end, fn, ctx);
+            if (rc)
+                return rc;
+        }
+    return 0;
+}
+
+int ac_search(const ac_auto *a, const char *text, size_t len, const norm_buf *nb,
+              ac_match_fn fn, void *ctx)
+{
+    if (!a->delta || len == 0)
+        return 0;
+    const unsigned char *t = (const unsigned char *)text;
+    size_t ov = a->maxlen ? a->maxlen - 1 : 0;
+    for (size_t w0 = 0; w0 < len; w0 += WINDOW) {
+        size_t w1 = MIN(len, w0 + WINDOW);
+        // Parts shorter than a few overlaps would mostly re-walk the overlap.
+        int rc = (w1 - w0) < 512 || (w1 - w0) < 16 * ov || len > UINT32_MAX
+                     ? search_part(a, t, len, nb, w0 > ov ? w0 - ov : 0, w0, w1, fn, ctx)
+                     : search_window(a, t, len, nb, w0, w1, ov, fn, ctx);
+        if (rc)
+            return rc;
     }
     return 0;
 }

@@ -67,7 +67,7 @@ static int on_term(void *ctx, uint32_t pat, size_t a, size_t b)
 {
     term_ctx *t = ctx;
     const norm_buf *nb = &t->s->nb;
-    guard_span sp = {nb->src[a], nb->srcend[b - 1], GUARD_T_BLOCKLIST, pat};
+    guard_span sp = {norm_src_start(nb, a), norm_src_end(nb, b - 1), GUARD_T_BLOCKLIST, pat};
     t->rc = scratch_push(t->s, true, sp);
     return t->rc;
 }
@@ -112,7 +112,7 @@ int guard_scan(const guard_policy *p, guard_scratch *s, const char *text, size_t
     }
     if (do_terms) {
         term_ctx tc = {s, 0};
-        ac_search(&p->terms, s->nb.p, s->nb.n, s->nb.src, s->nb.srcend, on_term, &tc);
+        ac_search(&p->terms, s->nb.p, s->nb.n, &s->nb, on_term, &tc);
         if (tc.rc) {
             rc = tc.rc;
             goto fail;

@@ -13,20 +13,44 @@
 /* ---- normalization with an offset map ---------------------------------- */
 
 /*
- * Normalized text plus, for each of its bytes, the original byte range of the
- * source character (cluster) it came from: src[i] = start, srcend[i] = end.
- * All arrays hold cap entries; n is used. text < 4 GiB (uint32 offsets).
+ * Normalized text plus a map back to the source, kept as segments rather than
+ * per byte (writing two offsets per byte cost more than the normalization).
+ * A segment starts at output byte `out`:
+ *   ident = 1: output bytes map one to one onto source bytes from `src` on,
+ *              a run of whole characters each normalized to the same number
+ *              of bytes (ASCII words, CJK ideographs, lower-cased letters);
+ *              the source character of output byte k is found from the
+ *              source's UTF-8 structure around src + (k - out).
+ *   ident = 0: one source cluster [src, src_end) whose normalized form is the
+ *              segment's bytes (full-width forms, ligatures, clusters with
+ *              combining marks).
+ * Segments are in increasing order of out and of src; a segment ends where
+ * the next begins (the last at n). Source bytes between two segments were
+ * dropped (zero-width characters, collapsed spaces, gaps inside CJK text).
+ * text < 4 GiB (uint32 offsets). srct points at the source of the last run.
  */
+typedef struct norm_seg {
+    uint32_t out, src, src_end;
+    uint32_t ident;
+} norm_seg;
+
 typedef struct norm_buf {
     char *p;
-    uint32_t *src;
-    uint32_t *srcend;
     size_t n, cap;
+    norm_seg *seg;
+    size_t nseg, seg_cap;
+    const unsigned char *srct; // borrowed: the text given to the last norm_run
 } norm_buf;
 
 void norm_buf_deinit(norm_buf *b);
-/* Normalizes text into b (replacing its contents). 0, ERR_NOMEM, ERR_TOO_LARGE. */
+/* Normalizes text into b (replacing its contents); b keeps a pointer to text,
+ * which must outlive the use of the map. 0, ERR_NOMEM, ERR_TOO_LARGE. */
 int norm_run(const char *text, size_t len, norm_buf *b);
+/* Source byte range of the character that output byte k (< n) came from. */
+size_t norm_src_start(const norm_buf *b, size_t k);
+size_t norm_src_end(const norm_buf *b, size_t k);
+/* True when source bytes were dropped between output bytes k-1 and k (0 < k < n). */
+bool norm_gap_before(const norm_buf *b, size_t k);
 
 /* ---- Aho-Corasick -------------------------------------------------------- */
 
@@ -51,6 +75,7 @@ typedef struct ac_auto {
     uint32_t *pat_len;  // per pattern: bytes
     uint8_t *pat_wb;    // per pattern: bit0 needs boundary before, bit1 after
     size_t npat;
+    size_t maxlen; // longest pattern in bytes
 } ac_auto;
 
 /* Called per match: pattern id and [start, end) in the searched bytes.
@@ -64,11 +89,11 @@ typedef int (*ac_match_fn)(void *ctx, uint32_t pat, size_t start, size_t end);
  */
 int ac_build(const char *const *pats, const size_t *lens, size_t n, ac_auto *out, err_msg *e);
 void ac_free(ac_auto *a);
-/* Reports every match in order of end position. src/srcend (may be NULL) are
- * the normalizer's offset map, used to see dropped separators as word
- * boundaries. Returns what fn returned to stop, or 0. */
-int ac_search(const ac_auto *a, const char *text, size_t len, const uint32_t *src,
-              const uint32_t *srcend, ac_match_fn fn, void *ctx);
+/* Reports every match in order of end position. nb (may be NULL) is the
+ * normalizer's output that text/len are (nb->p, nb->n): its map shows dropped
+ * separators as word boundaries. Returns what fn returned to stop, or 0. */
+int ac_search(const ac_auto *a, const char *text, size_t len, const norm_buf *nb,
+              ac_match_fn fn, void *ctx);
 
 /* ---- injection rules ---------------------------------------------------- */
 

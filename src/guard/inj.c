@@ -484,7 +484,7 @@ double inj_score(const inj_set *s, const char *text, size_t len, const norm_buf 
         for (size_t g = 0; g < NGROUPS; g++)
             m->chain[r][g] = NO_POS;
     }
-    ac_search(&s->ac, nb->p, nb->n, nb->src, nb->srcend, on_kw, m);
+    ac_search(&s->ac, nb->p, nb->n, nb, on_kw, m);
     double keep = 1.0;
     for (size_t r = 0; r < NRULES; r++)
         if (m->fired[r])

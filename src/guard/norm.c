@@ -12,13 +12,18 @@
  *   3. three or more single letters or digits separated by short gaps are
  *      joined ("b o m b", "k.i.l.l" -> "bomb", "kill").
  *
- * Every output byte keeps the original byte range of the character it came
- * from (norm_buf.src/srcend), so a match maps back to original offsets.
+ * Every output byte maps back to the original byte range of the character it
+ * came from (norm_buf segments, see guard_int.h), so a match maps back to
+ * original offsets.
  *
- * Speed: ASCII is handled inline; other BMP characters go through a table
- * built once (pthread_once) holding each code point's normalized UTF-8 and
- * class flags. utf8proc is called per match only for a character followed by
- * combining marks (composition) and for characters outside the BMP.
+ * Speed: the two kinds of run that make up most text are copied in tight
+ * loops: ASCII words (lower-cased through a 256-byte table) and CJK
+ * ideographs U+4E00-U+9FFF (NFKC and case folding leave them unchanged). A
+ * run extends the current identity segment, so the map costs nothing per
+ * byte. Other BMP characters go through a table built once (pthread_once)
+ * holding each code point's normalized UTF-8 and class flags; utf8proc is
+ * called only for a character followed by combining marks (composition) and
+ * for characters outside the BMP.
  */
 #include <pthread.h>
 #include <stdlib.h>
@@ -27,7 +32,8 @@
 
 #include "guard/guard_int.h"
 
-enum { C_NONE = 0, C_SEP = 1, C_CJK = 2, C_ALNUM = 3, C_OTHER = 4 };
+// C_MB marks a byte >= 0x80 in the ASCII class table.
+enum { C_NONE = 0, C_SEP = 1, C_CJK = 2, C_ALNUM = 3, C_OTHER = 4, C_MB = 5 };
 
 // Table entry: bits 0-19 blob offset, 20-25 length, 26-28 class, 29 combining.
 #define T_OFF(e) ((e)&0xFFFFFu)
@@ -38,6 +44,10 @@ enum { C_NONE = 0, C_SEP = 1, C_CJK = 2, C_ALNUM = 3, C_OTHER = 4 };
 static uint32_t *g_tab;
 static char *g_blob;
 static int g_tab_ok;
+static int g_cjk_ident;   // U+4E00-U+9FFF normalize to themselves
+static uint8_t g_acls[256]; // class of an ASCII byte, C_MB for bytes >= 0x80
+static uint8_t g_alow[256]; // normalized ASCII byte: lower case, white space -> ' '
+
 static pthread_once_t g_once = PTHREAD_ONCE_INIT;
 
 static const utf8proc_option_t NORM_OPTS =
@@ -171,6 +181,22 @@ static void table_build(void)
         g_tab[c] = (uint32_t)bn | ((uint32_t)w << 20) | (cls << 26) | (comb << 29);
         bn += w;
     }
+    for (int c = 0; c < 256; c++) {
+        g_acls[c] = c < 0x80 ? (uint8_t)ascii_class(c) : C_MB;
+        g_alow[c] = (uint8_t)((c >= 'A' && c <= 'Z') ? c + 32 : c);
+        if (c == '\t' || c == '\n' || c == '\r' || c == '\v' || c == '\f')
+            g_alow[c] = ' ';
+    }
+    // The CJK fast path copies U+4E00-U+9FFF unchanged: check that holds.
+    g_cjk_ident = 1;
+    for (int32_t c = 0x4E00; c <= 0x9FFF; c++) {
+        unsigned char u[4];
+        utf8proc_ssize_t w = utf8proc_encode_char(c, u);
+        uint32_t e = g_tab[c];
+        if (T_CLS(e) != C_CJK || T_LEN(e) != (uint32_t)w || T_COMB(e) ||
+            memcmp(g_blob + T_OFF(e), u, (size_t)w) != 0)
+            g_cjk_ident = 0;
+    }
     g_tab_ok = 1;
 }
 
@@ -215,8 +241,7 @@ size_t utf8_dec(const unsigned char *p, size_t n, int32_t *cp)
 void norm_buf_deinit(norm_buf *b)
 {
     free(b->p);
-    free(b->src);
-    free(b->srcend);
+    free(b->seg);
     memset(b, 0, sizeof *b);
 }
 
@@ -234,26 +259,142 @@ static int reserve(norm_buf *b, size_t need)
     if (!p)
         return ERR_NOMEM;
     b->p = p;
-    uint32_t *s = realloc(b->src, cap * sizeof(uint32_t));
-    if (!s)
-        return ERR_NOMEM;
-    b->src = s;
-    uint32_t *se = realloc(b->srcend, cap * sizeof(uint32_t));
-    if (!se)
-        return ERR_NOMEM;
-    b->srcend = se;
     b->cap = cap;
     return 0;
 }
 
-/* Removes out bytes [at, at+n) (a gap between spaced-out letters). */
-static void cut_bytes(norm_buf *b, size_t at, size_t n)
+static int seg_reserve(norm_buf *b, size_t need)
 {
-    size_t tail = b->n - at - n;
-    memmove(b->p + at, b->p + at + n, tail);
-    memmove(b->src + at, b->src + at + n, tail * sizeof(uint32_t));
-    memmove(b->srcend + at, b->srcend + at + n, tail * sizeof(uint32_t));
+    if (need <= b->seg_cap)
+        return 0;
+    size_t cap = b->seg_cap ? b->seg_cap * 2 : 64;
+    while (cap < need)
+        cap *= 2;
+    size_t bytes;
+    if (!size_mul_ok(cap, sizeof(norm_seg), &bytes))
+        return ERR_TOO_LARGE;
+    norm_seg *s = realloc(b->seg, bytes);
+    if (!s)
+        return ERR_NOMEM;
+    b->seg = s;
+    b->seg_cap = cap;
+    return 0;
+}
+
+/* Records that the next output bytes come from source [a, e): extends the last
+ * identity segment when they continue it, else starts a segment. */
+static inline int seg_note(norm_buf *b, size_t a, size_t e, bool ident)
+{
+    if (b->nseg) {
+        const norm_seg *l = &b->seg[b->nseg - 1];
+        if (ident && l->ident && l->src + (b->n - l->out) == a)
+            return 0;
+    }
+    if (UNLIKELY(b->nseg == b->seg_cap)) {
+        int rc = seg_reserve(b, b->nseg + 1);
+        if (rc)
+            return rc;
+    }
+    b->seg[b->nseg++] = (norm_seg){(uint32_t)b->n, (uint32_t)a, (uint32_t)e, ident ? 1u : 0u};
+    return 0;
+}
+
+/* Drops segments that start at or past the output end (after b->n shrank). */
+static void seg_truncate(norm_buf *b)
+{
+    while (b->nseg && b->seg[b->nseg - 1].out >= b->n)
+        b->nseg--;
+}
+
+/* Index of the segment holding output byte k (k < n, nseg > 0). */
+static size_t seg_find(const norm_buf *b, size_t k)
+{
+    size_t lo = 0, hi = b->nseg; // answer in [lo, hi)
+    while (hi - lo > 1) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (b->seg[mid].out <= k)
+            lo = mid;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
+size_t norm_src_start(const norm_buf *b, size_t k)
+{
+    const norm_seg *s = &b->seg[seg_find(b, k)];
+    if (!s->ident)
+        return s->src;
+    size_t x = s->src + (k - s->out);
+    while (x > s->src && (b->srct[x] & 0xC0) == 0x80)
+        x--;
+    return x;
+}
+
+size_t norm_src_end(const norm_buf *b, size_t k)
+{
+    size_t i = seg_find(b, k);
+    const norm_seg *s = &b->seg[i];
+    if (!s->ident)
+        return s->src_end;
+    size_t out_end = i + 1 < b->nseg ? b->seg[i + 1].out : b->n;
+    size_t lim = s->src + (out_end - s->out);
+    size_t x = s->src + (k - s->out) + 1;
+    while (x < lim && (b->srct[x] & 0xC0) == 0x80)
+        x++;
+    return x;
+}
+
+bool norm_gap_before(const norm_buf *b, size_t k)
+{
+    size_t i = seg_find(b, k);
+    const norm_seg *s = &b->seg[i];
+    if (s->out != k || i == 0)
+        return false;
+    const norm_seg *p = &b->seg[i - 1];
+    size_t pend = p->ident ? p->src + (s->out - p->out) : p->src_end;
+    return s->src > pend;
+}
+
+/* Makes a segment start at output byte k (< n); returns its index, or a
+ * negative error. k is always at a piece boundary, so only an identity
+ * segment can need splitting. */
+static ptrdiff_t seg_split(norm_buf *b, size_t k)
+{
+    size_t i = seg_find(b, k);
+    if (b->seg[i].out == k)
+        return (ptrdiff_t)i;
+    int rc = seg_reserve(b, b->nseg + 1);
+    if (rc)
+        return rc;
+    norm_seg s = b->seg[i];
+    memmove(b->seg + i + 2, b->seg + i + 1, (b->nseg - i - 1) * sizeof *b->seg);
+    b->seg[i + 1] = (norm_seg){(uint32_t)k, s.src + (uint32_t)(k - s.out), 0, s.ident};
+    b->nseg++;
+    return (ptrdiff_t)(i + 1);
+}
+
+/* Removes output bytes [at, at+n) (a gap between spaced-out letters). */
+static int cut_bytes(norm_buf *b, size_t at, size_t n)
+{
+    if (n == 0 || at + n > b->n)
+        return 0;
+    ptrdiff_t i0 = seg_split(b, at);
+    if (i0 < 0)
+        return (int)i0;
+    ptrdiff_t i1 = (ptrdiff_t)b->nseg;
+    if (at + n < b->n) {
+        i1 = seg_split(b, at + n);
+        if (i1 < 0)
+            return (int)i1;
+    }
+    memmove(b->seg + i0, b->seg + i1, (b->nseg - (size_t)i1) * sizeof *b->seg);
+    b->nseg -= (size_t)(i1 - i0);
+    for (size_t k = (size_t)i0; k < b->nseg; k++)
+        b->seg[k].out -= (uint32_t)n;
+    memmove(b->p + at, b->p + at + n, b->n - at - n);
     b->n -= n;
+    return 0;
 }
 
 typedef struct gap {
@@ -263,6 +404,75 @@ typedef struct gap {
 #define CJK_GAP_MAX 8    // separators dropped between two CJK characters
 #define SPACED_GAP_MAX 3 // separators between spaced-out letters
 
+/* The word/gap state of one run. */
+typedef struct nstate {
+    norm_buf *b;
+    size_t gap_start, gap_cps; // current run of separators in out (SIZE_MAX: none)
+    unsigned last_cls;         // class of the last non-separator
+    size_t word_cps;
+    bool word_alnum1;
+    size_t run_n;      // consecutive single-letter words so far
+    gap g_cur, g_prev; // gaps before the last two words
+} nstate;
+
+/* A separator arrives: a word may have just ended (spaced-out letters rule). */
+static inline int on_sep(nstate *st)
+{
+    if (st->gap_start == SIZE_MAX) {
+        bool single = st->word_cps == 1 && st->word_alnum1;
+        if (single && st->run_n >= 1 && st->g_cur.cps <= SPACED_GAP_MAX) {
+            st->run_n++;
+            // The third single letter joins the run: cut both gaps (the later
+            // one first, so the earlier offsets stay valid); later letters
+            // cut the gap before them.
+            int rc = 0;
+            if (st->run_n >= 3)
+                rc = cut_bytes(st->b, st->g_cur.start, st->g_cur.len);
+            if (rc == 0 && st->run_n == 3)
+                rc = cut_bytes(st->b, st->g_prev.start, st->g_prev.len);
+            if (rc)
+                return rc;
+        } else {
+            st->run_n = single ? 1 : 0;
+        }
+        st->gap_start = st->b->n;
+        st->gap_cps = 0;
+    }
+    st->gap_cps++;
+    return 0;
+}
+
+/* A word character of class cls arrives: close the gap before it. */
+static inline void on_word(nstate *st, unsigned cls)
+{
+    if (st->gap_start != SIZE_MAX) {
+        norm_buf *b = st->b;
+        if (cls == C_CJK && st->last_cls == C_CJK && st->gap_cps <= CJK_GAP_MAX) {
+            b->n = st->gap_start; // drop separators inside CJK text
+            seg_truncate(b);
+        } else {
+            st->g_prev = st->g_cur;
+            st->g_cur = (gap){st->gap_start, b->n - st->gap_start, st->gap_cps};
+            st->word_cps = 0;
+        }
+        st->gap_start = SIZE_MAX;
+    }
+    if (st->word_cps == 0)
+        st->word_alnum1 = cls == C_ALNUM;
+    st->word_cps++;
+    st->last_cls = cls;
+}
+
+static inline int grow_for(norm_buf *b, size_t on, size_t left)
+{
+    if (LIKELY(b->n + on <= b->cap))
+        return 0;
+    size_t need;
+    if (!size_add_ok(b->n, on + 64 + left / 4, &need))
+        return ERR_TOO_LARGE;
+    return reserve(b, need);
+}
+
 int norm_run(const char *text, size_t len, norm_buf *b)
 {
     pthread_once(&g_once, table_build);
@@ -271,33 +481,69 @@ int norm_run(const char *text, size_t len, norm_buf *b)
     if (len > (size_t)UINT32_MAX - 1)
         return ERR_TOO_LARGE;
     b->n = 0;
+    b->nseg = 0;
+    b->srct = (const unsigned char *)text;
     int rc = reserve(b, len + 64);
     if (rc)
         return rc;
     const unsigned char *t = (const unsigned char *)text;
-    size_t gap_start = SIZE_MAX, gap_cps = 0; // current run of separators in out
-    unsigned last_cls = C_NONE;               // class of the last non-separator
-    size_t word_cps = 0;
-    bool word_alnum1 = false;
-    size_t run_n = 0;           // consecutive single-letter words so far
-    gap g_cur = {0, 0, SIZE_MAX}, g_prev = {0, 0, SIZE_MAX}; // gaps before the last two words
+    nstate st = {b, SIZE_MAX, 0, C_NONE, 0, false, 0, {0, 0, SIZE_MAX}, {0, 0, SIZE_MAX}};
     size_t i = 0;
-    while (i <= len) {
+    while (i < len) {
+        unsigned char c0 = t[i];
+        unsigned acl = g_acls[c0];
+        // Fast path 1: a run of ASCII letters and digits. Its last character
+        // goes the slow way when a non-ASCII byte (a combining mark?) follows.
+        if (acl == C_ALNUM) {
+            size_t j = i + 1;
+            while (j < len && g_acls[t[j]] == C_ALNUM)
+                j++;
+            if (j < len && t[j] >= 0x80)
+                j--;
+            if (j > i) {
+                on_word(&st, C_ALNUM);
+                st.word_cps += j - i - 1;
+                if ((rc = grow_for(b, j - i, len - i)) || (rc = seg_note(b, i, j, true)))
+                    return rc;
+                char *o = b->p + b->n;
+                for (size_t k = i; k < j; k++)
+                    *o++ = (char)g_alow[t[k]];
+                b->n += j - i;
+                i = j;
+                continue;
+            }
+        }
+        // Fast path 2: a run of CJK ideographs U+4E00-U+9FFF (lead bytes
+        // E4-E9), each followed by ASCII or another such lead byte (so no
+        // combining mark), copied unchanged.
+        if (c0 >= 0xE4 && c0 <= 0xE9 && g_cjk_ident) {
+            size_t j = i;
+            while (j + 2 < len && t[j] >= 0xE4 && t[j] <= 0xE9 && (t[j + 1] & 0xC0) == 0x80 &&
+                   (t[j + 2] & 0xC0) == 0x80 && (t[j] > 0xE4 || t[j + 1] >= 0xB8) &&
+                   (j + 3 >= len || t[j + 3] < 0x80 || (t[j + 3] >= 0xE4 && t[j + 3] <= 0xE9)))
+                j += 3;
+            if (j > i) {
+                on_word(&st, C_CJK);
+                st.word_cps += (j - i) / 3 - 1;
+                if ((rc = grow_for(b, j - i, len - i)) || (rc = seg_note(b, i, j, true)))
+                    return rc;
+                memcpy(b->p + b->n, t + i, j - i);
+                b->n += j - i;
+                i = j;
+                continue;
+            }
+        }
         unsigned char u[256];
         const unsigned char *op;
         size_t on, step;
         unsigned cls;
-        if (i == len) {
-            cls = C_SEP; // end of text ends the last word
-            on = 0;
-            op = u;
+        bool ident;
+        if (c0 < 0x80 && (i + 1 >= len || t[i + 1] < 0x80)) {
+            cls = acl;
+            op = g_alow + c0;
+            on = cls == C_NONE ? 0 : 1;
             step = 1;
-        } else if (t[i] < 0x80 && (i + 1 >= len || t[i + 1] < 0x80)) {
-            uint32_t e = g_tab[t[i]];
-            cls = T_CLS(e);
-            op = (const unsigned char *)g_blob + T_OFF(e);
-            on = T_LEN(e);
-            step = 1;
+            ident = true;
         } else {
             int32_t c;
             step = utf8_dec(t + i, len - i, &c);
@@ -344,6 +590,7 @@ int norm_run(const char *text, size_t len, norm_buf *b)
                 else
                     cls = is_sep_cat(utf8proc_category(c)) ? C_SEP : C_OTHER;
             }
+            ident = ncl == 1 && on == step;
             step = j - i;
         }
         if (cls == C_NONE) {
@@ -351,64 +598,22 @@ int norm_run(const char *text, size_t len, norm_buf *b)
             continue;
         }
         if (cls == C_SEP) {
-            if (gap_start == SIZE_MAX) {
-                // A word just ended: the spaced-out-letters rule.
-                bool single = word_cps == 1 && word_alnum1;
-                if (single && run_n >= 1 && g_cur.cps <= SPACED_GAP_MAX) {
-                    run_n++;
-                    if (run_n == 3) {
-                        cut_bytes(b, g_cur.start, g_cur.len);
-                        cut_bytes(b, g_prev.start, g_prev.len);
-                    } else if (run_n > 3) {
-                        cut_bytes(b, g_cur.start, g_cur.len);
-                    }
-                } else {
-                    run_n = single ? 1 : 0;
-                }
-                gap_start = b->n;
-                gap_cps = 0;
-            }
-            gap_cps++;
-        } else {
-            if (gap_start != SIZE_MAX) {
-                if (cls == C_CJK && last_cls == C_CJK && gap_cps <= CJK_GAP_MAX) {
-                    b->n = gap_start; // drop separators inside CJK text
-                    gap_start = SIZE_MAX;
-                } else {
-                    g_prev = g_cur;
-                    g_cur = (gap){gap_start, b->n - gap_start, gap_cps};
-                    gap_start = SIZE_MAX;
-                    word_cps = 0;
-                }
-            }
-            if (word_cps == 0)
-                word_alnum1 = cls == C_ALNUM;
-            word_cps++;
-            last_cls = cls;
-        }
-        if (i == len)
-            break;
-        if (cls == C_SEP && on == 1 && op[0] == ' ' && b->n > 0 && b->p[b->n - 1] == ' ') {
-            i += step; // runs of white space count as one space
-            continue;
-        }
-        if (b->n + on + 8 > b->cap) {
-            size_t need;
-            if (!size_add_ok(b->n, on + 64 + (len - i) / 4, &need))
-                return ERR_TOO_LARGE;
-            rc = reserve(b, need);
-            if (rc)
+            if ((rc = on_sep(&st)))
                 return rc;
+            if (on == 1 && op[0] == ' ' && b->n > 0 && b->p[b->n - 1] == ' ') {
+                i += step; // runs of white space count as one space
+                continue;
+            }
+        } else {
+            on_word(&st, cls);
         }
-        for (size_t k = 0; k < on; k++) {
-            b->p[b->n] = (char)op[k];
-            b->src[b->n] = (uint32_t)i;
-            b->srcend[b->n] = (uint32_t)(i + step);
-            b->n++;
-        }
+        if ((rc = grow_for(b, on, len - i)) || (rc = seg_note(b, i, i + step, ident)))
+            return rc;
+        memcpy(b->p + b->n, op, on);
+        b->n += on;
         i += step;
     }
-    return 0;
+    return on_sep(&st); // the end of the text ends the last word
 }
 
 int guard_normalize(const char *text, size_t len, buf *out)

@@ -298,6 +298,60 @@ static void test_blocklist(void **state)
     guard_engine_free(g);
 }
 
+/* Long texts take the interleaved automaton walk (windows cut into parts,
+ * each started early by the longest term): every hit must be found exactly
+ * once, in order, also when a term straddles a cut and when one part has more
+ * hits than its buffer (the window is then walked again the plain way). */
+static void test_blocklist_long(void **state)
+{
+    (void)state;
+    guard_engine *g = engine_json(
+        "{\"id\":\"b\",\"blocklist\":{\"terms\":[\"ab\",\"中文\",\"xyzzy plugh\"]}}", NULL);
+    const guard_policy *p = guard_engine_select(g, NULL, NULL);
+    guard_scratch *s = guard_scratch_new();
+    static const char *const tok[] = {"ab", "abc", "中文", "中", "xyzzy plugh", "xyzzy", "q", "文"};
+    static const int term[] = {0, -1, 1, -1, 2, -1, -1, -1};
+    size_t sizes[] = {300, 700, 5000, 150000};
+    unsigned seed = 12345;
+    for (size_t si = 0; si < sizeof sizes / sizeof *sizes; si++) {
+        for (int dense = 0; dense < 2; dense++) {
+            buf t;
+            buf_init(&t, 1 << 20);
+            size_t want = 0, want_ids[3] = {0};
+            while (t.len < sizes[si]) {
+                seed = seed * 1103515245u + 12345u;
+                size_t k = (seed >> 16) % (dense ? 2 : 8);
+                k = dense ? k * 4 : k; // dense: only "ab" and "xyzzy plugh"
+                // Separate tokens by a word so CJK neighbours are not joined.
+                assert_int_equal(buf_append_str(&t, tok[k]), 0);
+                assert_int_equal(buf_append_str(&t, " x1 "), 0);
+                if (term[k] >= 0) {
+                    want++;
+                    want_ids[term[k]]++;
+                }
+            }
+            guard_result r;
+            assert_int_equal(guard_scan(p, s, t.data, t.len, GUARD_SCAN_BLOCKLIST, &r, NULL), 0);
+            assert_int_equal(r.n_terms, want);
+            size_t got_ids[3] = {0};
+            for (size_t i = 0; i < r.n_terms; i++) {
+                const guard_span *sp = &r.terms[i];
+                if (i > 0)
+                    assert_true(sp->start >= r.terms[i - 1].end);
+                assert_true(sp->sub < 3);
+                got_ids[sp->sub]++;
+                const char *term_text[] = {"ab", "中文", "xyzzy plugh"};
+                assert_int_equal(sp->end - sp->start, strlen(term_text[sp->sub]));
+                assert_memory_equal(t.data + sp->start, term_text[sp->sub], sp->end - sp->start);
+            }
+            assert_memory_equal(got_ids, want_ids, sizeof want_ids);
+            buf_deinit(&t);
+        }
+    }
+    guard_scratch_free(s);
+    guard_engine_free(g);
+}
+
 /* ---- injection and the judge ---------------------------------------------------- */
 
 static void test_injection_rules(void **state)
@@ -753,7 +807,8 @@ int main(void)
         cmocka_unit_test(test_iban),             cmocka_unit_test(test_ip),
         cmocka_unit_test(test_detect_entities),  cmocka_unit_test(test_lookalikes_rejected),
         cmocka_unit_test(test_custom_pattern),   cmocka_unit_test(test_normalize),
-        cmocka_unit_test(test_blocklist),        cmocka_unit_test(test_injection_rules),
+        cmocka_unit_test(test_blocklist),        cmocka_unit_test(test_blocklist_long),
+        cmocka_unit_test(test_injection_rules),
         cmocka_unit_test(test_judge_threshold),  cmocka_unit_test(test_policy_matrix),
         cmocka_unit_test(test_policy_errors),    cmocka_unit_test(test_redact_restore),
         cmocka_unit_test(test_block_error),      cmocka_unit_test(test_chunks),
