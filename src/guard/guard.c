@@ -60,12 +60,20 @@ int scratch_push(guard_scratch *s, bool term, guard_span sp)
 
 typedef struct term_ctx {
     guard_scratch *s;
+    const guard_policy *p;
+    inj_match *im; // NULL: injection not scored
     int rc;
 } term_ctx;
 
+/* A hit of the policy's automaton: a blocklist term, or an injection keyword. */
 static int on_term(void *ctx, uint32_t pat, size_t a, size_t b)
 {
     term_ctx *t = ctx;
+    if (pat >= t->p->n_terms) {
+        if (t->im)
+            inj_match_kw(t->p->g->inj, t->im, pat - (uint32_t)t->p->n_terms, a, b);
+        return 0;
+    }
     const norm_buf *nb = &t->s->nb;
     guard_span sp = {norm_src_start(nb, a), norm_src_end(nb, b - 1), GUARD_T_BLOCKLIST, pat};
     t->rc = scratch_push(t->s, true, sp);
@@ -110,8 +118,12 @@ int guard_scan(const guard_policy *p, guard_scratch *s, const char *text, size_t
         if (rc)
             goto fail;
     }
+    inj_match im;
     if (do_terms) {
-        term_ctx tc = {s, 0};
+        // One walk finds the terms and, when injection is scored, its keywords.
+        if (do_inj)
+            inj_match_init(&im);
+        term_ctx tc = {s, p, do_inj ? &im : NULL, 0};
         ac_search(&p->terms, s->nb.p, s->nb.n, &s->nb, on_term, &tc);
         if (tc.rc) {
             rc = tc.rc;
@@ -121,7 +133,8 @@ int guard_scan(const guard_policy *p, guard_scratch *s, const char *text, size_t
             qsort(s->terms, s->n_terms, sizeof *s->terms, term_cmp);
     }
     if (do_inj) {
-        out->inj_rule = inj_score(g->inj, text, len, &s->nb, p->decode_depth);
+        out->inj_rule = do_terms ? inj_match_score(g->inj, &im, text, len, p->decode_depth)
+                                 : inj_score(g->inj, text, len, &s->nb, p->decode_depth);
         out->inj_score = out->inj_rule;
         if (g->cfg.judge && p->judge_on && out->inj_rule >= p->judge_threshold) {
             double js = 0;

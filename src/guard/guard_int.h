@@ -101,6 +101,26 @@ typedef struct inj_set inj_set; // compiled keyword automaton + rule table
 
 int inj_set_new(inj_set **out, err_msg *e);
 void inj_set_free(inj_set *s);
+/* The set's distinct normalized keywords (borrowed; keyword i is pattern i of
+ * its automaton). Returns their number. A policy with a blocklist compiles
+ * them into its own automaton after its terms, so one walk serves both. */
+size_t inj_keywords(const inj_set *s, const char *const **pats, const size_t **lens);
+
+/* Rule matching state of one text: keyword hits are fed in order of end. */
+#define INJ_RULES_MAX 32
+#define INJ_GROUPS 4
+typedef struct inj_match {
+    size_t chain[INJ_RULES_MAX][INJ_GROUPS]; // end of the latest chain reaching group g
+    bool fired[INJ_RULES_MAX];
+} inj_match;
+
+void inj_match_init(inj_match *m);
+/* Keyword kw (an index of inj_keywords) matched normalized bytes [start, end). */
+void inj_match_kw(const inj_set *s, inj_match *m, uint32_t kw, size_t start, size_t end);
+/* Rule score of the fired rules, combined with the encoded-payload score of
+ * text (decoded and rescanned down to depth). */
+double inj_match_score(const inj_set *s, const inj_match *m, const char *text, size_t len,
+                       int depth);
 /*
  * Rule score in [0,1] of text (normalized view nb of the same text); decodes
  * base64 / hex / URL-encoded runs of text and rescans them down to depth.
@@ -132,7 +152,8 @@ struct guard_policy {
     guard_custom *custom;
     size_t n_custom;
     pcre2_match_context *mctx; // match limit for custom patterns (read-only once built)
-    ac_auto terms;
+    ac_auto terms; // blocklist terms [0, n_terms), then the injection keywords
+    size_t n_terms;
     bool has_terms;
     const guard_engine *g;
 };

@@ -133,11 +133,19 @@ typedef struct kw_ref {
     uint16_t rule, group;
 } kw_ref;
 
+static void enc_table(uint8_t tab[256]);
+
+_Static_assert(NRULES <= INJ_RULES_MAX, "raise INJ_RULES_MAX in guard_int.h");
+_Static_assert(NGROUPS == INJ_GROUPS, "INJ_GROUPS in guard_int.h");
+
 struct inj_set {
     ac_auto ac;
     kw_ref *refs;     // grouped by keyword
     uint32_t *ref_at; // per keyword: first ref; ref_at[nkw] = total
     size_t nkw;
+    char **kw;        // per keyword: its normalized bytes (for combined automata)
+    size_t *kw_len;
+    uint8_t enc[256]; // byte classes of the encoded-run scan (E_*)
     uint8_t ngroups[NRULES];
 };
 
@@ -168,6 +176,7 @@ int inj_set_new(inj_set **out, err_msg *e)
     int rc = ERR_NOMEM;
     if (!s)
         goto fail;
+    enc_table(s->enc);
     norm_buf nb = {0};
     for (size_t r = 0; r < NRULES; r++) {
         size_t g = 0;
@@ -233,11 +242,17 @@ int inj_set_new(inj_set **out, err_msg *e)
     rc = ac_build((const char *const *)pats, lens, np, &s->ac, e);
     if (rc)
         goto fail;
-    for (size_t i = 0; i < nkw; i++)
-        free(kw[i].norm);
+    // The set keeps the distinct keywords (pats points at the first copy of
+    // each); the duplicates are freed.
+    for (size_t i = 0, k = 0; i < nkw; i++) {
+        if (k < np && kw[i].norm == pats[k])
+            k++;
+        else
+            free(kw[i].norm);
+    }
     free(kw);
-    free(pats);
-    free(lens);
+    s->kw = pats;
+    s->kw_len = lens;
     *out = s;
     return 0;
 fail_nb:
@@ -260,23 +275,35 @@ void inj_set_free(inj_set *s)
     ac_free(&s->ac);
     free(s->refs);
     free(s->ref_at);
+    for (size_t i = 0; s->kw && i < s->nkw; i++)
+        free(s->kw[i]);
+    free(s->kw);
+    free(s->kw_len);
     free(s);
+}
+
+size_t inj_keywords(const inj_set *s, const char *const **pats, const size_t **lens)
+{
+    *pats = (const char *const *)s->kw;
+    *lens = s->kw_len;
+    return s->nkw;
 }
 
 /* ---- matching ------------------------------------------------------------ */
 
 #define NO_POS SIZE_MAX
 
-typedef struct match_state {
-    const inj_set *s;
-    size_t chain[NRULES][NGROUPS]; // end of the latest chain reaching group g
-    bool fired[NRULES];
-} match_state;
-
-static int on_kw(void *ctx, uint32_t pat, size_t start, size_t end)
+void inj_match_init(inj_match *m)
 {
-    match_state *m = ctx;
-    const inj_set *s = m->s;
+    for (size_t r = 0; r < NRULES; r++) {
+        m->fired[r] = false;
+        for (size_t g = 0; g < NGROUPS; g++)
+            m->chain[r][g] = NO_POS;
+    }
+}
+
+void inj_match_kw(const inj_set *s, inj_match *m, uint32_t pat, size_t start, size_t end)
+{
     for (uint32_t k = s->ref_at[pat]; k < s->ref_at[pat + 1]; k++) {
         kw_ref r = s->refs[k];
         if (m->fired[r.rule])
@@ -293,6 +320,17 @@ static int on_kw(void *ctx, uint32_t pat, size_t start, size_t end)
         if (r.group + 1 == s->ngroups[r.rule])
             m->fired[r.rule] = true;
     }
+}
+
+typedef struct kw_ctx {
+    const inj_set *s;
+    inj_match *m;
+} kw_ctx;
+
+static int on_kw(void *ctx, uint32_t pat, size_t start, size_t end)
+{
+    kw_ctx *k = ctx;
+    inj_match_kw(k->s, k->m, pat, start, end);
     return 0;
 }
 
@@ -423,48 +461,90 @@ static void decode_pct(dec_ctx *d, const unsigned char *t, size_t a, size_t b)
     free(out);
 }
 
-/* One pass over the original text for encoded runs. */
+/* Byte classes of the encoded-run scan (inj_set.enc). */
+enum {
+    E_UP = 1,
+    E_LO = 2,
+    E_DG = 4,
+    E_PCT = 8,    // '%': in a run only before two hex digits
+    E_OTH = 16,   // + / - _ . ~
+    E_HEX = 32,
+    E_START = 64, // may start a run: base64 alphabet (both variants) and '%'
+};
+#define E_RUN (E_UP | E_LO | E_DG | E_PCT | E_OTH)
+
+static void enc_table(uint8_t tab[256])
+{
+    for (int c = 0; c < 256; c++) {
+        uint8_t f = 0;
+        if (c >= 'A' && c <= 'Z')
+            f = E_UP;
+        else if (c >= 'a' && c <= 'z')
+            f = E_LO;
+        else if (c >= '0' && c <= '9')
+            f = E_DG;
+        else if (c == '%')
+            f = E_PCT;
+        else if (c == '+' || c == '/' || c == '-' || c == '_' || c == '.' || c == '~')
+            f = E_OTH;
+        if (hexv((unsigned char)c) >= 0)
+            f |= E_HEX;
+        if (b64v((unsigned char)c) >= 0 || c == '%')
+            f |= E_START;
+        tab[c] = f;
+    }
+}
+
+/*
+ * One pass over the original text for encoded runs. The pass finds each
+ * maximal run with a table lookup per byte; only runs long enough to decode
+ * (9 bytes: three %XX) are classified further, so prose costs one load and
+ * one test per byte.
+ */
 static double encoded_score(const inj_set *s, const char *text, size_t len, int depth)
 {
     const unsigned char *t = (const unsigned char *)text;
+    const uint8_t *tab = s->enc;
     dec_ctx d = {s, depth, DECODE_TOTAL_MAX, 0};
     size_t i = 0;
     while (i < len && d.budget > 0) {
-        if (b64v(t[i]) < 0 && t[i] != '%') {
+        while (i < len && !(tab[t[i]] & E_START))
             i++;
-            continue;
-        }
+        if (i >= len)
+            break;
         // Maximal run of base64/hex/percent-encoding characters.
-        size_t j = i, up = 0, lo = 0, dg = 0, hx = 0, pct = 0, other = 0;
+        size_t j = i;
         while (j < len && j - i < DECODE_RUN_MAX) {
-            unsigned char c = t[j];
-            if (c >= 'A' && c <= 'Z')
-                up++;
-            else if (c >= 'a' && c <= 'z')
-                lo++;
-            else if (c >= '0' && c <= '9')
-                dg++;
-            else if (c == '%' && j + 2 < len && hexv(t[j + 1]) >= 0 && hexv(t[j + 2]) >= 0)
-                pct++;
-            else if (c == '+' || c == '/' || c == '-' || c == '_' || c == '.' || c == '~')
-                other++;
-            else
+            uint8_t f = tab[t[j]];
+            if (!(f & E_RUN))
                 break;
-            if (hexv(c) >= 0)
-                hx++;
+            if ((f & E_PCT) && !(j + 2 < len && (tab[t[j + 1]] & E_HEX) && (tab[t[j + 2]] & E_HEX)))
+                break;
             j++;
         }
         size_t n = j - i;
         size_t pad = 0;
         while (j < len && t[j] == '=' && pad < 2)
             j++, pad++;
-        if (pct >= 3) {
-            decode_pct(&d, t, i, i + n);
-        } else if (n >= 16 && hx == n && n % 2 == 0 && (up + lo) > 0 && dg > 0) {
-            decode_hex(&d, t, i, i + n);
-        } else if (n >= 20 && up > 0 && lo > 0 && (dg > 0 || other > 0 || pad > 0) &&
-                   (n + pad) % 4 != 1) {
-            decode_b64(&d, t, i, i + n);
+        if (n >= 9) {
+            size_t up = 0, lo = 0, dg = 0, hx = 0, pct = 0, other = 0;
+            for (size_t k = i; k < i + n; k++) {
+                uint8_t f = tab[t[k]];
+                up += (f & E_UP) != 0;
+                lo += (f & E_LO) != 0;
+                dg += (f & E_DG) != 0;
+                pct += (f & E_PCT) != 0;
+                other += (f & E_OTH) != 0;
+                hx += (f & E_HEX) != 0;
+            }
+            if (pct >= 3) {
+                decode_pct(&d, t, i, i + n);
+            } else if (n >= 16 && hx == n && n % 2 == 0 && (up + lo) > 0 && dg > 0) {
+                decode_hex(&d, t, i, i + n);
+            } else if (n >= 20 && up > 0 && lo > 0 && (dg > 0 || other > 0 || pad > 0) &&
+                       (n + pad) % 4 != 1) {
+                decode_b64(&d, t, i, i + n);
+            }
         }
         i = j > i ? j : i + 1;
     }
@@ -473,27 +553,26 @@ static double encoded_score(const inj_set *s, const char *text, size_t len, int 
     return MIN(1.0, d.best + 0.15);
 }
 
-double inj_score(const inj_set *s, const char *text, size_t len, const norm_buf *nb, int depth)
+double inj_match_score(const inj_set *s, const inj_match *m, const char *text, size_t len,
+                       int depth)
 {
-    match_state *m = malloc(sizeof *m);
-    if (!m)
-        return 0;
-    m->s = s;
-    for (size_t r = 0; r < NRULES; r++) {
-        m->fired[r] = false;
-        for (size_t g = 0; g < NGROUPS; g++)
-            m->chain[r][g] = NO_POS;
-    }
-    ac_search(&s->ac, nb->p, nb->n, nb, on_kw, m);
     double keep = 1.0;
     for (size_t r = 0; r < NRULES; r++)
         if (m->fired[r])
             keep *= 1.0 - RULES[r].w;
-    free(m);
     if (depth > 0) {
         double enc = encoded_score(s, text, len, depth);
         keep *= 1.0 - enc;
     }
     double sc = 1.0 - keep;
     return sc < 0 ? 0 : sc > 1 ? 1 : sc;
+}
+
+double inj_score(const inj_set *s, const char *text, size_t len, const norm_buf *nb, int depth)
+{
+    inj_match m;
+    inj_match_init(&m);
+    kw_ctx k = {s, &m};
+    ac_search(&s->ac, nb->p, nb->n, nb, on_kw, &k);
+    return inj_match_score(s, &m, text, len, depth);
 }

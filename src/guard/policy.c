@@ -484,9 +484,32 @@ static int load_policy(const guard_engine *g, json_t *o, const char *base_dir, g
         }
     }
     if (L.n > 0) {
-        rc = ac_build((const char *const *)L.terms, L.lens, L.n, &p->terms, e);
+        // Terms first, then the injection keywords: a scan walks one automaton.
+        const char *const *kw;
+        const size_t *kwl;
+        size_t nkw = inj_keywords(g->inj, &kw, &kwl);
+        size_t total = L.n + nkw;
+        if (total > L.cap) {
+            char **t = realloc(L.terms, total * sizeof *t);
+            if (t)
+                L.terms = t;
+            size_t *l = t ? realloc(L.lens, total * sizeof *l) : NULL;
+            if (l)
+                L.lens = l;
+            if (!t || !l) {
+                rc = ERR_NOMEM;
+                goto out;
+            }
+            L.cap = total;
+        }
+        for (size_t i = 0; i < nkw; i++) {
+            L.terms[L.n + i] = (char *)kw[i];
+            L.lens[L.n + i] = kwl[i];
+        }
+        rc = ac_build((const char *const *)L.terms, L.lens, total, &p->terms, e);
         if (rc)
             goto out;
+        p->n_terms = L.n;
         p->has_terms = true;
     }
 out:
@@ -746,5 +769,5 @@ size_t guard_policy_custom_count(const guard_policy *p)
 
 size_t guard_policy_term_count(const guard_policy *p)
 {
-    return p->terms.npat;
+    return p->n_terms;
 }
