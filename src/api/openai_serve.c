@@ -392,6 +392,12 @@ static void on_delta(void *ctx, const char *text, size_t len, const fr_logprobs 
             gw_run_cancel(c->run); // the answer outgrew ANSWER_MAX
             c->is_cancel_sent = true;
         }
+        /* A client that hung up on a deferred answer cancels it, as a failed
+         * stream write does: its blocks are freed at the next step. */
+        if (c->async && !c->is_cancel_sent && http_async_client_gone(c->async)) {
+            gw_run_cancel(c->run);
+            c->is_cancel_sent = true;
+        }
         if (c->want_lp && lp)
             keep_lp(c, lp);
     }

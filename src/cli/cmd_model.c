@@ -602,6 +602,7 @@ static const shape SHAPES[] = {
     {"tiny", 64, 2, 4, 2, 128, 0, 512, false},
     // rows of 256 and 512: every weight takes its K-quant type (tiny's 64 fall back)
     {"small", 256, 2, 4, 2, 512, 0, 512, false},
+    {"tiny-32k", 64, 2, 4, 2, 128, 0, 32768, false}, // tiny with a long context (serving tests)
     {"smollm-135m", 576, 30, 9, 3, 1536, 49152, 2048, true},
     {"qwen2-0.5b", 896, 24, 14, 2, 4864, 151936, 32768, true},
     {"tinyllama-1.1b", 2048, 22, 32, 4, 5632, 32000, 2048, false},
@@ -866,7 +867,8 @@ static int init_usage(FILE *fp)
             "                        [--pooling mean|cls] -o OUT.gguf\n"
             "Writes a model of a real architecture and shape with seeded random weights\n"
             "(normal, std 0.02; norms 1.0). SHAPE: tiny (hidden 64, 2 layers, 4 heads, 2 KV\n"
-            "heads, FFN 128, the tokenizer's vocab), small (as tiny with hidden 256, FFN 512),\n"
+            "heads, FFN 128, the tokenizer's vocab, context 512), tiny-32k (as tiny with\n"
+            "context 32768), small (as tiny with hidden 256, FFN 512),\n"
             "smollm-135m, qwen2-0.5b, tinyllama-1.1b, llama-3b. TYPE: f32 f16 bf16 q8_0 q4_0\n"
             "q4_k (a Q4_K_M-style mix) q6_k (rows not a multiple of 256 fall back to q4_0 or\n"
             "q8_0, of 32 to f16). --vocab copies\n"
@@ -946,7 +948,7 @@ static int model_init(int argc, char **argv)
         return 2;
     }
     if (!sh) {
-        cli_errorf("model init: unknown --shape %s (tiny, small, smollm-135m, qwen2-0.5b, "
+        cli_errorf("model init: unknown --shape %s (tiny, tiny-32k, small, smollm-135m, qwen2-0.5b, "
                    "tinyllama-1.1b, llama-3b)",
                    shape_name);
         return 2;

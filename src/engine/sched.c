@@ -436,6 +436,7 @@ static void publish(sched *s)
     obs_counter_add(s->ms.hits, (double)(b->prefix_hits_tokens - a->prefix_hits_tokens));
     obs_counter_add(s->ms.queries, (double)(b->prefix_queries_tokens - a->prefix_queries_tokens));
     obs_counter_add(s->ms.preempt, (double)(b->preemptions - a->preemptions));
+    obs_counter_add(s->ms.steps, (double)(b->steps - a->steps));
     obs_gauge_set(s->ms.running, (double)b->n_running);
     size_t q = atomic_load(&s->n_queued);
     obs_gauge_set(s->ms.waiting, (double)MAX(q, b->n_waiting));

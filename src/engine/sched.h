@@ -81,6 +81,7 @@ typedef struct sched_sink {
  * ferry_e2e_request_latency_seconds (histograms), ferry_prompt_tokens_total,
  * ferry_generation_tokens_total, ferry_prefix_cache_hits_total,
  * ferry_prefix_cache_queries_total (tokens), ferry_preemptions_total,
+ * ferry_scheduler_steps_total,
  * ferry_requests_finished_total{reason=stop|length|abort|error} (counters),
  * ferry_requests_running, ferry_requests_waiting, ferry_kv_cache_usage_ratio,
  * ferry_kv_cache_fragmentation_ratio (gauges).

@@ -11,7 +11,7 @@
 
 struct sched_metrics {
     obs_family *ttft, *tpot, *e2e;
-    obs_family *prompt, *gen, *hits, *queries, *preempt, *finished;
+    obs_family *prompt, *gen, *hits, *queries, *preempt, *finished, *steps;
     obs_family *running, *waiting, *usage, *frag;
 };
 
@@ -49,6 +49,9 @@ int sched_metrics_new(obs_registry *r, sched_metrics **out, err_msg *e)
     FAM(preempt, OBS_COUNTER, "ferry_preemptions_total",
         "Sequences preempted (blocks freed, recomputed later) for lack of KV blocks.", lm, 1,
         NULL, 0);
+    FAM(steps, OBS_COUNTER, "ferry_scheduler_steps_total",
+        "Forward steps run (one per batch: continuous batching makes this fewer than the "
+        "tokens generated).", lm, 1, NULL, 0);
     FAM(finished, OBS_COUNTER, "ferry_requests_finished_total",
         "Finished requests by reason: stop, length, abort (cancelled), error.", lmr, 2, NULL, 0);
     FAM(running, OBS_GAUGE, "ferry_requests_running", "Sequences in the running batch.", lm, 1,
@@ -86,6 +89,7 @@ void sched_series_init(sched_series *ss, sched_metrics *m, const char *model_nam
     ss->hits = obs_series_get(m->hits, lm);
     ss->queries = obs_series_get(m->queries, lm);
     ss->preempt = obs_series_get(m->preempt, lm);
+    ss->steps = obs_series_get(m->steps, lm);
     ss->running = obs_series_get(m->running, lm);
     ss->waiting = obs_series_get(m->waiting, lm);
     ss->usage = obs_series_get(m->usage, lm);

@@ -11,7 +11,7 @@ enum { SCHED_REASON_STOP = 0, SCHED_REASON_LENGTH, SCHED_REASON_ABORT, SCHED_REA
 
 typedef struct sched_series {
     obs_series *ttft, *tpot, *e2e;
-    obs_series *prompt, *gen, *hits, *queries, *preempt;
+    obs_series *prompt, *gen, *hits, *queries, *preempt, *steps;
     obs_series *finished[SCHED_REASONS];
     obs_series *running, *waiting, *usage, *frag;
 } sched_series;

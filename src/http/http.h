@@ -218,6 +218,14 @@ int http_async_respond(http_async *a, int status, const char *ctype, const char 
 int http_async_error(http_async *a, int code, const char *msg, const char *param);
 /* Gives the handle back without answering: the client gets a 500. */
 void http_async_release(http_async *a);
+/*
+ * True when the client of a deferred request that is not answered yet has
+ * closed or reset its connection, or the server is stopping: a non-blocking
+ * peek at the socket (libmicrohttpd does not watch suspended connections).
+ * Producers of long answers poll it to cancel work nobody will read.
+ * Thread: any, while the caller still owns a.
+ */
+bool http_async_client_gone(http_async *a);
 
 /* ------------------------------------------------------------ streams -- */
 

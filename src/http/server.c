@@ -570,6 +570,26 @@ int http_stream_sse(http_stream *s, const char *data, size_t n)
     return rc;
 }
 
+bool http_async_client_gone(http_async *a)
+{
+    pthread_mutex_lock(&a->mu);
+    bool gone = a->gone || a->stopping;
+    if (!gone && !a->answered && a->suspended) {
+        /* Suspended: libmicrohttpd polls nothing, so look at the socket. A
+         * peer that closed reads as 0 bytes, one that reset as an error;
+         * pipelined bytes or nothing (EAGAIN) mean it is still there. */
+        const union MHD_ConnectionInfo *ci =
+            MHD_get_connection_info(a->conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+        if (ci) {
+            char byte;
+            ssize_t n = recv(ci->connect_fd, &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+            gone = n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR);
+        }
+    }
+    pthread_mutex_unlock(&a->mu);
+    return gone;
+}
+
 bool http_stream_cancelled(http_stream *s)
 {
     pthread_mutex_lock(&s->mu);
