@@ -143,10 +143,9 @@ static int read_template(const char *path, char **out)
     return 0;
 }
 
-/* Builds app->gw from the guard and RAG keys. Returns 0, or 2 with a message
- * printed (a bad policy file, judge or option refuses to start). */
-static int build_pipeline(const ferry_config *cfg, api_app *app, gw_judge **judge,
-                          guard_engine **ge)
+/* The work of build_pipeline, which frees what this made when it fails. */
+static int pipeline_from_config(const ferry_config *cfg, api_app *app, gw_judge **judge,
+                                guard_engine **ge)
 {
     err_msg e;
     err_clear(&e);
@@ -208,6 +207,22 @@ static int build_pipeline(const ferry_config *cfg, api_app *app, gw_judge **judg
         LOG_INFO("serve", "guard: policy file %s%s%s", cfg->guard_policy,
                  *judge ? ", judge " : "", *judge ? cfg->guard_judge : "");
     return 0;
+}
+
+/* Builds app->gw from the guard and RAG keys. Returns 0, or 2 with a message
+ * printed (a bad policy file, judge or option refuses to start) and nothing
+ * left allocated. */
+static int build_pipeline(const ferry_config *cfg, api_app *app, gw_judge **judge,
+                          guard_engine **ge)
+{
+    int rc = pipeline_from_config(cfg, app, judge, ge);
+    if (rc) {
+        guard_engine_free(*ge);
+        gw_judge_free(*judge);
+        *ge = NULL;
+        *judge = NULL;
+    }
+    return rc;
 }
 
 int cli_cmd_serve(int argc, char **argv)
