@@ -143,16 +143,57 @@ size_t kern_scratch_bytes(tensor_type t, size_t cols, size_t n)
     return total;
 }
 
+/* Activation formats: none (float weights), Q8 (32-blocks), Q8K (256-blocks). */
+enum { ACT_F32, ACT_Q8, ACT_Q8K, ACT_N };
+
+static int act_format(tensor_type t)
+{
+    switch (t) {
+    case TENSOR_Q8_0:
+    case TENSOR_Q4_0:
+        return ACT_Q8;
+    case TENSOR_Q4_K:
+    case TENSOR_Q6_K:
+        return ACT_Q8K;
+    default:
+        return ACT_F32;
+    }
+}
+
+static kern_mm_fn mm_fn(const kern_impl *im, tensor_type t)
+{
+    switch (t) {
+    case TENSOR_F32:
+        return im->mm_f32;
+    case TENSOR_F16:
+        return im->mm_f16;
+    case TENSOR_BF16:
+        return im->mm_bf16;
+    case TENSOR_Q8_0:
+        return im->mm_q8_0;
+    case TENSOR_Q4_0:
+        return im->mm_q4_0;
+    case TENSOR_Q4_K:
+        return im->mm_q4_K;
+    case TENSOR_Q6_K:
+        return im->mm_q6_K;
+    }
+    return NULL;
+}
+
+/* One matmul_multi call: matrices laid end to end in one row space. */
 typedef struct mm_job {
-    const kern_impl *im;
-    const kern_mat *w;
     const float *x;
-    kern_act act;
-    kern_mm_fn mm;
-    kern_quant_fn quant;
+    size_t n, cols;
+    size_t n_mats;
+    const kern_mat *w[KERN_MULTI_MAX];
+    float *y[KERN_MULTI_MAX];
+    kern_mm_fn mm[KERN_MULTI_MAX];
+    kern_act act[KERN_MULTI_MAX];
+    size_t row0[KERN_MULTI_MAX + 1]; // first row of matrix k in the joint row space
+    kern_quant_fn quant;             // quant_rows: the format being quantized
     uint8_t *q;
-    size_t n;
-    float *y;
+    size_t q_stride;
 } mm_job;
 
 static void quant_rows(void *arg, size_t begin, size_t end, int tid)
@@ -160,69 +201,94 @@ static void quant_rows(void *arg, size_t begin, size_t end, int tid)
     (void)tid;
     mm_job *j = arg;
     for (size_t i = begin; i < end; i++)
-        j->quant(j->x + i * j->act.cols, j->q + i * j->act.q_stride, j->act.cols);
+        j->quant(j->x + i * j->cols, j->q + i * j->q_stride, j->cols);
 }
 
 static void mm_rows(void *arg, size_t begin, size_t end, int tid)
 {
     (void)tid;
     mm_job *j = arg;
-    j->mm(j->w, begin, end, &j->act, j->n, j->y, j->w->rows);
+    for (size_t k = 0; k < j->n_mats && begin < end; k++) {
+        size_t lo = j->row0[k], hi = j->row0[k + 1];
+        if (begin >= hi)
+            continue;
+        size_t e = end < hi ? end : hi;
+        j->mm[k](j->w[k], begin - lo, e - lo, &j->act[k], j->n, j->y[k], j->w[k]->rows);
+        begin = e;
+    }
 }
 
 /* Weight rows per pool chunk are a multiple of this (keeps tiles whole). */
 #define MM_ROW_GRAIN 16
 
+size_t kern_scratch_bytes_multi(const kern_mat *const *w, size_t n_mats, size_t n)
+{
+    bool need[ACT_N] = {false};
+    size_t cols = n_mats ? w[0]->cols : 0, total = 0;
+    for (size_t k = 0; k < n_mats; k++)
+        need[act_format(w[k]->type)] = true;
+    static const tensor_type rep[ACT_N] = {TENSOR_F32, TENSOR_Q8_0, TENSOR_Q4_K};
+    for (int f = ACT_Q8; f < ACT_N; f++) {
+        if (!need[f])
+            continue;
+        size_t b = kern_scratch_bytes(rep[f], cols, n);
+        if (b == SIZE_MAX || !size_add_ok(total, b, &total))
+            return SIZE_MAX;
+    }
+    return total;
+}
+
+void kern_matmul_multi(pool *p, const kern_mat *const *w, float *const *y, size_t n_mats,
+                       const float *x, size_t n, void *scratch, size_t scratch_bytes)
+{
+    const kern_impl *im = impl_get();
+    ASSERT(n_mats >= 1 && n_mats <= KERN_MULTI_MAX);
+    if (n == 0)
+        return;
+    mm_job j = {.x = x, .n = n, .cols = w[0]->cols, .n_mats = n_mats};
+    // quantize x once per activation format, each into its own slice of scratch
+    uint8_t *qbase[ACT_N] = {NULL};
+    size_t qstride[ACT_N] = {0};
+    uint8_t *s = scratch;
+    size_t left = scratch_bytes;
+    for (size_t k = 0; k < n_mats; k++) {
+        ASSERT(w[k]->cols == j.cols);
+        int f = act_format(w[k]->type);
+        if (f == ACT_F32 || qbase[f])
+            continue;
+        tensor_type rep = f == ACT_Q8 ? TENSOR_Q8_0 : TENSOR_Q4_K;
+        size_t need = kern_scratch_bytes(rep, j.cols, n);
+        ASSERT(s != NULL && need != SIZE_MAX && left >= need);
+        qbase[f] = (uint8_t *)(((uintptr_t)s + 63) & ~(uintptr_t)63);
+        qstride[f] = act_stride(rep, j.cols);
+        s += need;
+        left -= need;
+        j.quant = f == ACT_Q8 ? im->quant_q8 : im->quant_q8K;
+        j.q = qbase[f];
+        j.q_stride = qstride[f];
+        // a single row is quicker to quantize than to hand out
+        pool_for(n > 1 ? p : NULL, n, 1, quant_rows, &j);
+    }
+    (void)left;
+    j.row0[0] = 0;
+    for (size_t k = 0; k < n_mats; k++) {
+        int f = act_format(w[k]->type);
+        j.w[k] = w[k];
+        j.y[k] = y[k];
+        j.mm[k] = mm_fn(im, w[k]->type);
+        ASSERT(j.mm[k] != NULL);
+        j.act[k] = (kern_act){.x = x, .q = qbase[f], .q_stride = qstride[f], .cols = j.cols};
+        j.row0[k + 1] = j.row0[k] + w[k]->rows;
+    }
+    if (j.row0[n_mats] == 0)
+        return;
+    pool_for(p, j.row0[n_mats], MM_ROW_GRAIN, mm_rows, &j);
+}
+
 void kern_matmul(pool *p, const kern_mat *w, const float *x, size_t n, float *y, void *scratch,
                  size_t scratch_bytes)
 {
-    const kern_impl *im = impl_get();
-    mm_job j = {.im = im, .w = w, .x = x, .n = n, .y = y};
-    j.act.cols = w->cols;
-    j.act.x = x;
-    switch (w->type) {
-    case TENSOR_F32:
-        j.mm = im->mm_f32;
-        break;
-    case TENSOR_F16:
-        j.mm = im->mm_f16;
-        break;
-    case TENSOR_BF16:
-        j.mm = im->mm_bf16;
-        break;
-    case TENSOR_Q8_0:
-        j.mm = im->mm_q8_0;
-        j.quant = im->quant_q8;
-        break;
-    case TENSOR_Q4_0:
-        j.mm = im->mm_q4_0;
-        j.quant = im->quant_q8;
-        break;
-    case TENSOR_Q4_K:
-        j.mm = im->mm_q4_K;
-        j.quant = im->quant_q8K;
-        break;
-    case TENSOR_Q6_K:
-        j.mm = im->mm_q6_K;
-        j.quant = im->quant_q8K;
-        break;
-    }
-    ASSERT(j.mm != NULL);
-    if (n == 0 || w->rows == 0)
-        return;
-    if (j.quant) {
-        size_t need = kern_scratch_bytes(w->type, w->cols, n);
-        ASSERT(scratch != NULL && need != SIZE_MAX && scratch_bytes >= need);
-        (void)need;
-        (void)scratch_bytes;
-        uintptr_t a = ((uintptr_t)scratch + 63) & ~(uintptr_t)63;
-        j.q = (uint8_t *)a;
-        j.act.q = j.q;
-        j.act.q_stride = act_stride(w->type, w->cols);
-        /* a single row is quicker to quantize than to hand out */
-        pool_for(n > 1 ? p : NULL, n, 1, quant_rows, &j);
-    }
-    pool_for(p, w->rows, MM_ROW_GRAIN, mm_rows, &j);
+    kern_matmul_multi(p, &w, &y, 1, x, n, scratch, scratch_bytes);
 }
 
 /* ---------------------------------------------------------------- helpers */

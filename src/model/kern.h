@@ -77,6 +77,27 @@ size_t kern_scratch_bytes(tensor_type t, size_t cols, size_t n);
 void kern_matmul(pool *p, const kern_mat *w, const float *x, size_t n, float *y, void *scratch,
                  size_t scratch_bytes);
 
+/* Most matrices one kern_matmul_multi call takes. */
+#define KERN_MULTI_MAX 4
+
+/*
+ * Scratch bytes kern_matmul_multi needs for these n_mats weights (all with the
+ * same cols) and n activation rows: room for each activation format they use
+ * (Q8 for Q8_0/Q4_0, Q8K for Q4_K/Q6_K). SIZE_MAX on overflow.
+ */
+size_t kern_scratch_bytes_multi(const kern_mat *const *w, size_t n_mats, size_t n);
+
+/*
+ * Y_k = X·W_kᵀ for k < n_mats (1..KERN_MULTI_MAX) matrices of the same cols,
+ * e.g. a layer's Q, K and V, or its gate and up projections: X is quantized
+ * once per activation format, and the rows of all matrices are split over
+ * pool p in ONE hand-off (a single barrier instead of one per matrix). y[k]
+ * gets n rows of w[k]->rows floats. Every result is bitwise what kern_matmul
+ * would give for that matrix alone. scratch as kern_scratch_bytes_multi.
+ */
+void kern_matmul_multi(pool *p, const kern_mat *const *w, float *const *y, size_t n_mats,
+                       const float *x, size_t n, void *scratch, size_t scratch_bytes);
+
 /* ---- row helpers for the forward pass (all batch-invariant, see above) ---- */
 
 /* y[i] = x[i] / sqrt(mean(x²) + eps) * w[i], i < n. y may equal x. */

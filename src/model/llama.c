@@ -561,22 +561,22 @@ struct llama_ctx {
     size_t mm_scratch_bytes;
 };
 
-/* Largest kern_matmul scratch of a step: B rows through every layer weight, and
- * max_logits rows through the output matrix. SIZE_MAX on overflow. */
+/* Largest kern_matmul(_multi) scratch of a step: B rows through every layer
+ * weight group (Q+K+V and gate+up share one quantized input), and max_logits
+ * rows through the output matrix. SIZE_MAX on overflow. */
 static size_t ctx_scratch_bytes(const model *m, size_t B, size_t max_logits)
 {
     size_t mx = kern_scratch_bytes(m->output.type, m->output.n_in, max_logits);
-    for (uint32_t l = 0; l < m->hp.n_layer; l++) {
+    for (uint32_t l = 0; l < m->hp.n_layer && mx != SIZE_MAX; l++) {
         const llama_layer *L = &m->layers[l];
-        const llama_weight *ws[] = {&L->wq, &L->wk, &L->wv, &L->wo, &L->w_gate, &L->w_up,
-                                    &L->w_down};
-        for (size_t i = 0; i < ARRAY_LEN(ws); i++) {
-            size_t b = kern_scratch_bytes(ws[i]->type, ws[i]->n_in, B);
-            if (b == SIZE_MAX || mx == SIZE_MAX)
-                return SIZE_MAX;
-            if (b > mx)
-                mx = b;
-        }
+        const kern_mat *qkv[] = {&L->wq.km, &L->wk.km, &L->wv.km};
+        const kern_mat *gu[] = {&L->w_gate.km, &L->w_up.km};
+        size_t b[] = {kern_scratch_bytes_multi(qkv, 3, B), kern_scratch_bytes_multi(gu, 2, B),
+                      kern_scratch_bytes(L->wo.type, L->wo.n_in, B),
+                      kern_scratch_bytes(L->w_down.type, L->w_down.n_in, B)};
+        for (size_t i = 0; i < ARRAY_LEN(b); i++)
+            if (b[i] == SIZE_MAX || b[i] > mx)
+                mx = b[i];
     }
     return mx;
 }
@@ -699,6 +699,25 @@ static void matmul(llama_ctx *c, const llama_weight *w, const float *X, size_t n
     // below ~64k multiply-adds a hand-off to other threads costs more than it saves
     bool small = (uint64_t)w->n_out * w->n_in * n < 65536;
     kern_matmul(small ? NULL : c->cfg.pool, &w->km, X, n, Y, c->mm_scratch, c->mm_scratch_bytes);
+}
+
+/*
+ * Y_k (n, w_k->n_out) = X (n, n_in) · W_kᵀ for the k matrices of one input (Q, K,
+ * V; gate, up): X is quantized once and all their rows go to the pool in one
+ * hand-off, so a decode step pays one barrier per group instead of per matrix.
+ * Bitwise the same as k separate matmul calls.
+ */
+static void matmul_group(llama_ctx *c, const llama_weight *const *w, float *const *Y, size_t k,
+                         const float *X, size_t n)
+{
+    const kern_mat *km[KERN_MULTI_MAX];
+    uint64_t work = 0;
+    for (size_t i = 0; i < k; i++) {
+        km[i] = &w[i]->km;
+        work += (uint64_t)w[i]->n_out * w[i]->n_in * n;
+    }
+    kern_matmul_multi(work < 65536 ? NULL : c->cfg.pool, km, Y, k, X, n, c->mm_scratch,
+                      c->mm_scratch_bytes);
 }
 
 /* out (n, dim) = x / sqrt(mean(x²) + eps) * g, per row. out may equal x. */
@@ -985,9 +1004,11 @@ static int forward(llama_ctx *c, llama_kv *kv, const llama_span *spans, size_t n
         const llama_layer *L = &m->layers[l];
         // attention block
         rmsnorm(c->x, L->attn_norm, B, dim, hp->rms_eps, c->xb);
-        matmul(c, &L->wq, c->xb, B, c->q);  // (B, dim)
-        matmul(c, &L->wk, c->xb, B, c->k);  // (B, kv_dim)
-        matmul(c, &L->wv, c->xb, B, c->v);  // (B, kv_dim)
+        {  // q (B, dim), k (B, kv_dim), v (B, kv_dim)
+            const llama_weight *w[] = {&L->wq, &L->wk, &L->wv};
+            float *y[] = {c->q, c->k, c->v};
+            matmul_group(c, w, y, 3, c->xb, B);
+        }
         if (L->bq) {
             add_bias(c->q, L->bq, B, dim);
             add_bias(c->k, L->bk, B, kvd);
@@ -1001,8 +1022,11 @@ static int forward(llama_ctx *c, llama_kv *kv, const llama_span *spans, size_t n
         add_into(c->x, c->xb2, B * dim);
         // feed-forward block
         rmsnorm(c->x, L->ffn_norm, B, dim, hp->rms_eps, c->xb);
-        matmul(c, &L->w_gate, c->xb, B, c->hb);  // (B, ffn)
-        matmul(c, &L->w_up, c->xb, B, c->hb2);   // (B, ffn)
+        {  // hb (B, ffn) gate, hb2 (B, ffn) up
+            const llama_weight *w[] = {&L->w_gate, &L->w_up};
+            float *y[] = {c->hb, c->hb2};
+            matmul_group(c, w, y, 2, c->xb, B);
+        }
         swiglu(c->hb, c->hb2, B, ffn);
         matmul(c, &L->w_down, c->hb, B, c->xb2);  // (B, dim)
         add_into(c->x, c->xb2, B * dim);

@@ -235,6 +235,66 @@ static void test_exp_range_bitwise(void **state)
 }
 
 
+/* kern_matmul_multi (mixed types, odd row counts, 1..5 rows, threads) equals separate calls. */
+static void test_matmul_multi(void **state)
+{
+    (void)state;
+    enum { COLS = 512, K = 4 };
+    const tensor_type types[K] = {TENSOR_Q4_K, TENSOR_Q8_0, TENSOR_Q6_K, TENSOR_F16};
+    const size_t rows[K] = {37, 16, 5, 23};
+    uint8_t *wd[K];
+    kern_mat m[K];
+    const kern_mat *mp[K];
+    float *ya[K], *yb[K];
+    float *x = malloc(5 * COLS * sizeof(float)), *tmp = malloc(COLS * sizeof(float));
+    assert_true(x && tmp);
+    for (size_t i = 0; i < 5 * COLS; i++)
+        x[i] = rng_normal();
+    for (int k = 0; k < K; k++) {
+        size_t rb = 0;
+        assert_int_equal(tensor_row_bytes(types[k], COLS, &rb), 0);
+        wd[k] = malloc(rb * rows[k]);
+        ya[k] = malloc(5 * rows[k] * sizeof(float));
+        yb[k] = malloc(5 * rows[k] * sizeof(float));
+        assert_true(wd[k] && ya[k] && yb[k]);
+        for (size_t r = 0; r < rows[k]; r++) {
+            for (size_t j = 0; j < COLS; j++)
+                tmp[j] = 0.05f * rng_normal();
+            tensor_quantize_row(types[k], tmp, wd[k] + r * rb, COLS);
+        }
+        assert_int_equal(kern_mat_init(&m[k], types[k], rows[k], COLS, wd[k]), 0);
+        mp[k] = &m[k];
+    }
+    size_t sb = kern_scratch_bytes_multi(mp, K, 5);
+    assert_true(sb >= kern_scratch_bytes(TENSOR_Q4_K, COLS, 5) +
+                          kern_scratch_bytes(TENSOR_Q8_0, COLS, 5));
+    void *scratch = malloc(sb);
+    assert_non_null(scratch);
+    pool *p = NULL;
+    assert_int_equal(pool_new(3, &p), 0);
+    for (int impl = 0; impl < 2; impl++) {
+        if (impl == 1 && kern_simd_set("avx2") != 0)
+            break;
+        for (size_t n = 1; n <= 5; n += 2) {
+            for (int k = 0; k < K; k++)
+                kern_matmul(NULL, &m[k], x, n, ya[k], scratch, sb);
+            kern_matmul_multi(p, mp, yb, K, x, n, scratch, sb);
+            for (int k = 0; k < K; k++)
+                check_same(ya[k], yb[k], n * rows[k], "matmul_multi", (size_t)k);
+        }
+    }
+    assert_int_equal(kern_simd_set("scalar"), 0);
+    pool_free(p);
+    free(scratch);
+    for (int k = 0; k < K; k++) {
+        free(wd[k]);
+        free(ya[k]);
+        free(yb[k]);
+    }
+    free(x);
+    free(tmp);
+}
+
 /* ------------------------------------------------- end to end: a forward pass */
 
 enum { M_DIM = 256, M_HEADS = 4, M_KV = 2, M_FFN = 512, M_VOCAB = 300, M_LAYERS = 2 };
@@ -423,6 +483,7 @@ int main(void)
         cmocka_unit_test(test_matmul_bitwise),
         cmocka_unit_test(test_helpers_bitwise),
         cmocka_unit_test(test_exp_range_bitwise),
+        cmocka_unit_test(test_matmul_multi),
         cmocka_unit_test(test_forward_bitwise),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
