@@ -895,7 +895,8 @@ static json_t *redacted_arg(char **argv, int i)
     return json_string(out);
 }
 
-static int write_json(const eval *ev, const report *rp, bool interrupted)
+/* The whole report as JSON (the --json file; the HTML is drawn from it). NULL on OOM. */
+static json_t *report_json(const eval *ev, const report *rp, bool interrupted)
 {
     json_t *argv = json_array();
     for (int i = 0; i < ev->argc; i++)
@@ -905,7 +906,7 @@ static int write_json(const eval *ev, const report *rp, bool interrupted)
         json_array_append_new(targets, target_json(ev, t, &rp->sums[t]));
     for (size_t i = 0; i < rp->npairs; i++)
         json_array_append_new(pairs, pair_json(ev, &rp->pairs[i]));
-    json_t *o = json_pack(
+    return json_pack(
         "{s:o, s:s, s:{s:I, s:f, s:I, s:I, s:I, s:I}, s:I, s:b, s:f, s:o, s:o, s:O, s:b,"
         " s:o}",
         "command", argv, "data", ev->data_path, "config", "seed", (json_int_t)ev->seed,
@@ -915,17 +916,28 @@ static int write_json(const eval *ev, const report *rp, bool interrupted)
         "duration_s", (double)(ev->t_end_ns - ev->t_start_ns) / 1e9, "targets", targets,
         "comparisons", pairs, "gates", rp->gates, "passed", rp->gates_failed == 0, "runs",
         runs_json(ev));
+}
+
+static int write_reports(const eval *ev, const report *rp, bool interrupted)
+{
+    json_t *o = report_json(ev, rp, interrupted);
     if (!o) {
-        cli_errorf("eval: out of memory building the JSON report");
+        cli_errorf("eval: out of memory building the report");
         return 2;
     }
-    int rc = json_dump_file(o, ev->json_path, JSON_INDENT(1) | JSON_REAL_PRECISION(10));
-    json_decref(o);
-    if (rc != 0) {
+    int ret = 0;
+    if (ev->json_path &&
+        json_dump_file(o, ev->json_path, JSON_INDENT(1) | JSON_REAL_PRECISION(10)) != 0) {
         cli_errorf("eval: cannot write %s", ev->json_path);
-        return 2;
+        ret = 2;
     }
-    return 0;
+    err_msg e;
+    if (ev->html_path && eval_write_html(o, ev->html_path, &e) != 0) {
+        cli_errorf("eval: %s", e.text);
+        ret = 2;
+    }
+    json_decref(o);
+    return ret;
 }
 
 /* --------------------------------------------------------------- main -- */
@@ -1027,6 +1039,8 @@ static int parse_args(eval *ev, int argc, char **argv)
             }
         } else if (strcmp(a, "--json") == 0)
             ev->json_path = v;
+        else if (strcmp(a, "--html") == 0)
+            ev->html_path = v;
         else {
             cli_errorf("eval: unknown option %s (see ferry eval --help)", a);
             return 2;
@@ -1187,7 +1201,7 @@ int cli_cmd_eval(int argc, char **argv)
     }
     if (!ev.quiet)
         print_text(&ev, &rp, interrupted);
-    if (ev.json_path && write_json(&ev, &rp, interrupted) != 0)
+    if ((ev.json_path || ev.html_path) && write_reports(&ev, &rp, interrupted) != 0)
         ret = 2;
     for (size_t i = 0; i < json_array_size(rp.gates); i++) {
         json_t *g = json_array_get(rp.gates, i);

@@ -7,6 +7,7 @@
  *   cmd_eval_schema.c  the JSON Schema subset of `json-schema`
  *   cmd_eval_gate.c    --gate parsing and evaluation
  *   cmd_eval_sum.c     per-target, per-tag and paired summaries of the runs
+ *   cmd_eval_html.c    the --html report, drawn from the JSON report
  *   cmd_eval.c         the command: targets, HTTP runs, similar and judge
  *                      calls, reports (text, --json, --html)
  *
@@ -229,3 +230,13 @@ int eval_pair(const eval_set *s, const eval_run *runs, size_t n_targets, size_t 
               size_t repeat, size_t resamples, uint64_t seed, eval_pair_sum *out) MUST_USE;
 /* The value of a gate's metric in a target summary. */
 double eval_metric_value(const eval_target_sum *ts, eval_metric m);
+
+/* ------------------------------------------------------------- html -- */
+
+/*
+ * Writes the self-contained HTML report (cli/report.h: tables and inline SVG
+ * charts, no script, nothing fetched at view time) for a JSON report as
+ * `--json` writes it, to path (through path.tmp, renamed when complete).
+ * Returns 0, or ERR_NOMEM / ERR_TOO_LARGE / ERR_IO with e naming the problem.
+ */
+int eval_write_html(const json_t *rep, const char *path, err_msg *e) MUST_USE;
