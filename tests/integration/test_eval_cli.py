@@ -14,7 +14,8 @@ from those answers, so that every outcome is known before eval runs:
   reference) and how it reads PASS/FAIL with the reason. A real tiny model as judge answers
   neither PASS nor FAIL, and that case must fail saying so;
 - seeds: with --temperature 0.9 --seed 7 --repeat 2, run r of every target must equal a
-  direct request with seed 7 + r at temperature 0.9;
+  direct request with seed 7 + r at temperature 0.9; one model twice as two targets with
+  different --params;
 - paired statistics on 10 cases with a pattern fixed by construction (A passes 3, B passes
   8; B-only 6, A-only 1, both 2, neither 1): won/lost/tied, McNemar's exact p (hand:
   2 * (1 + 7) / 2^7 = 0.125), Wilson intervals (hand values in the unit test), per-tag
@@ -367,6 +368,19 @@ def seeds(s, url, work):
         check(x["output"] == want, (x, want))
     outs = {(x["case"], x["target"], x["repeat"]): x["output"] for x in r["runs"]}
     check(outs[("s1", "A", 0)] != outs[("s1", "A", 1)], outs)  # the seed moved with the repeat
+
+    # one model twice with different params: --params NAME=JSON for one target, JSON for all
+    rep2 = os.path.join(work, "params.json")
+    run_eval(["--data", data, "--target", "A=%s,a" % url, "--target", "A3=%s,a" % url,
+              "--max-tokens", "6", "--params", '{"temperature": 0}',
+              "--params", 'A3={"max_tokens": 3}', "--json", rep2, "--quiet"], expect_rc=0)
+    r2 = json.load(open(rep2))
+    by = {(x["case"], x["target"]): x for x in r2["runs"]}
+    for cid in ("s1", "s2"):
+        check(by[(cid, "A")]["completion_tokens"] == 6, by[(cid, "A")])
+        check(by[(cid, "A3")]["completion_tokens"] == 3, by[(cid, "A3")])
+        # greedy on both (the shared params set temperature 0): A3's answer is A's cut short
+        check(by[(cid, "A")]["output"].startswith(by[(cid, "A3")]["output"][:1]), by)
 
 
 def paired(s, url, work):
