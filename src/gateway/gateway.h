@@ -207,7 +207,8 @@ typedef struct gw_refusal {
  * *run (the caller holds one reference: gw_run_release), after which the
  * callback rule holds for out; or an ERR_* with no callback: ERR_POLICY
  * (why->policy_id; answer with gw_policy_error_json), ERR_NOT_FOUND (unknown
- * collection, named in e), the backend's refusals (ERR_TOO_LARGE,
+ * collection, named in e), ERR_UNSUPPORTED (logprobs asked while the output
+ * guard runs: token texts would bypass it; why->param "logprobs"), the backend's refusals (ERR_TOO_LARGE,
  * ERR_INVAL, ERR_RATE_LIMIT ...), ERR_NOMEM. a is the request arena (scratch
  * for rewritten messages). Thread: an HTTP thread.
  */

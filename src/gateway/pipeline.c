@@ -644,9 +644,21 @@ int gw_submit(gw *p, const gw_request *rq, arena *a, gw_out out, gw_run **runp, 
     }
 
     /* execute, with the output guard on the sink (unless it has nothing to do) */
-    if (r->gr && output_guarded(r->pol) && !(r->gs = guard_stream_new(r->gr))) {
-        rc = err_set(e, ERR_NOMEM, "out of memory");
-        goto fail;
+    if (r->gr && output_guarded(r->pol)) {
+        /* Logprobs carry token texts (and alternatives) the filter never sees:
+         * a redacted or blocked span would leave through them. */
+        if (gp.sp.want_logprobs) {
+            why->param = "logprobs";
+            rc = err_set(e, ERR_UNSUPPORTED,
+                         "logprobs cannot be returned while the output guard (policy \"%s\") "
+                         "filters the answer: token texts would bypass it",
+                         guard_policy_id(r->pol));
+            goto fail;
+        }
+        if (!(r->gs = guard_stream_new(r->gr))) {
+            rc = err_set(e, ERR_NOMEM, "out of memory");
+            goto fail;
+        }
     }
     atomic_store(&r->refs, 2); // the caller's and the sink's
     fr_sink sink = {r, s_delta, s_done, s_error};

@@ -179,6 +179,13 @@ def run(s):
     d4 = decisions(s)
     check(moved(d3, d4) == {("blocklist", "block", "output"): 2}, moved(d3, d4))
 
+    # ---- logprobs would carry token texts past the output filter: refused while it runs
+    st, data = chat(s, "hello", logprobs=True)
+    e = error_of(data)
+    check(st == 400 and e["param"] == "logprobs" and '"std"' in e["message"], (st, e))
+    st, data = chat(s, "hello", key="k_off", logprobs=True, top_logprobs=2)
+    check(st == 200 and json.loads(data)["choices"][0]["logprobs"]["content"], data)
+
     # ---- retrieved chunks: an injection is dropped (std) or quoted (k_quote)
     h = {"Content-Type": "application/json"}
     s.request("POST", "/v1/collections", json.dumps({"name": "kb"}), h)
