@@ -1009,6 +1009,8 @@ int cli_cmd_bench(int argc, char **argv)
     for (size_t i = 0; i < run->cfg.n_loads && !g_stop && !b.failed_submit; i++)
         if (run_point(&b, i) < 0)
             break;
+    if (g_stop)
+        run->interrupted = true; // also when Ctrl-C came before the first point
     sigaction(SIGINT, &old_sa, NULL);
     httpc_free(b.hc);
     free(b.shared);
