@@ -345,7 +345,7 @@ static char *request_error(const httpc_result *res)
                  json_error_message(res->body, res->body_len, inner, sizeof inner));
     else
         snprintf(msg, sizeof msg, "%s: %s", httpc_kind_name(res->kind), res->error);
-    return strdup(msg);
+    return strdup(eval_utf8_trim(msg));
 }
 
 static int submit(eval *ev, const endpoint *p, const char *path, json_t *body, httpc_done_fn fn,
@@ -431,6 +431,8 @@ static void on_judge(void *ctx, const httpc_result *res)
             s->verdict[b->ai] = eval_judge_verdict(text, &reason);
             size_t rl = strlen(reason);
             s->note[b->ai] = strndup(reason, rl > 300 ? 300 : rl);
+            if (s->note[b->ai])
+                eval_utf8_trim(s->note[b->ai]);
         }
         json_decref(v);
     }
@@ -628,6 +630,7 @@ static void finish_run(slot *s)
             } else {
                 ok = eval_check_local(a, &o, detail, sizeof detail);
             }
+            eval_utf8_trim(detail);
             if (item) {
                 json_object_set_new(item, "pass", json_boolean(ok));
                 if (!ok)
@@ -637,7 +640,7 @@ static void finish_run(slot *s)
             if (!ok && all) {
                 char first[EVAL_DETAIL_MAX + 40];
                 snprintf(first, sizeof first, "%s: %s", eval_kind_name(a->kind), detail);
-                r->fail_detail = strdup(first);
+                r->fail_detail = strdup(eval_utf8_trim(first));
                 all = false;
             }
         }

@@ -126,6 +126,12 @@ int eval_schema_compile(const json_t *schema, err_msg *e) MUST_USE;
 bool eval_schema_check(const json_t *schema, const json_t *v, char *detail, size_t cap);
 
 /*
+ * Cuts an incomplete UTF-8 sequence off the end of s (left by a truncating
+ * snprintf or strndup), so that the text is valid for JSON. Returns s.
+ */
+char *eval_utf8_trim(char *s);
+
+/*
  * Reads a judge's answer: after leading whitespace and Markdown marks
  * (* _ # ` " ' >), the word PASS or FAIL (any case) not followed by a letter
  * or digit. Returns 1 (PASS), 0 (FAIL) or -1 (neither); *reason points into
@@ -158,6 +164,7 @@ typedef struct eval_gate {
 
 #define EVAL_GATES_MAX 32
 
+/* The metric's name in --gate ("p99_ms"); "?" for values out of range. */
 const char *eval_metric_name(eval_metric m);
 /*
  * Parses a comma-separated gate list ("pass_rate>=0.9,p99_ms<=2000"),
@@ -217,6 +224,7 @@ typedef struct eval_prices {
  */
 int eval_summarize_target(const eval_set *s, const eval_run *runs, size_t n_targets, size_t t,
                           size_t repeat, const eval_prices *price, eval_target_sum *out) MUST_USE;
+/* Frees the tags array of a summary filled by eval_summarize_target. */
 void eval_target_sum_deinit(eval_target_sum *ts);
 /*
  * Pairs targets a and b case by case: each case's score on a target is its

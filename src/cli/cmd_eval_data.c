@@ -485,6 +485,24 @@ static void quote(const char *s, size_t n, char *out, size_t cap)
     snprintf(out, cap, "\"%.*s\"%s", (int)k, s, k < n ? "..." : "");
 }
 
+char *eval_utf8_trim(char *s)
+{
+    size_t n = strlen(s), i = n;
+    /* back over at most 3 continuation bytes to the sequence's lead byte */
+    while (i > 0 && n - i < 4 && ((unsigned char)s[i - 1] & 0xC0) == 0x80)
+        i--;
+    if (i == 0)
+        return s;
+    unsigned char lead = (unsigned char)s[i - 1];
+    size_t want = lead < 0x80 ? 1 : lead >= 0xF0 ? 4 : lead >= 0xE0 ? 3 : lead >= 0xC0 ? 2 : 0;
+    if (want == 1)
+        return s; // ASCII last: nothing pending (stray continuation bytes are the
+                  // caller's input, not a cut)
+    if (want == 0 || n - (i - 1) < want)
+        s[i - 1] = 0;
+    return s;
+}
+
 static bool fail_with(char *detail, size_t cap, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 static bool fail_with(char *detail, size_t cap, const char *fmt, ...)
@@ -493,6 +511,7 @@ static bool fail_with(char *detail, size_t cap, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(detail, cap, fmt, ap);
     va_end(ap);
+    eval_utf8_trim(detail);
     return false;
 }
 

@@ -155,6 +155,7 @@ static bool failf(char *d, size_t cap, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(d, cap, fmt, ap);
     va_end(ap);
+    eval_utf8_trim(d);
     return false;
 }
 

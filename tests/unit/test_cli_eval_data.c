@@ -220,6 +220,44 @@ static void test_verdict(void **state)
     assert_int_equal(eval_judge_verdict("", &r), -1);
 }
 
+static void test_utf8_trim(void **state)
+{
+    (void)state;
+    char a[] = "ab\xc3\xa9"; // complete 2-byte sequence: kept
+    assert_string_equal(eval_utf8_trim(a), "ab\xc3\xa9");
+    char b[] = "ab\xc3"; // lead byte alone: cut
+    assert_string_equal(eval_utf8_trim(b), "ab");
+    char c[] = "x\xe2\x82"; // 2 of 3 bytes of the euro sign: cut
+    assert_string_equal(eval_utf8_trim(c), "x");
+    char d[] = "x\xf0\x9f\x98\x80"; // complete 4-byte sequence: kept
+    assert_string_equal(eval_utf8_trim(d), "x\xf0\x9f\x98\x80");
+    char e[] = "x\xf0\x9f\x98"; // 3 of 4: cut
+    assert_string_equal(eval_utf8_trim(e), "x");
+    char f[] = "";
+    assert_string_equal(eval_utf8_trim(f), "");
+    /* a failure detail cut by its buffer stays valid UTF-8: 200 two-byte characters */
+    char line[1024];
+    size_t k = (size_t)snprintf(line, sizeof line,
+                                "{\"prompt\":\"p\",\"assert\":[{\"type\":\"equals\",\"value\":\"");
+    for (int i = 0; i < 200; i++, k += 2)
+        memcpy(line + k, "\xc3\xa9", 2);
+    snprintf(line + k, sizeof line - k, "\"}]}");
+    eval_set s;
+    err_msg err;
+    assert_int_equal(load(line, &s, &err), 0);
+    char big[601];
+    for (int i = 0; i < 300; i++)
+        memcpy(big + 2 * i, "\xc3\xa9", 2);
+    big[600] = 0;
+    eval_output o = {big, strlen(big), 1, 1};
+    char detail[62]; // 61 bytes: "expected exactly \"" (18) then 43 bytes of 2-byte characters
+    assert_false(eval_check_local(&s.cases[0].asserts[0], &o, detail, sizeof detail));
+    json_t *j = json_string(detail); // NULL if the cut left invalid UTF-8
+    assert_non_null(j);
+    json_decref(j);
+    eval_set_free(&s);
+}
+
 static void test_gates(void **state)
 {
     (void)state;
@@ -375,7 +413,7 @@ int main(void)
         cmocka_unit_test(test_load_ok),          cmocka_unit_test(test_load_errors),
         cmocka_unit_test(test_local_assertions), cmocka_unit_test(test_json_schema),
         cmocka_unit_test(test_verdict),          cmocka_unit_test(test_gates),
-        cmocka_unit_test(test_summary),
+        cmocka_unit_test(test_summary),          cmocka_unit_test(test_utf8_trim),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
