@@ -78,53 +78,128 @@ typedef struct scan_opts {
     bool json, redact, audit;
 } scan_opts;
 
-/* Returns 1 when blocked, 0 otherwise, 2 on error. */
-/* One text = one request (r is reset, keeping its scratch memory). */
-static int scan_one(guard_req *r, const guard_policy *p, const scan_opts *o, const char *text,
-                    size_t len, size_t idx)
+/* A JSON number as jansson prints it with JSON_REAL_PRECISION(4): "%.4g",
+ * ".0" added to integral values, exponent without '+' and leading zeros. */
+static int emit_real(buf *b, double v)
+{
+    char tmp[48];
+    int n = snprintf(tmp, sizeof tmp, "%.4g", v);
+    if (n <= 0 || (size_t)n >= sizeof tmp)
+        return ERR_INTERNAL;
+    char out[56];
+    size_t w = 0;
+    bool dot = false;
+    for (int i = 0; i < n; i++) {
+        char c = tmp[i];
+        if (c == '.' || c == 'e')
+            dot = true;
+        if (c == 'e') {
+            out[w++] = 'e';
+            i++;
+            if (tmp[i] == '-')
+                out[w++] = '-';
+            else if (tmp[i] != '+')
+                i--;
+            while (i + 1 < n - 1 && tmp[i + 1] == '0')
+                i++;
+            continue;
+        }
+        out[w++] = c;
+    }
+    if (!dot) {
+        out[w++] = '.';
+        out[w++] = '0';
+    }
+    return buf_append(b, out, w);
+}
+
+/* One text as one JSON line:
+ * {"action": "...", "injection": {"score": S, "attack": B},
+ *  "entities": [{"type": "...", "start": N, "end": N}, ...],
+ *  "blocklist": [{"term_id": N, "start": N, "end": N}, ...]} (+ "redacted").
+ * Written by hand rather than through jansson: at --lines rates building a
+ * tree per line cost as much as a detector. */
+static int emit_line(buf *j, const guard_policy *p, const guard_result *res, const char *text,
+                     size_t len, const buf *redacted)
+{
+    cp_cursor cc = {text, len, 0, 0};
+    int rc = buf_printf(j, "{\"action\": \"%s\", \"injection\": {\"score\": ",
+                        guard_action_name(res->action));
+    if (rc == 0)
+        rc = emit_real(j, res->inj_score);
+    if (rc == 0)
+        rc = buf_printf(j, ", \"attack\": %s}, \"entities\": [",
+                        res->inj_attack ? "true" : "false");
+    for (size_t i = 0; rc == 0 && i < res->n_entities; i++) {
+        const guard_span *sp = &res->entities[i];
+        size_t a = cp_at(&cc, sp->start), b = cp_at(&cc, sp->end);
+        const char *nm = span_name(p, sp);
+        rc = buf_printf(j, "%s{\"type\": \"", i ? ", " : "");
+        if (rc == 0)
+            rc = buf_append_json_str(j, nm, strlen(nm));
+        if (rc == 0)
+            rc = buf_printf(j, "\", \"start\": %zu, \"end\": %zu}", a, b);
+    }
+    if (rc == 0)
+        rc = buf_append_str(j, "], \"blocklist\": [");
+    cc = (cp_cursor){text, len, 0, 0};
+    for (size_t i = 0; rc == 0 && i < res->n_terms; i++) {
+        const guard_span *sp = &res->terms[i];
+        size_t a = cp_at(&cc, sp->start), b = cp_at(&cc, sp->end);
+        rc = buf_printf(j, "%s{\"term_id\": %u, \"start\": %zu, \"end\": %zu}", i ? ", " : "",
+                        sp->sub, a, b);
+    }
+    if (rc == 0)
+        rc = buf_append_str(j, "]");
+    if (rc == 0 && redacted) {
+        rc = buf_append_str(j, ", \"redacted\": \"");
+        if (rc == 0)
+            rc = buf_append_json_str(j, redacted->data ? redacted->data : "", redacted->len);
+        if (rc == 0)
+            rc = buf_append_str(j, "\"");
+    }
+    if (rc == 0)
+        rc = buf_append_str(j, "}\n");
+    return rc;
+}
+
+/* Per-run buffers, reused from text to text. */
+typedef struct scan_bufs {
+    buf out;  // text forwarded (redacted)
+    buf line; // the JSON line
+} scan_bufs;
+
+/* One text = one request (r is reset, keeping its scratch memory).
+ * Returns 1 when blocked, 0 otherwise, 2 on error. */
+static int scan_one(guard_req *r, const guard_policy *p, const scan_opts *o, scan_bufs *sb,
+                    const char *text, size_t len, size_t idx)
 {
     char rid[32];
     snprintf(rid, sizeof rid, "scan-%zu", idx);
     guard_req_reset(r, rid);
-    buf out;
-    buf_init(&out, (size_t)len * 4 + 4096);
+    buf *out = &sb->out;
+    buf_reset(out);
+    // Redaction grows a text by at most a placeholder per finding.
+    out->max_bytes = len * 4 + 4096;
     guard_result res;
     err_msg e;
     err_clear(&e);
-    int rc = guard_req_check_input(r, text, len, &out, &res, &e);
+    int rc = guard_req_check_input(r, text, len, out, &res, &e);
     if (rc && rc != ERR_POLICY) {
         cli_errorf("%s", err_text(&e, rc));
-        buf_deinit(&out);
         return 2;
     }
-    const char *act = guard_action_name(res.action);
-    cp_cursor cc = {text, len, 0, 0};
     if (o->json) {
-        json_t *ents = json_array(), *terms = json_array();
-        for (size_t i = 0; i < res.n_entities; i++) {
-            const guard_span *sp = &res.entities[i];
-            size_t a = cp_at(&cc, sp->start), b = cp_at(&cc, sp->end);
-            json_array_append_new(ents, json_pack("{s:s, s:I, s:I}", "type", span_name(p, sp),
-                                                  "start", (json_int_t)a, "end", (json_int_t)b));
+        buf_reset(&sb->line);
+        int wr = emit_line(&sb->line, p, &res, text, len, o->redact && rc == 0 ? out : NULL);
+        if (wr) {
+            cli_errorf("guard scan: cannot format the result (%s)", err_str(wr));
+            return 2;
         }
-        for (size_t i = 0; i < res.n_terms; i++) {
-            const guard_span *sp = &res.terms[i];
-            size_t a = cp_at(&cc, sp->start), b = cp_at(&cc, sp->end);
-            json_array_append_new(terms,
-                                  json_pack("{s:I, s:I, s:I}", "term_id", (json_int_t)sp->sub,
-                                            "start", (json_int_t)a, "end", (json_int_t)b));
-        }
-        json_t *obj = json_pack("{s:s, s:{s:f, s:b}, s:o, s:o}", "action", act, "injection",
-                                "score", res.inj_score, "attack", res.inj_attack, "entities", ents,
-                                "blocklist", terms);
-        if (obj && o->redact && rc == 0)
-            json_object_set_new(obj, "redacted", json_stringn(out.data ? out.data : "", out.len));
-        if (obj) {
-            json_dumpf(obj, stdout, JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(4));
-            json_decref(obj);
-        }
-        fputc('\n', stdout);
+        fwrite(sb->line.data, 1, sb->line.len, stdout);
     } else {
+        const char *act = guard_action_name(res.action);
+        cp_cursor cc = {text, len, 0, 0};
         printf("action: %s\ninjection: %.4f%s\n", act, res.inj_score,
                res.inj_attack ? " (attack)" : "");
         for (size_t i = 0; i < res.n_entities; i++) {
@@ -132,15 +207,15 @@ static int scan_one(guard_req *r, const guard_policy *p, const scan_opts *o, con
             size_t a = cp_at(&cc, sp->start), b = cp_at(&cc, sp->end);
             printf("entity: %s %zu-%zu\n", span_name(p, sp), a, b);
         }
+        cc = (cp_cursor){text, len, 0, 0};
         for (size_t i = 0; i < res.n_terms; i++) {
             const guard_span *sp = &res.terms[i];
             size_t a = cp_at(&cc, sp->start), b = cp_at(&cc, sp->end);
             printf("blocklist: term %u %zu-%zu\n", sp->sub, a, b);
         }
         if (o->redact && rc == 0 && res.action == GUARD_REDACT)
-            printf("redacted: %.*s\n", (int)out.len, out.data ? out.data : "");
+            printf("redacted: %.*s\n", (int)out->len, out->data ? out->data : "");
     }
-    buf_deinit(&out);
     return rc == ERR_POLICY ? 1 : 0;
 }
 
@@ -198,6 +273,9 @@ static int cmd_scan(int argc, char **argv)
         return 2;
     }
     int status = 0;
+    scan_bufs sb;
+    buf_init(&sb.out, 4096);
+    buf_init(&sb.line, LINE_MAX_BYTES * 8);
     if (lines) {
         char *line = NULL;
         size_t cap = 0, idx = 0;
@@ -205,7 +283,7 @@ static int cmd_scan(int argc, char **argv)
         while ((n = getline(&line, &cap, stdin)) >= 0) {
             while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r'))
                 n--;
-            int rs = scan_one(r, p, &o, line, (size_t)n, idx++);
+            int rs = scan_one(r, p, &o, &sb, line, (size_t)n, idx++);
             if (rs == 2) {
                 status = 2;
                 break;
@@ -222,14 +300,18 @@ static int cmd_scan(int argc, char **argv)
             if (buf_append(&in, tmp, n) != 0) {
                 cli_errorf("guard scan: input over %u bytes", LINE_MAX_BYTES);
                 buf_deinit(&in);
+                buf_deinit(&sb.out);
+                buf_deinit(&sb.line);
                 guard_req_free(r);
                 guard_engine_free(g);
                 return 2;
             }
         }
-        status = scan_one(r, p, &o, in.data ? in.data : "", in.len, 0);
+        status = scan_one(r, p, &o, &sb, in.data ? in.data : "", in.len, 0);
         buf_deinit(&in);
     }
+    buf_deinit(&sb.out);
+    buf_deinit(&sb.line);
     fflush(stdout);
     guard_req_free(r);
     guard_engine_free(g);

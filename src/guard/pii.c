@@ -818,6 +818,105 @@ static void resolve_overlaps(guard_scratch *s)
     s->n_ents = w;
 }
 
+/* Byte classes of the candidate pass: where a detector can start. */
+enum {
+    P_DIGIT = 1,
+    P_ALPHA = 2,
+    P_SPECIAL = 4, // @ + ( - :
+    P_KEY1 = 8,    // first letter of a key prefix: sk- sk_ rk_ AKIA.. gh?_ github_pat_ eyJ
+    P_HEX = 16,    // a-f A-F (may start an IPv6 address)
+};
+static const uint8_t PCLS[256] = {
+    ['('] = P_SPECIAL,
+    ['+'] = P_SPECIAL,
+    ['-'] = P_SPECIAL,
+    ['0'] = P_DIGIT,
+    ['1'] = P_DIGIT,
+    ['2'] = P_DIGIT,
+    ['3'] = P_DIGIT,
+    ['4'] = P_DIGIT,
+    ['5'] = P_DIGIT,
+    ['6'] = P_DIGIT,
+    ['7'] = P_DIGIT,
+    ['8'] = P_DIGIT,
+    ['9'] = P_DIGIT,
+    [':'] = P_SPECIAL,
+    ['@'] = P_SPECIAL,
+    ['A'] = P_ALPHA | P_KEY1 | P_HEX,
+    ['B'] = P_ALPHA | P_HEX,
+    ['C'] = P_ALPHA | P_HEX,
+    ['D'] = P_ALPHA | P_HEX,
+    ['E'] = P_ALPHA | P_HEX,
+    ['F'] = P_ALPHA | P_HEX,
+    ['G'] = P_ALPHA,
+    ['H'] = P_ALPHA,
+    ['I'] = P_ALPHA,
+    ['J'] = P_ALPHA,
+    ['K'] = P_ALPHA,
+    ['L'] = P_ALPHA,
+    ['M'] = P_ALPHA,
+    ['N'] = P_ALPHA,
+    ['O'] = P_ALPHA,
+    ['P'] = P_ALPHA,
+    ['Q'] = P_ALPHA,
+    ['R'] = P_ALPHA,
+    ['S'] = P_ALPHA,
+    ['T'] = P_ALPHA,
+    ['U'] = P_ALPHA,
+    ['V'] = P_ALPHA,
+    ['W'] = P_ALPHA,
+    ['X'] = P_ALPHA,
+    ['Y'] = P_ALPHA,
+    ['Z'] = P_ALPHA,
+    ['a'] = P_ALPHA | P_HEX,
+    ['b'] = P_ALPHA | P_HEX,
+    ['c'] = P_ALPHA | P_HEX,
+    ['d'] = P_ALPHA | P_HEX,
+    ['e'] = P_ALPHA | P_KEY1 | P_HEX,
+    ['f'] = P_ALPHA | P_HEX,
+    ['g'] = P_ALPHA | P_KEY1,
+    ['h'] = P_ALPHA,
+    ['i'] = P_ALPHA,
+    ['j'] = P_ALPHA,
+    ['k'] = P_ALPHA,
+    ['l'] = P_ALPHA,
+    ['m'] = P_ALPHA,
+    ['n'] = P_ALPHA,
+    ['o'] = P_ALPHA,
+    ['p'] = P_ALPHA,
+    ['q'] = P_ALPHA,
+    ['r'] = P_ALPHA | P_KEY1,
+    ['s'] = P_ALPHA | P_KEY1,
+    ['t'] = P_ALPHA,
+    ['u'] = P_ALPHA,
+    ['v'] = P_ALPHA,
+    ['w'] = P_ALPHA,
+    ['x'] = P_ALPHA,
+    ['y'] = P_ALPHA,
+    ['z'] = P_ALPHA,
+};
+#define P_ALNUM (P_DIGIT | P_ALPHA)
+
+/* Whether try_word can find anything at word start i: a key prefix letter,
+ * an IBAN's "CC99", or hex digits then ':' within an IPv6 group (<= 4). */
+static bool word_candidate(const scan *c, size_t i)
+{
+    const unsigned char *t = c->t;
+    uint8_t f = PCLS[t[i]];
+    if (f & P_KEY1)
+        return true;
+    if (is_upper(t[i]) && i + 3 < c->len && is_upper(t[i + 1]) && is_digit(t[i + 2]) &&
+        is_digit(t[i + 3]))
+        return true;
+    if (f & P_HEX) {
+        size_t j = i;
+        while (j < c->len && j - i < 5 && is_hex(t[j]))
+            j++;
+        return j < c->len && t[j] == ':';
+    }
+    return false;
+}
+
 int pii_scan(const guard_policy *p, guard_scratch *s, const char *text, size_t len)
 {
     scan c = {p, s, (const unsigned char *)text, len, 0};
@@ -827,11 +926,12 @@ int pii_scan(const guard_policy *p, guard_scratch *s, const char *text, size_t l
         any_builtin |= p->act[k] != GUARD_OFF;
     size_t i = 0;
     while (any_builtin && i < len && c.rc == 0) {
-        unsigned char x = t[i];
-        if (!(is_alnum(x) || x == '@' || x == '+' || x == '(' || x == '-' || x == ':')) {
+        // Most bytes (CJK text, spaces, punctuation) start nothing.
+        while (i < len && PCLS[t[i]] == 0)
             i++;
-            continue;
-        }
+        if (i >= len)
+            break;
+        unsigned char x = t[i];
         bool ws = i == 0 || !is_alnum(t[i - 1]);
         size_t e = 0;
         if (is_digit(x)) {
@@ -848,11 +948,12 @@ int pii_scan(const guard_policy *p, guard_scratch *s, const char *text, size_t l
             continue;
         }
         if (is_alpha(x)) {
-            if (ws && !(i >= 1 && (t[i - 1] == '_' || t[i - 1] == '-')))
+            if (ws && !(i >= 1 && (t[i - 1] == '_' || t[i - 1] == '-')) &&
+                word_candidate(&c, i))
                 e = try_word(&c, i);
             if (!e) {
                 e = i;
-                while (e < len && is_alnum(t[e]))
+                while (e < len && (PCLS[t[e]] & P_ALNUM))
                     e++;
             }
             i = e;
