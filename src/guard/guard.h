@@ -131,7 +131,19 @@ guard_config guard_config_default(void);
  */
 int guard_engine_from_json(const char *json, size_t len, const char *base_dir,
                            const guard_config *cfg, guard_engine **out, err_msg *e) MUST_USE;
-/* Same, reading the document from path (relative files resolve beside it). */
+/*
+ * Same, from a YAML document (the same keys; YAML 1.2 core scalars, so
+ * `email: off` is the action "off"). Errors carry "policy:LINE:COL: ".
+ */
+int guard_engine_from_yaml(const char *yaml, size_t len, const char *base_dir,
+                           const guard_config *cfg, guard_engine **out, err_msg *e) MUST_USE;
+/*
+ * Same, reading the document from path (relative files resolve beside it):
+ * JSON when the name ends in .json, YAML when it ends in .yaml/.yml, else
+ * JSON when the text starts with '{' and YAML otherwise. Errors name the
+ * file, and for YAML the line and column of the offending value:
+ * `guard: p.yaml:7:12: policy "support": actions.email: must be one of ...`.
+ */
 int guard_engine_load(const char *path, const guard_config *cfg, guard_engine **out,
                       err_msg *e) MUST_USE;
 /* The built-in default policy "default" (see docs/guard.md), no blocklist. */

@@ -127,6 +127,30 @@ double inj_match_score(const inj_set *s, const inj_match *m, const char *text, s
  */
 double inj_score(const inj_set *s, const char *text, size_t len, const norm_buf *nb, int depth);
 
+/* ---- policy documents (yaml.c) ------------------------------------------ */
+
+/* Line and column (1-based) of each node of a parsed document, for errors. */
+typedef struct guard_pos {
+    const void *node; // a json_t of the tree
+    uint32_t line, col;
+} guard_pos;
+
+typedef struct guard_pos_map {
+    guard_pos *ents;
+    size_t n, cap;
+} guard_pos_map;
+
+struct json_t;
+/*
+ * Parses a YAML policy document into a jansson tree (*out, caller decrefs),
+ * recording node positions in pm (may be NULL). file names the document in
+ * messages. Returns 0, ERR_FORMAT (with file:line:column in e) or ERR_NOMEM.
+ */
+int guard_yaml_load(const char *text, size_t len, const char *file, struct json_t **out,
+                    guard_pos_map *pm, err_msg *e) MUST_USE;
+bool guard_pos_find(const guard_pos_map *pm, const void *node, uint32_t *line, uint32_t *col);
+void guard_pos_map_free(guard_pos_map *pm);
+
 /* ---- policies and engine ----------------------------------------------- */
 
 typedef struct guard_custom {

@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/buf.h"
 #include "guard/guard_int.h"
 
 #define TERMS_MAX 1000000
@@ -128,10 +129,32 @@ void policy_deinit(guard_policy *p)
 
 /* ---- loading --------------------------------------------------------------- */
 
+/* Where a document came from, for messages: file (NULL: in memory) and the
+ * node positions (YAML only; jansson keeps none). */
+typedef struct doc_src {
+    const char *file;
+    const guard_pos_map *pm;
+} doc_src;
+
+/* "file:line:col: ", "file: " or "" for a node of the document. */
+static const char *where(const doc_src *d, const void *node, char *out, size_t cap)
+{
+    uint32_t line, col;
+    if (d && d->pm && guard_pos_find(d->pm, node, &line, &col))
+        snprintf(out, cap, "%s:%u:%u: ", d->file ? d->file : "policy", line, col);
+    else if (d && d->file)
+        snprintf(out, cap, "%s: ", d->file);
+    else
+        out[0] = '\0';
+    return out;
+}
+
 typedef struct loader {
     const char *base_dir;
     const char *pid; // policy id for messages
     err_msg *e;
+    const doc_src *src;
+    const json_t *cur; // the node being checked (its position goes into messages)
     // growing list of normalized terms
     char **terms;
     size_t *lens;
@@ -140,11 +163,14 @@ typedef struct loader {
 
 static int bad(loader *L, const char *key, const char *what)
 {
-    return err_set(L->e, ERR_FORMAT, "guard: policy \"%s\": %s: %s", L->pid, key, what);
+    char w[512];
+    return err_set(L->e, ERR_FORMAT, "guard: %spolicy \"%s\": %s: %s",
+                   where(L->src, L->cur, w, sizeof w), L->pid, key, what);
 }
 
 static int get_action(loader *L, json_t *v, const char *key, guard_action *out)
 {
+    L->cur = v;
     if (!json_is_string(v) || guard_action_parse(json_string_value(v), out) != 0)
         return bad(L, key, "must be one of off, flag, redact, block");
     return 0;
@@ -152,6 +178,7 @@ static int get_action(loader *L, json_t *v, const char *key, guard_action *out)
 
 static int get_num(loader *L, json_t *v, const char *key, double lo, double hi, double *out)
 {
+    L->cur = v;
     if (!json_is_number(v))
         return bad(L, key, "must be a number");
     double d = json_number_value(v);
@@ -213,9 +240,11 @@ static int read_terms_file(loader *L, const char *name, norm_buf *nb)
     else
         snprintf(path, sizeof path, "%s/%s", L->base_dir, name);
     FILE *f = fopen(path, "rb");
-    if (!f)
-        return err_set(L->e, ERR_IO, "guard: policy \"%s\": cannot open blocklist file %s",
-                       L->pid, path);
+    if (!f) {
+        char w[512];
+        return err_set(L->e, ERR_IO, "guard: %spolicy \"%s\": cannot open blocklist file %s",
+                       where(L->src, L->cur, w, sizeof w), L->pid, path);
+    }
     char *line = NULL;
     size_t cap = 0, total = 0;
     ssize_t n;
@@ -260,6 +289,7 @@ static int load_custom(loader *L, guard_policy *p, json_t *arr)
     pcre2_set_depth_limit(p->mctx, 10000);
     for (size_t i = 0; i < n; i++) {
         json_t *o = json_array_get(arr, i);
+        L->cur = o;
         const char *name = NULL, *pat = NULL, *act = "flag";
         if (!json_is_object(o) || json_unpack(o, "{s:s, s:s, s?:s !}", "name", &name, "pattern",
                                               &pat, "action", &act) != 0)
@@ -284,9 +314,11 @@ static int load_custom(loader *L, guard_policy *p, json_t *arr)
         if (!cu->re) {
             PCRE2_UCHAR msg[160];
             pcre2_get_error_message(ec, msg, sizeof msg);
+            char w[512];
             return err_set(L->e, ERR_FORMAT,
-                           "guard: policy \"%s\": custom pattern \"%s\": %s at offset %zu",
-                           L->pid, name, (const char *)msg, (size_t)eo);
+                           "guard: %spolicy \"%s\": custom pattern \"%s\": %s at offset %zu",
+                           where(L->src, L->cur, w, sizeof w), L->pid, name, (const char *)msg,
+                           (size_t)eo);
         }
         (void)pcre2_jit_compile(cu->re, PCRE2_JIT_COMPLETE); // falls back to the interpreter
         cu->name = strdup(name);
@@ -306,19 +338,22 @@ static int load_custom(loader *L, guard_policy *p, json_t *arr)
 }
 
 
-static int load_policy(const guard_engine *g, json_t *o, const char *base_dir, guard_policy *p,
-                       err_msg *e)
+static int load_policy(const guard_engine *g, json_t *o, const char *base_dir,
+                       const doc_src *src, guard_policy *p, err_msg *e)
 {
     policy_defaults(p);
     p->g = g;
-    loader L = {base_dir, "?", e, NULL, NULL, 0, 0};
+    loader L = {base_dir, "?", e, src, o, NULL, NULL, 0, 0};
+    char w[512];
     norm_buf nb = {0};
     int rc = 0;
     if (!json_is_object(o))
-        return err_set(e, ERR_FORMAT, "guard: a policy must be a JSON object");
+        return err_set(e, ERR_FORMAT, "guard: %sa policy must be an object",
+                       where(src, o, w, sizeof w));
     json_t *id = json_object_get(o, "id");
     if (id && !json_is_string(id))
-        return err_set(e, ERR_FORMAT, "guard: policy \"id\" must be a string");
+        return err_set(e, ERR_FORMAT, "guard: %spolicy \"id\" must be a string",
+                       where(src, id, w, sizeof w));
     p->id = strdup(id ? json_string_value(id) : "default");
     if (!p->id)
         return ERR_NOMEM;
@@ -327,6 +362,7 @@ static int load_policy(const guard_engine *g, json_t *o, const char *base_dir, g
     json_t *v;
     json_object_foreach(o, key, v)
     {
+        L.cur = v;
         if (strcmp(key, "id") == 0) {
             continue;
         } else if (strcmp(key, "pii") == 0) {
@@ -365,6 +401,7 @@ static int load_policy(const guard_engine *g, json_t *o, const char *base_dir, g
             json_t *v2;
             json_object_foreach(v, k2, v2)
             {
+                L.cur = v2;
                 char kk[96];
                 snprintf(kk, sizeof kk, "actions.%s", k2);
                 guard_action a;
@@ -391,6 +428,7 @@ static int load_policy(const guard_engine *g, json_t *o, const char *base_dir, g
             json_t *v2;
             json_object_foreach(v, k2, v2)
             {
+                L.cur = v2;
                 double d;
                 if (strcmp(k2, "threshold") == 0) {
                     if ((rc = get_num(&L, v2, "injection.threshold", 0, 1, &d)))
@@ -425,6 +463,7 @@ static int load_policy(const guard_engine *g, json_t *o, const char *base_dir, g
             json_t *v2;
             json_object_foreach(v, k2, v2)
             {
+                L.cur = v2;
                 double d;
                 if (strcmp(k2, "window") == 0) {
                     if ((rc = get_num(&L, v2, "stream.window", 16, 65536, &d)))
@@ -448,6 +487,7 @@ static int load_policy(const guard_engine *g, json_t *o, const char *base_dir, g
             json_t *v2;
             json_object_foreach(v, k2, v2)
             {
+                L.cur = v2;
                 if (strcmp(k2, "terms") != 0 && strcmp(k2, "files") != 0) {
                     rc = bad(&L, "blocklist", "unknown key (terms, files)");
                     goto out;
@@ -462,6 +502,7 @@ static int load_policy(const guard_engine *g, json_t *o, const char *base_dir, g
             json_t *x;
             json_array_foreach(terms, i, x)
             {
+                L.cur = x;
                 if (!json_is_string(x)) {
                     rc = bad(&L, "blocklist.terms", "must be strings");
                     goto out;
@@ -471,6 +512,7 @@ static int load_policy(const guard_engine *g, json_t *o, const char *base_dir, g
             }
             json_array_foreach(files, i, x)
             {
+                L.cur = x;
                 if (!json_is_string(x)) {
                     rc = bad(&L, "blocklist.files", "must be strings");
                     goto out;
@@ -551,14 +593,15 @@ static int find_policy(const guard_engine *g, const char *id, size_t *out)
     return ERR_NOT_FOUND;
 }
 
-static int load_map(guard_engine *g, json_t *o, const char *what, guard_map_ent **out, size_t *n,
-                    err_msg *e)
+static int load_map(guard_engine *g, json_t *o, const char *what, const doc_src *src,
+                    guard_map_ent **out, size_t *n, err_msg *e)
 {
+    char w[512];
     if (!o)
         return 0;
     if (!json_is_object(o))
-        return err_set(e, ERR_FORMAT, "guard: \"%s\" must be an object of name -> policy id",
-                       what);
+        return err_set(e, ERR_FORMAT, "guard: %s\"%s\" must be a map of name -> policy id",
+                       where(src, o, w, sizeof w), what);
     size_t cnt = json_object_size(o);
     if (cnt > MAP_MAX)
         return err_set(e, ERR_TOO_LARGE, "guard: \"%s\" has %zu entries (limit %d)", what, cnt,
@@ -572,8 +615,9 @@ static int load_map(guard_engine *g, json_t *o, const char *what, guard_map_ent 
     {
         size_t idx;
         if (!json_is_string(v) || find_policy(g, json_string_value(v), &idx) != 0)
-            return err_set(e, ERR_FORMAT, "guard: %s \"%s\": names no policy in \"policies\"",
-                           what, k);
+            return err_set(e, ERR_FORMAT,
+                           "guard: %s%s \"%s\": names no policy in \"policies\"",
+                           where(src, v, w, sizeof w), what, k);
         (*out)[*n].name = strdup(k);
         if (!(*out)[*n].name)
             return ERR_NOMEM;
@@ -583,9 +627,10 @@ static int load_map(guard_engine *g, json_t *o, const char *what, guard_map_ent 
     return 0;
 }
 
-static int engine_from_root(json_t *root, const char *base_dir, const guard_config *cfg,
-                            guard_engine **out, err_msg *e)
+static int engine_from_root(json_t *root, const char *base_dir, const doc_src *src,
+                            const guard_config *cfg, guard_engine **out, err_msg *e)
 {
+    char w[512];
     *out = NULL;
     if (sodium_init() < 0)
         return err_set(e, ERR_INTERNAL, "guard: libsodium failed to initialize");
@@ -606,7 +651,8 @@ static int engine_from_root(json_t *root, const char *base_dir, const guard_conf
     if (rc)
         goto fail;
     if (!json_is_object(root)) {
-        rc = err_set(e, ERR_FORMAT, "guard: the policy document must be a JSON object");
+        rc = err_set(e, ERR_FORMAT, "guard: %sthe policy document must be an object (a map)",
+                     where(src, root, w, sizeof w));
         goto fail;
     }
     json_t *pols = json_object_get(root, "policies");
@@ -618,7 +664,7 @@ static int engine_from_root(json_t *root, const char *base_dir, const guard_conf
             goto fail;
         }
         g->n_pol = 1;
-        rc = load_policy(g, root, base_dir, &g->pol[0], e);
+        rc = load_policy(g, root, base_dir, src, &g->pol[0], e);
         if (rc)
             goto fail;
         *out = g;
@@ -631,15 +677,15 @@ static int engine_from_root(json_t *root, const char *base_dir, const guard_conf
         if (strcmp(k, "policies") && strcmp(k, "default") && strcmp(k, "routes") &&
             strcmp(k, "keys")) {
             rc = err_set(e, ERR_FORMAT,
-                         "guard: unknown top-level key \"%s\" (policies, default, routes, keys)",
-                         k);
+                         "guard: %sunknown top-level key \"%s\" (policies, default, routes, keys)",
+                         where(src, v, w, sizeof w), k);
             goto fail;
         }
     }
     size_t np = json_array_size(pols);
     if (!json_is_array(pols) || np == 0 || np > POLICIES_MAX) {
-        rc = err_set(e, ERR_FORMAT, "guard: \"policies\" must be an array of 1-%d policies",
-                     POLICIES_MAX);
+        rc = err_set(e, ERR_FORMAT, "guard: %s\"policies\" must be a list of 1-%d policies",
+                     where(src, pols, w, sizeof w), POLICIES_MAX);
         goto fail;
     }
     g->pol = calloc(np, sizeof *g->pol);
@@ -649,27 +695,28 @@ static int engine_from_root(json_t *root, const char *base_dir, const guard_conf
     }
     for (size_t i = 0; i < np; i++) {
         g->n_pol = i + 1;
-        rc = load_policy(g, json_array_get(pols, i), base_dir, &g->pol[i], e);
+        rc = load_policy(g, json_array_get(pols, i), base_dir, src, &g->pol[i], e);
         if (rc)
             goto fail;
         for (size_t j = 0; j < i; j++)
             if (strcmp(g->pol[j].id, g->pol[i].id) == 0) {
-                rc = err_set(e, ERR_FORMAT, "guard: policy id \"%s\" appears twice",
-                             g->pol[i].id);
+                rc = err_set(e, ERR_FORMAT, "guard: %spolicy id \"%s\" appears twice",
+                             where(src, json_array_get(pols, i), w, sizeof w), g->pol[i].id);
                 goto fail;
             }
     }
     json_t *def = json_object_get(root, "default");
     if (def) {
         if (!json_is_string(def) || find_policy(g, json_string_value(def), &g->def) != 0) {
-            rc = err_set(e, ERR_FORMAT, "guard: \"default\" must name a policy in \"policies\"");
+            rc = err_set(e, ERR_FORMAT, "guard: %s\"default\" must name a policy in \"policies\"",
+                         where(src, def, w, sizeof w));
             goto fail;
         }
     }
-    rc = load_map(g, json_object_get(root, "routes"), "routes", &g->routes, &g->n_routes, e);
+    rc = load_map(g, json_object_get(root, "routes"), "routes", src, &g->routes, &g->n_routes, e);
     if (rc)
         goto fail;
-    rc = load_map(g, json_object_get(root, "keys"), "keys", &g->keys, &g->n_keys, e);
+    rc = load_map(g, json_object_get(root, "keys"), "keys", src, &g->keys, &g->n_keys, e);
     if (rc)
         goto fail;
     *out = g;
@@ -690,29 +737,95 @@ int guard_engine_from_json(const char *json, size_t len, const char *base_dir,
     if (!root)
         return err_set(e, ERR_FORMAT, "guard: policy JSON line %d column %d: %s", je.line,
                        je.column, je.text);
-    int rc = engine_from_root(root, base_dir, cfg, out, e);
+    int rc = engine_from_root(root, base_dir, NULL, cfg, out, e);
     json_decref(root);
     return rc;
+}
+
+int guard_engine_from_yaml(const char *yaml, size_t len, const char *base_dir,
+                           const guard_config *cfg, guard_engine **out, err_msg *e)
+{
+    *out = NULL;
+    json_t *root = NULL;
+    guard_pos_map pm = {0};
+    int rc = guard_yaml_load(yaml, len, "policy", &root, &pm, e);
+    if (rc == 0) {
+        doc_src src = {"policy", &pm};
+        rc = engine_from_root(root, base_dir, &src, cfg, out, e);
+    }
+    json_decref(root);
+    guard_pos_map_free(&pm);
+    return rc;
+}
+
+#define POLICY_FILE_MAX (64u * 1024 * 1024)
+
+/* YAML unless the name ends in .json, or (no .yaml/.yml either) the text
+ * starts with '{'. */
+static bool is_yaml(const char *path, const char *text, size_t len)
+{
+    size_t n = strlen(path);
+    if (n >= 5 && strcmp(path + n - 5, ".json") == 0)
+        return false;
+    if ((n >= 5 && strcmp(path + n - 5, ".yaml") == 0) ||
+        (n >= 4 && strcmp(path + n - 4, ".yml") == 0))
+        return true;
+    size_t i = 0;
+    while (i < len && (text[i] == ' ' || text[i] == '\t' || text[i] == '\n' || text[i] == '\r'))
+        i++;
+    return !(i < len && text[i] == '{');
 }
 
 int guard_engine_load(const char *path, const guard_config *cfg, guard_engine **out, err_msg *e)
 {
     *out = NULL;
-    json_error_t je;
-    json_t *root = json_load_file(path, JSON_REJECT_DUPLICATES, &je);
-    if (!root)
-        return err_set(e, ERR_FORMAT, "guard: %s line %d column %d: %s", path, je.line,
-                       je.column, je.text);
-    char dir[4096];
-    snprintf(dir, sizeof dir, "%s", path);
-    char *slash = strrchr(dir, '/');
-    const char *base = ".";
-    if (slash) {
-        *slash = '\0';
-        base = slash == dir ? "/" : dir;
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return err_set(e, ERR_IO, "guard: cannot open policy file %s", path);
+    buf text;
+    buf_init(&text, POLICY_FILE_MAX);
+    char tmp[65536];
+    size_t n;
+    int rc = 0;
+    while (rc == 0 && (n = fread(tmp, 1, sizeof tmp, f)) > 0)
+        rc = buf_append(&text, tmp, n);
+    bool rerr = ferror(f);
+    fclose(f);
+    if (rc || rerr) {
+        buf_deinit(&text);
+        if (rc == ERR_TOO_LARGE)
+            return err_set(e, rc, "guard: policy file %s is over %u bytes", path,
+                           POLICY_FILE_MAX);
+        return err_set(e, rc ? rc : ERR_IO, "guard: cannot read policy file %s", path);
     }
-    int rc = engine_from_root(root, base, cfg, out, e);
+    const char *t = text.data ? text.data : "";
+    json_t *root = NULL;
+    guard_pos_map pm = {0};
+    doc_src src = {path, NULL};
+    if (is_yaml(path, t, text.len)) {
+        rc = guard_yaml_load(t, text.len, path, &root, &pm, e);
+        src.pm = &pm;
+    } else {
+        json_error_t je;
+        root = json_loadb(t, text.len, JSON_REJECT_DUPLICATES, &je);
+        if (!root)
+            rc = err_set(e, ERR_FORMAT, "guard: %s:%d:%d: %s", path, je.line, je.column,
+                         je.text);
+    }
+    buf_deinit(&text);
+    if (rc == 0) {
+        char dir[4096];
+        snprintf(dir, sizeof dir, "%s", path);
+        char *slash = strrchr(dir, '/');
+        const char *base = ".";
+        if (slash) {
+            *slash = '\0';
+            base = slash == dir ? "/" : dir;
+        }
+        rc = engine_from_root(root, base, &src, cfg, out, e);
+    }
     json_decref(root);
+    guard_pos_map_free(&pm);
     return rc;
 }
 

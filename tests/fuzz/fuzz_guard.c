@@ -1,6 +1,6 @@
 // FUZZ_MODULES: base guard
 // FUZZ_SECONDS: 15
-// FUZZ_LIBS: libpcre2-8 libutf8proc libsodium jansson
+// FUZZ_LIBS: libpcre2-8 libutf8proc libsodium jansson yaml-0.1
 /*
  * Every guard detector on arbitrary bytes: the PII/secret candidate pass and
  * validators, custom PCRE2 patterns, normalization + blocklist automaton,

@@ -100,6 +100,42 @@ def main():
         p = run(["guard", "scan", "--policy", pol], b"x", expect=2)
         check(b"redakt" not in p.stderr and b"actions.email" in p.stderr, p.stderr.decode())
 
+    # The same policies in YAML (per route and per key), a blocklist file beside
+    # it, and errors that name the file, line, column and key.
+    with tempfile.TemporaryDirectory() as d:
+        with open(os.path.join(d, "terms.txt"), "w") as f:
+            f.write("# comment\nx\n猎鹰计划\n")
+        pol = os.path.join(d, "guard.yaml")
+        with open(pol, "w") as f:
+            f.write("default: std\n"
+                    "routes:\n  /v1/embeddings: open\n"
+                    "keys:\n  k1: strict\n"
+                    "policies:\n"
+                    "  - id: std\n    blocklist:\n      files: [terms.txt]\n"
+                    "  - id: open\n    pii: off\n    actions: {injection: flag}\n"
+                    "  - id: strict\n    pii: block\n")
+        t = "关于猎 鹰 计 划"
+        o = json.loads(run(["guard", "scan", "--json", "--policy", pol], t.encode(),
+                           expect=1).stdout)
+        check(o["blocklist"] == [{"term_id": 1, "start": 2, "end": 9}], f"yaml blocklist {o}")
+        o = json.loads(run(["guard", "scan", "--json", "--policy", pol, "--route",
+                            "/v1/embeddings"], b"mail a@b.cn").stdout)
+        check(o["action"] == "allow" and o["entities"] == [], f"yaml open route {o}")
+        o = json.loads(run(["guard", "scan", "--json", "--policy", pol, "--route",
+                            "/v1/chat/completions"], b"mail a@b.cn").stdout)
+        check(o["action"] == "redact", f"yaml default policy {o}")
+        run(["guard", "scan", "--json", "--policy", pol, "--key", "k1"], b"mail a@b.cn",
+            expect=1)
+        with open(pol, "w") as f:
+            f.write("policies:\n  - id: std\n    actions:\n      email: redakt\n")
+        p = run(["guard", "scan", "--policy", pol], b"x", expect=2)
+        err = p.stderr.decode()
+        check(f"{pol}:4:14:" in err and "actions.email" in err and "redakt" not in err, err)
+        with open(pol, "w") as f:
+            f.write("id: a\nstream: {window: [1\n")
+        p = run(["guard", "scan", "--policy", pol], b"x", expect=2)
+        check(f"{pol}:" in p.stderr.decode(), p.stderr.decode())
+
     # The labelled set, with thresholds.
     p = run(["guard", "eval", "--json", "--data", os.path.join(DATA, "labelled.jsonl"),
              "--policy", os.path.join(DATA, "policy.json")])
