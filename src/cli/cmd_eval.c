@@ -662,7 +662,7 @@ static void finish_run(slot *s)
 static json_t *answer_body(const eval *ev, const eval_case *c, const endpoint *t, size_t repeat)
 {
     json_t *b = json_pack("{s:s, s:f, s:I, s:I}", "model", t->model, "temperature", ev->temperature,
-                          "seed", (json_int_t)(ev->seed + (int64_t)repeat), "max_tokens",
+                          "seed", (json_int_t)ev->seed + (json_int_t)repeat, "max_tokens",
                           (json_int_t)ev->max_tokens);
     if (!b)
         return NULL;
