@@ -5,6 +5,7 @@ Used by the report tests of ferry bench and ferry eval:
     import browser
     chrome = browser.find_or_skip()          # exit 77 with a clear message if absent
     r = browser.check_page(chrome, "/tmp/report.html", png="/tmp/report.png")
+    # several pages in one Chromium: browser.check_pages(chrome, [(path, png), ...])
     assert not r["errors"], r["errors"]      # console errors, exceptions, failed loads
     assert not r["requests"], r["requests"]  # anything fetched besides the file itself
     assert len(r["charts"]) == 3 and all(c["w"] > 100 and c["h"] > 100 for c in r["charts"])
@@ -183,52 +184,67 @@ CHARTS_JS = """(() => {
 })()"""
 
 
-def check_page(chrome, path, png=None, width=1200, max_height=6000, scale=0.25, timeout=60):
-    """Loads file `path`; returns {errors, requests, charts, png: {...}, height}."""
+def check_page(chrome, path, png=None, **kw):
+    """Loads file `path`; returns {errors, requests, charts, height, text_chars, png: {...}}."""
+    return check_pages(chrome, [(path, png)], **kw)[0]
+
+
+def check_pages(chrome, pages, width=1200, max_height=6000, scale=0.25, timeout=60):
+    """check_page for each (path, png or None) of pages, in one Chromium (one tab each)."""
     user_dir = tempfile.mkdtemp(prefix="ferry-chrome-")
-    url = "file://" + os.path.abspath(path)
     p = _Pipe(chrome, user_dir)
+    out = []
     try:
-        tid = p.call("Target.createTarget", {"url": "about:blank"}, timeout=timeout)["targetId"]
-        sid = p.call("Target.attachToTarget", {"targetId": tid, "flatten": True})["sessionId"]
-        for m in ("Runtime.enable", "Log.enable", "Page.enable", "Network.enable"):
-            p.call(m, session=sid)
-        p.call("Emulation.setDeviceMetricsOverride",
-               {"width": width, "height": 900, "deviceScaleFactor": 1, "mobile": False},
-               session=sid)
-        p.events.clear()
-        p.call("Page.navigate", {"url": url}, session=sid, timeout=timeout)
-        p.wait_event("Page.loadEventFired", timeout=timeout)
-        p.pump(0.3)
-        res = p.call("Runtime.evaluate", {"expression": CHARTS_JS, "returnByValue": True},
-                     session=sid)
-        info = json.loads(res["result"]["value"])
-        h = min(info["height"], max_height)
-        shot = p.call("Page.captureScreenshot",
-                      {"format": "png", "captureBeyondViewport": True,
-                       "clip": {"x": 0, "y": 0, "width": width, "height": h, "scale": scale}},
-                      session=sid, timeout=timeout)
-        data = base64.b64decode(shot["data"])
-        p.pump(0.1)
-        errors, requests = [], []
-        for ev in p.events:
-            m, prm = ev["method"], ev.get("params", {})
-            if m == "Runtime.consoleAPICalled" and prm.get("type") in ("error", "assert"):
-                errors.append("console.%s: %s" % (prm["type"], " ".join(
-                    str(a.get("value", a.get("description", ""))) for a in prm.get("args", []))))
-            elif m == "Runtime.exceptionThrown":
-                d = prm.get("exceptionDetails", {})
-                errors.append("exception: %s" % (d.get("exception", {}).get("description") or
-                                                d.get("text")))
-            elif m == "Log.entryAdded" and prm.get("entry", {}).get("level") == "error":
-                errors.append("log: %s" % prm["entry"].get("text"))
-            elif m == "Network.requestWillBeSent":
-                u = prm.get("request", {}).get("url", "")
-                if u != url and not u.startswith("data:"):
-                    requests.append(u)
+        for path, png in pages:
+            out.append(_one_page(p, path, png, width, max_height, scale, timeout))
     finally:
         p.close()
         shutil.rmtree(user_dir, ignore_errors=True)
+    return out
+
+
+def _one_page(p, path, png, width, max_height, scale, timeout):
+    url = "file://" + os.path.abspath(path)
+    tid = p.call("Target.createTarget", {"url": "about:blank"}, timeout=timeout)["targetId"]
+    sid = p.call("Target.attachToTarget", {"targetId": tid, "flatten": True})["sessionId"]
+    for m in ("Runtime.enable", "Log.enable", "Page.enable", "Network.enable"):
+        p.call(m, session=sid)
+    p.call("Emulation.setDeviceMetricsOverride",
+           {"width": width, "height": 900, "deviceScaleFactor": 1, "mobile": False},
+           session=sid)
+    p.events.clear()
+    p.call("Page.navigate", {"url": url}, session=sid, timeout=timeout)
+    p.wait_event("Page.loadEventFired", timeout=timeout)
+    p.pump(0.3)
+    res = p.call("Runtime.evaluate", {"expression": CHARTS_JS, "returnByValue": True},
+                 session=sid)
+    info = json.loads(res["result"]["value"])
+    h = min(info["height"], max_height)
+    shot = p.call("Page.captureScreenshot",
+                  {"format": "png", "captureBeyondViewport": True,
+                   "clip": {"x": 0, "y": 0, "width": width, "height": h, "scale": scale}},
+                  session=sid, timeout=timeout)
+    data = base64.b64decode(shot["data"])
+    p.pump(0.1)
+    errors, requests = [], []
+    for ev in p.events:
+        if ev.get("sessionId") not in (None, sid):
+            continue
+        m, prm = ev["method"], ev.get("params", {})
+        if m == "Runtime.consoleAPICalled" and prm.get("type") in ("error", "assert"):
+            errors.append("console.%s: %s" % (prm["type"], " ".join(
+                str(a.get("value", a.get("description", ""))) for a in prm.get("args", []))))
+        elif m == "Runtime.exceptionThrown":
+            d = prm.get("exceptionDetails", {})
+            errors.append("exception: %s" % (d.get("exception", {}).get("description") or
+                                            d.get("text")))
+        elif m == "Log.entryAdded" and prm.get("entry", {}).get("level") == "error":
+            errors.append("log: %s" % prm["entry"].get("text"))
+        elif m == "Network.requestWillBeSent":
+            u = prm.get("request", {}).get("url", "")
+            if u != url and not u.startswith("data:"):
+                requests.append(u)
+    p.call("Target.closeTarget", {"targetId": tid})
     if png:
         with open(png, "wb") as f:
             f.write(data)
@@ -326,5 +342,4 @@ def png_stats(data):
 
 if __name__ == "__main__":
     chrome = find_or_skip()
-    r = check_page(chrome, sys.argv[1], png=sys.argv[2] if len(sys.argv) > 2 else None)
-    print(json.dumps(r, indent=1))
+    print(json.dumps(check_pages(chrome, [(a, None) for a in sys.argv[1:]]), indent=1))

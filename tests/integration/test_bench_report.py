@@ -22,9 +22,7 @@ def check(cond, what):
         raise AssertionError(what)
 
 
-def page_ok(chrome, path, kinds):
-    png = path + ".png"
-    r = browser.check_page(chrome, path, png=png)
+def page_ok(path, r, kinds):
     check(not r["errors"], (path, r["errors"]))
     check(not r["requests"], (path, r["requests"]))
     got = [c["kind"] for c in r["charts"]]
@@ -33,7 +31,6 @@ def page_ok(chrome, path, kinds):
         check(c["w"] > 300 and c["h"] > 150 and c["marks"] > 0, (path, c))
     st = r["png"]
     check(st["nonwhite"] > 0.02 and st["colored"] > 0.003 and st["colors"] >= 3, (path, st))
-    return r
 
 
 def main():
@@ -64,13 +61,21 @@ def main():
         check(p.returncode == 0, p)
     finally:
         s.stop()
-    page_ok(chrome, a_html, ["line"] * 4 + ["hist"])
+    # negative control: the checks do see errors, fetches and a blank page
+    bad = os.path.join(tmp, "bad.html")
+    with open(bad, "w") as f:
+        f.write('<!DOCTYPE html><html><body><script>console.error("x"); nope();</script>'
+                '<img src="http://192.0.2.1/x.png"></body></html>')
+    ra, re_, rc, rb = browser.check_pages(chrome, [(a_html, a_html + ".png"), (e_html, None),
+                                                   (c_html, c_html + ".png"), (bad, None)])
+    check(len(rb["errors"]) >= 2 and rb["requests"] == ["http://192.0.2.1/x.png"] and
+          rb["charts"] == [] and rb["png"]["nonwhite"] < 0.001, rb)
+    page_ok(a_html, ra, ["line"] * 4 + ["hist"])
+    page_ok(c_html, rc, ["line"] * 7 + ["hist"])
     # all requests failed: the latency charts say "no data", the errors chart has bars
-    r = browser.check_page(chrome, e_html)
-    check(not r["errors"] and not r["requests"], r)
-    check([c["kind"] for c in r["charts"]] == ["line"] * 4 + ["hist", "bar"], r["charts"])
-    check(r["charts"][-1]["marks"] > 0, r["charts"][-1])
-    page_ok(chrome, c_html, ["line"] * 7 + ["hist"])
+    check(not re_["errors"] and not re_["requests"], re_)
+    check([c["kind"] for c in re_["charts"]] == ["line"] * 4 + ["hist", "bar"], re_["charts"])
+    check(re_["charts"][-1]["marks"] > 0, re_["charts"][-1])
     shutil.rmtree(tmp, ignore_errors=True)
     print("ok")
 
