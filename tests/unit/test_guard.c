@@ -657,6 +657,20 @@ static void test_redact_restore(void **state)
     // The audit hash is keyed and stable for a configured key, and is not the text.
     char h1[33];
     snprintf(h1, sizeof h1, "%s", log.last_hash);
+    // A second message of the same request numbers on: a@x.com keeps
+    // [EMAIL_1], a new address gets [EMAIL_3]; restoring the redacted text
+    // gives back the original message (round trip).
+    const char *in2 = "again a@x.com, c@z.net and 13812345678";
+    size_t mark = out.len;
+    assert_int_equal(guard_req_check_input(r, in2, strlen(in2), &out, NULL, NULL), 0);
+    assert_string_equal(out.data + mark, "again [EMAIL_1], [EMAIL_3] and [PHONE_1]");
+    buf rt;
+    buf_init(&rt, 1 << 16);
+    assert_int_equal(guard_req_restore(r, out.data, out.len, &rt), 0);
+    assert_int_equal(rt.len, strlen(in) + strlen(in2));
+    assert_memory_equal(rt.data, in, strlen(in));
+    assert_memory_equal(rt.data + strlen(in), in2, strlen(in2));
+    buf_deinit(&rt);
     // Restore in the model's answer.
     const char *answer = "Sent to [EMAIL_2] and [EMAIL_1], will call [PHONE_1]. [EMAIL_9] stays.";
     buf back;
