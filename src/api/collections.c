@@ -25,7 +25,7 @@
 #include "base/log.h"
 #include "base/pool.h"
 #include "engine/embq.h"
-#include "model/bert.h"
+#include "model/embed.h"
 #include "model/lex.h"
 #include "rag/rag.h"
 
@@ -42,20 +42,19 @@ static struct {
     /* Set by api_kb_init before serving, read-only afterwards. */
     rag_embedder lex, bert;
     bool has_bert;
-    bert_model *bm;
-    bert_ctx *bc; // used by the embedding queue's thread only
+    embed_model *em; // bert or decoder (llama/qwen2); used by the embedding queue's thread only
     pool *bp;
     embq *eq;     // every bert forward pass goes through it, batched across requests
     char bert_name[128];
 } kb = {PTHREAD_MUTEX_INITIALIZER, "", {0}, 0, {LEX_EMBED_NAME, LEX_EMBED_DIM, NULL, NULL},
-        {0}, false, NULL, NULL, NULL, NULL, ""};
+        {0}, false, NULL, NULL, NULL, ""};
 
 /* The embedding queue's embedder (its thread only). */
 static int bert_batch(void *ctx, const char *const *texts, const size_t *lens, size_t n,
                       float *out, size_t *ntok, err_msg *e)
 {
     (void)ctx;
-    return bert_embed_texts(kb.bc, texts, lens, n, out, ntok, NULL, e);
+    return embed_texts(kb.em, texts, lens, n, out, ntok, NULL, e);
 }
 
 /* The collections' embedder: one job on the queue, waited for. */
@@ -84,14 +83,13 @@ static const rag_embedder *kb_embedder_named(const char *name)
 
 static int load_bert(const char *path, obs_registry *metrics, err_msg *e)
 {
-    int rc = bert_load(path, &kb.bm, e);
+    int rc = pool_new(0, &kb.bp);
     if (rc < 0)
-        return rc;
-    if ((rc = pool_new(0, &kb.bp)) < 0)
         return err_set(e, rc, "embedding model: cannot start the compute threads");
-    bert_config bc = bert_config_default();
-    bc.pool = kb.bp;
-    if ((rc = bert_ctx_new(kb.bm, &bc, &kb.bc, e)) < 0)
+    // a bert encoder, or a llama/qwen2 decoder (mean-pooled last hidden state)
+    embed_config ec = embed_config_default();
+    ec.pool = kb.bp;
+    if ((rc = embed_load(path, &ec, &kb.em, e)) < 0)
         return rc;
     // the model's id: the file name without directory and ".gguf"
     const char *b = strrchr(path, '/');
@@ -102,11 +100,11 @@ static int load_bert(const char *path, obs_registry *metrics, err_msg *e)
     snprintf(kb.bert_name, sizeof kb.bert_name, "%.*s", (int)MIN(n, sizeof kb.bert_name - 1), b);
     embq_config qc = embq_config_default();
     qc.name = kb.bert_name;
-    qc.dim = bert_model_hparams(kb.bm)->dim;
+    qc.dim = embed_dim(kb.em);
     qc.metrics = metrics;
     if ((rc = embq_new(&qc, bert_batch, NULL, &kb.eq, e)) < 0)
         return rc;
-    kb.bert = (rag_embedder){kb.bert_name, bert_model_hparams(kb.bm)->dim, bert_embed, NULL};
+    kb.bert = (rag_embedder){kb.bert_name, embed_dim(kb.em), bert_embed, NULL};
     kb.has_bert = true;
     return 0;
 }
@@ -120,14 +118,13 @@ int api_kb_models_json(buf *b, bool comma)
                         comma ? "," : "", LEX_EMBED_NAME, LEX_EMBED_DIM,
                         kb.has_bert ? "" : "; no embedding model is configured");
     if (rc == 0 && kb.has_bert) {
-        const bert_hparams *hp = bert_model_hparams(kb.bm);
         rc = buf_printf(b,
                         ",{\"id\":\"%s\",\"object\":\"model\",\"created\":0,\"owned_by\":"
-                        "\"ferry\",\"type\":\"embedding\",\"dimensions\":%u,"
-                        "\"context_length\":%u,\"pooling\":\"%s\",\"description\":\"bert "
+                        "\"ferry\",\"type\":\"embedding\",\"dimensions\":%zu,"
+                        "\"context_length\":%zu,\"pooling\":\"%s\",\"description\":\"%s "
                         "embedding model (the default embedder)\"}",
-                        kb.bert_name, hp->dim, hp->n_ctx,
-                        hp->pooling == BERT_POOL_CLS ? "cls" : "mean");
+                        kb.bert_name, embed_dim(kb.em), embed_n_ctx(kb.em), embed_pooling(kb.em),
+                        embed_arch(kb.em));
     }
     return rc;
 }
@@ -186,7 +183,7 @@ int api_kb_init(const char *data_dir, const char *embedding_model, obs_registry 
         // each collection with the embedder it was built with: the model's, else lexical
         int lr = kb.has_bert ? rag_collection_load(kb.dir, name, &kb.bert, &c, &le) : -1;
         if (lr == 0)
-            rag_collection_set_vocab(c, bert_model_vocab(kb.bm));
+            rag_collection_set_vocab(c, embed_vocab(kb.em));
         else
             lr = rag_collection_load(kb.dir, name, &kb.lex, &c, &le);
         if (lr != 0) {
@@ -211,11 +208,9 @@ void api_kb_free(void)
     kb.n = 0;
     embq_free(kb.eq); // before the context its thread uses
     kb.eq = NULL;
-    bert_ctx_free(kb.bc);
-    bert_unref(kb.bm);
+    embed_free(kb.em);
     pool_free(kb.bp);
-    kb.bc = NULL;
-    kb.bm = NULL;
+    kb.em = NULL;
     kb.bp = NULL;
     kb.has_bert = false;
     pthread_mutex_unlock(&kb.mu);
@@ -365,7 +360,7 @@ int api_h_coll_create(http_req *r, void *ctx)
     } else {
         // chunks of a model-embedded collection are counted in the model's own tokens
         if (kb.has_bert && strcmp(emb.name, kb.bert.name) == 0)
-            rag_collection_set_vocab(c, bert_model_vocab(kb.bm));
+            rag_collection_set_vocab(c, embed_vocab(kb.em));
         kb.c[kb.n++] = c;
         rc = respond(r, 201, coll_json(c));
     }

@@ -39,7 +39,7 @@ for two correct implementations as much as for ferry and the reference.
    quantization differs from its description fails every prompt. Scalar vs AVX2
    greedy decisions over ferry's tokens (teacher-forced): every disagreement a near
    tie. Free-running agreement is printed for information.
-Measured on this machine: docs/internals/reference.md.
+Measured figures: docs/reference.md.
 """
 import json
 import os
