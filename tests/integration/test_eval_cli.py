@@ -459,6 +459,16 @@ def paired(s, url, work):
 
 
 def usage_errors(url, work):
+    rc, text, _ = run_eval(["--help"], expect_rc=0)
+    check(text.startswith("usage: ferry eval --data F.jsonl --target NAME=URL,MODEL"), text)
+    rc, _, err = run_eval(["--data", "x.jsonl", "--target", "A=%s,a" % url, "--bogus", "1"],
+                          expect_rc=2)
+    check("unknown option --bogus" in err, err)
+    rc, _, err = run_eval(["--data", "/nonexistent.jsonl", "--target", "A=%s,a" % url],
+                          expect_rc=2)
+    check("/nonexistent.jsonl" in err, err)
+    rc, _, err = run_eval(["--data", "x.jsonl", "--target", "A=%s" % url], expect_rc=2)
+    check("expected URL,MODEL[,KEY]" in err, err)
     bad = os.path.join(work, "bad.jsonl")
     with open(bad, "w") as f:
         f.write('{"prompt": "a"}\n\n{"prompt": "b", "assert": [{"type": "regex", '
