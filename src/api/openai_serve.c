@@ -628,29 +628,117 @@ static const char *bearer_key(http_req *r)
     return *h ? h : NULL;
 }
 
-/* Answers a request the pipeline refused before generating. */
+/* The answer to a request the pipeline refused before generating: status,
+ * body (the guard's for ERR_POLICY, else the OpenAI error shape) and whether
+ * it is a 429 (Retry-After). Returns 0 or buf errors. */
+static int refusal_body(gw *p, int rc, const gw_refusal *why, const char *msg, api_kind kind,
+                        int *status, buf *b)
+{
+    if (rc == ERR_POLICY) {
+        *status = err_http_status(ERR_POLICY);
+        return gw_policy_error_json(p, why->policy_id, b);
+    }
+    const char *prompt_param = kind == API_CHAT ? "messages" : "prompt";
+    const char *param = why->param                  ? why->param
+                        : rc == ERR_TOO_LARGE       ? prompt_param
+                        : strstr(msg, "logit_bias") ? "logit_bias"
+                        : strstr(msg, "max_tokens") ? "max_tokens"
+                        : strstr(msg, "stop")       ? "stop"
+                                                    : NULL;
+    const char *code_str = rc == ERR_TOO_LARGE ? "context_length_exceeded" : why->code;
+    /* The issue asks for 400 (OpenAI's context_length_exceeded), not 413. */
+    int code = rc == ERR_TOO_LARGE ? ERR_INVAL : rc;
+    *status = err_http_status(code);
+    return http_error_json(b, code, *status >= 500 ? NULL : msg, param, code_str);
+}
+
 static int respond_refusal(http_req *r, gw *p, int rc, const gw_refusal *why, const char *msg,
                            api_kind kind)
 {
-    if (rc == ERR_POLICY) {
-        buf b;
-        buf_init(&b, 4096);
-        int wr = gw_policy_error_json(p, why->policy_id, &b);
-        if (!wr)
-            wr = http_respond(r, err_http_status(ERR_POLICY), "application/json", b.data, b.len,
-                              NULL);
-        buf_deinit(&b);
-        return wr;
+    buf b;
+    buf_init(&b, 8192);
+    int status;
+    int wr = refusal_body(p, rc, why, msg, kind, &status, &b);
+    if (!wr)
+        wr = http_respond(r, status, "application/json", b.data, b.len,
+                          rc == ERR_RATE_LIMIT ? "Retry-After: 1" : NULL);
+    buf_deinit(&b);
+    return wr;
+}
+
+/* Stream: starts the SSE body on s (role chunk, what came before). mu held. */
+static void attach_stream(req_ctx *c, http_stream *s)
+{
+    c->stream = s;
+    c->is_attached = true;
+    if (!c->stream) {
+        gw_run_cancel(c->run);
+        c->is_cancel_sent = true;
+        return;
     }
-    const char *prompt_param = kind == API_CHAT ? "messages" : "prompt";
-    if (rc == ERR_TOO_LARGE)
-        return respond_err(r, rc, msg, prompt_param, "context_length_exceeded");
-    const char *param = why->param                       ? why->param
-                        : strstr(msg, "logit_bias")      ? "logit_bias"
-                        : strstr(msg, "max_tokens")      ? "max_tokens"
-                        : strstr(msg, "stop")            ? "stop"
-                                                         : NULL;
-    return respond_err(r, rc, msg, param, why->code);
+    if (c->kind == API_CHAT) {
+        api_meta m = meta_of(c);
+        buf_reset(&c->chunk);
+        if (api_sse_chunk(&c->chunk, c->kind, &m, true, "", 0, NULL, 0, NULL,
+                          c->include_usage) == 0)
+            emit_bytes(c, c->chunk.data, c->chunk.len);
+    }
+    if (c->pending.len)
+        emit_bytes(c, c->pending.data, c->pending.len);
+    buf_deinit(&c->pending);
+    if (c->is_ended) {
+        http_stream_end(c->stream);
+        c->stream = NULL;
+    }
+}
+
+/* A request whose pipeline stages may block (the guard's judge) runs
+ * gw_submit on a pipeline worker; the HTTP request stays deferred (its arena
+ * and headers live until it is answered). */
+typedef struct gen_job {
+    req_ctx *c;
+    gw_request rq;
+    arena *a;
+} gen_job;
+
+static void job_run(void *arg)
+{
+    gen_job *j = arg;
+    req_ctx *c = j->c;
+    gw_refusal why;
+    err_msg e;
+    err_clear(&e);
+    int rc = gw_submit(c->gw, &j->rq, j->a, (gw_out){c, on_delta, on_done, on_error}, &c->run,
+                       &why, &e);
+    if (rc != 0) {
+        atomic_store(&c->refs, 1); // no callback will run: the sink's ref is void
+        buf b;
+        buf_init(&b, 8192);
+        int status;
+        if (refusal_body(c->gw, rc, &why, e.text, c->kind, &status, &b) == 0)
+            http_async_respond(c->async, status, "application/json", b.data, b.len);
+        else
+            http_async_error(c->async, ERR_NOMEM, NULL, NULL);
+        buf_deinit(&b);
+        c->async = NULL;
+        ctx_unref(c);
+        free(j);
+        return;
+    }
+    c->has_rag = gw_run_has_rag(c->run);
+    pthread_mutex_lock(&c->mu);
+    if (c->is_stream) {
+        http_async *as = c->async;
+        c->async = NULL;
+        attach_stream(c, http_async_stream(as, 200, "text/event-stream"));
+    } else {
+        c->is_attached = true;
+        if (c->is_ended)
+            answer_async(c);
+    }
+    pthread_mutex_unlock(&c->mu);
+    ctx_unref(c);
+    free(j);
 }
 
 static int h_generate(http_req *r, api_app *app, api_kind kind)
@@ -711,6 +799,30 @@ static int h_generate(http_req *r, api_app *app, api_kind kind)
         .collection = g.rag_collection,
         .top_k = g.rag_top_k,
     };
+
+    if (gw_defers(app->gw)) {
+        /* Everything rq points at lives in the request (arena, headers) until
+         * the deferred answer; the job owns the handler's reference. */
+        gen_job *j = malloc(sizeof *j);
+        c->async = j ? http_defer(r) : NULL;
+        if (!c->async) {
+            free(j);
+            atomic_store(&c->refs, 1);
+            ctx_unref(c);
+            return ERR_NOMEM;
+        }
+        *j = (gen_job){c, rq, a};
+        rc = gw_post(app->gw, job_run, j);
+        if (rc != 0) {
+            free(j);
+            http_async_error(c->async, rc, NULL, NULL);
+            c->async = NULL;
+            atomic_store(&c->refs, 1);
+            ctx_unref(c);
+        }
+        return 0;
+    }
+
     gw_refusal why;
     err_msg *e = http_req_err(r);
     rc = gw_submit(app->gw, &rq, a, (gw_out){c, on_delta, on_done, on_error}, &c->run, &why, e);
@@ -724,28 +836,10 @@ static int h_generate(http_req *r, api_app *app, api_kind kind)
     pthread_mutex_lock(&c->mu);
     rc = 0;
     if (c->is_stream) {
-        c->stream = http_stream_begin(r, 200, "text/event-stream");
-        c->is_attached = true;
-        if (!c->stream) {
-            gw_run_cancel(c->run);
-            c->is_cancel_sent = true;
+        http_stream *st = http_stream_begin(r, 200, "text/event-stream");
+        attach_stream(c, st);
+        if (!st)
             rc = ERR_NOMEM;
-        } else {
-            if (kind == API_CHAT) {
-                api_meta m = meta_of(c);
-                buf_reset(&c->chunk);
-                if (api_sse_chunk(&c->chunk, kind, &m, true, "", 0, NULL, 0, NULL,
-                                  c->include_usage) == 0)
-                    emit_bytes(c, c->chunk.data, c->chunk.len);
-            }
-            if (c->pending.len)
-                emit_bytes(c, c->pending.data, c->pending.len);
-            buf_deinit(&c->pending);
-            if (c->is_ended) {
-                http_stream_end(c->stream);
-                c->stream = NULL;
-            }
-        }
     } else if (c->is_ended) {
         c->is_attached = true;
         if (c->is_error && c->err_code == ERR_POLICY) {

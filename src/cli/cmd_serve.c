@@ -120,6 +120,8 @@ static int build_config(int argc, char **argv, ferry_config *cfg)
     return 0;
 }
 
+#define GW_JUDGE_WORKERS 4 // pipeline workers when a judge may block a request
+
 /* Reads the RAG template file into a malloc'ed string (*out; NULL for none). */
 static int read_template(const char *path, char **out)
 {
@@ -196,7 +198,10 @@ static int pipeline_from_config(const ferry_config *cfg, api_app *app, gw_judge 
                     .retrieve = api_kb_retrieve,
                     .rag_template = tmpl,
                     .rag_routes = routes,
-                    .n_rag_routes = (size_t)nr};
+                    .n_rag_routes = (size_t)nr,
+                    /* A judge may block gw_submit for its timeout: run it off the
+                     * HTTP threads. */
+                    .workers = *judge ? GW_JUDGE_WORKERS : 0};
     rc = gw_new(&gc, &app->gw, &e);
     free(tmpl);
     if (rc != 0) {
@@ -411,6 +416,7 @@ int cli_cmd_serve(int argc, char **argv)
         for (int64_t ms = 0; ms < cfg.shutdown_grace_s * 1000 && http_server_in_flight(srv) > 0;
              ms += 20)
             usleep(20000);
+        gw_stop(app.gw); // pipeline workers submit to the schedulers: stop them first
         api_models_free(app.models);
         app.models = NULL;
     }

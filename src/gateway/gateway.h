@@ -31,8 +31,8 @@
  *   gw_engine    the local engine behind the backend seam (engine.c).
  *   gw_judge     the optional model judge of the guard (judge.c).
  *
- * Threads: gw_submit runs on an HTTP thread (input guard, retrieval; the
- * judge, when configured, blocks that thread for at most its timeout);
+ * Threads: gw_submit runs on an HTTP thread, or, when a judge may block it
+ * (gw_defers), on one of the pipeline's workers (gw_post);
  * deltas arrive on the backend's thread; gw_run_cancel from any thread.
  */
 #pragma once
@@ -151,7 +151,11 @@ typedef struct gw_config {
     const char *rag_template;       // copied; NULL: GW_RAG_TEMPLATE_DEFAULT
     const gw_rag_route *rag_routes; // copied
     size_t n_rag_routes;
+    size_t workers; // threads for requests whose stages may block (a judge); 0: none
 } gw_config;
+
+#define GW_WORKERS_MAX 64
+#define GW_QUEUE_MAX 1024 // requests waiting for a worker; one more is ERR_RATE_LIMIT
 
 /*
  * Parses the config option "TARGET=COLLECTION[:TOP_K],..." into out (cap
@@ -168,7 +172,21 @@ typedef struct gw gw;
  * ERR_INVAL / ERR_NOMEM with e set.
  */
 int gw_new(const gw_config *cfg, gw **out, err_msg *e) MUST_USE;
+/* Stops the workers (after the queued jobs ran) and frees p. NULL ok. */
 void gw_free(gw *p);
+
+/*
+ * The pipeline's workers: when the guard has a model judge, gw_submit may
+ * block for the judge's timeout, and HTTP threads must not; callers then run
+ * gw_submit through gw_post on one of cfg->workers threads. gw_defers says
+ * whether to. gw_post returns 0 (fn(arg) runs exactly once, on a worker),
+ * ERR_RATE_LIMIT (GW_QUEUE_MAX jobs waiting) or ERR_UNAVAILABLE (no workers,
+ * or stopping); on an error fn never runs. gw_stop runs what is queued, then
+ * joins the workers (shutdown, before the backends go); later posts fail.
+ */
+bool gw_defers(const gw *p);
+int gw_post(gw *p, void (*fn)(void *), void *arg) MUST_USE;
+void gw_stop(gw *p);
 
 /* The request as the pipeline sees it (the fr_request of the map). Every
  * pointer is borrowed for the duration of gw_submit. */
@@ -208,9 +226,9 @@ typedef struct gw_refusal {
  * callback rule holds for out; or an ERR_* with no callback: ERR_POLICY
  * (why->policy_id; answer with gw_policy_error_json), ERR_NOT_FOUND (unknown
  * collection, named in e), ERR_UNSUPPORTED (logprobs asked while the output
- * guard runs: token texts would bypass it; why->param "logprobs"), the backend's refusals (ERR_TOO_LARGE,
- * ERR_INVAL, ERR_RATE_LIMIT ...), ERR_NOMEM. a is the request arena (scratch
- * for rewritten messages). Thread: an HTTP thread.
+ * guard runs: token texts would bypass it; why->param "logprobs"), the backend's refusals
+ * (ERR_TOO_LARGE, ERR_INVAL, ERR_RATE_LIMIT ...), ERR_NOMEM. a is the request arena (scratch for
+ * rewritten messages). Thread: an HTTP thread, or a worker (gw_post).
  */
 int gw_submit(gw *p, const gw_request *rq, arena *a, gw_out out, gw_run **run, gw_refusal *why,
               err_msg *e) MUST_USE;

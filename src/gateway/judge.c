@@ -12,7 +12,7 @@
  * "unparsed" and the rule score stands (the guard's contract for a failing
  * judge). Counted in ferry_guard_judge_calls_total{result}.
  *
- * Threads: gw_judge_score blocks the calling thread (an HTTP thread: the
+ * Threads: gw_judge_score blocks the calling thread (a pipeline worker: the
  * input and chunk guards) for at most the timeout. A local judge must never
  * be called from the judged model's own scheduler thread; the pipeline only
  * judges input and retrieved text, never output.

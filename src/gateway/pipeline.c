@@ -29,7 +29,22 @@ const char GW_RAG_TEMPLATE_DEFAULT[] =
     "numbers in square brackets, like [1] or [2]. If the sources do not contain the answer, "
     "say that you do not know.\n\nSources:\n{sources}\nQuestion: {question}";
 
+/* A job for the pipeline's workers. */
+typedef struct gw_job {
+    void (*fn)(void *);
+    void *arg;
+} gw_job;
+
 struct gw {
+    /* Workers (n_workers threads; none when the pipeline never blocks). */
+    pthread_t workers[GW_WORKERS_MAX];
+    size_t n_workers;
+    pthread_mutex_t mu; // guards the queue below and is_stopping
+    pthread_cond_t cv;
+    gw_job *q; // ring of GW_QUEUE_MAX
+    size_t q_head, q_len;
+    bool is_stopping;
+
     const guard_engine *guard;
     obs_family *decisions; // ferry_guard_decisions_total{detector,action,stage}
     gw_retrieve_fn retrieve;
@@ -111,6 +126,62 @@ int gw_rag_routes_parse(const char *s, gw_rag_route *out, size_t cap, err_msg *e
     return (int)n;
 }
 
+static void *worker_main(void *arg)
+{
+    gw *p = arg;
+    pthread_mutex_lock(&p->mu);
+    for (;;) {
+        while (p->q_len == 0 && !p->is_stopping)
+            pthread_cond_wait(&p->cv, &p->mu);
+        if (p->q_len == 0)
+            break; // stopping and drained
+        gw_job j = p->q[p->q_head];
+        p->q_head = (p->q_head + 1) % GW_QUEUE_MAX;
+        p->q_len--;
+        pthread_mutex_unlock(&p->mu);
+        j.fn(j.arg);
+        pthread_mutex_lock(&p->mu);
+    }
+    pthread_mutex_unlock(&p->mu);
+    return NULL;
+}
+
+bool gw_defers(const gw *p)
+{
+    return p->n_workers > 0;
+}
+
+int gw_post(gw *p, void (*fn)(void *), void *arg)
+{
+    int rc = 0;
+    pthread_mutex_lock(&p->mu);
+    if (p->is_stopping || p->n_workers == 0)
+        rc = ERR_UNAVAILABLE;
+    else if (p->q_len == GW_QUEUE_MAX)
+        rc = ERR_RATE_LIMIT;
+    else {
+        p->q[(p->q_head + p->q_len) % GW_QUEUE_MAX] = (gw_job){fn, arg};
+        p->q_len++;
+        pthread_cond_signal(&p->cv);
+    }
+    pthread_mutex_unlock(&p->mu);
+    return rc;
+}
+
+void gw_stop(gw *p)
+{
+    if (!p)
+        return;
+    pthread_mutex_lock(&p->mu);
+    p->is_stopping = true;
+    pthread_cond_broadcast(&p->cv);
+    size_t n = p->n_workers;
+    p->n_workers = 0;
+    pthread_mutex_unlock(&p->mu);
+    for (size_t i = 0; i < n; i++)
+        pthread_join(p->workers[i], NULL);
+}
+
 int gw_new(const gw_config *cfg, gw **out, err_msg *e)
 {
     *out = NULL;
@@ -123,11 +194,16 @@ int gw_new(const gw_config *cfg, gw **out, err_msg *e)
     if (cfg->n_rag_routes > GW_RAG_ROUTES_MAX)
         return err_set(e, ERR_INVAL, "rag: %zu routes (limit %d)", cfg->n_rag_routes,
                        GW_RAG_ROUTES_MAX);
+    if (cfg->workers > GW_WORKERS_MAX)
+        return err_set(e, ERR_INVAL, "pipeline: %zu workers (limit %d)", cfg->workers,
+                       GW_WORKERS_MAX);
     gw *p = calloc(1, sizeof *p);
     if (!p || !(p->tmpl = strdup(t))) {
         free(p);
         return err_set(e, ERR_NOMEM, "out of memory");
     }
+    pthread_mutex_init(&p->mu, NULL);
+    pthread_cond_init(&p->cv, NULL);
     p->guard = cfg->guard;
     p->retrieve = cfg->retrieve;
     p->retrieve_ctx = cfg->retrieve_ctx;
@@ -145,6 +221,19 @@ int gw_new(const gw_config *cfg, gw **out, err_msg *e)
             return e->code;
         }
     }
+    if (cfg->workers > 0) {
+        if (!(p->q = calloc(GW_QUEUE_MAX, sizeof *p->q))) {
+            gw_free(p);
+            return err_set(e, ERR_NOMEM, "out of memory");
+        }
+        for (size_t i = 0; i < cfg->workers; i++) {
+            if (pthread_create(&p->workers[i], NULL, worker_main, p) != 0) {
+                gw_free(p);
+                return err_set(e, ERR_NOMEM, "pipeline: cannot start worker threads");
+            }
+            p->n_workers++;
+        }
+    }
     *out = p;
     return 0;
 }
@@ -153,6 +242,10 @@ void gw_free(gw *p)
 {
     if (!p)
         return;
+    gw_stop(p);
+    pthread_cond_destroy(&p->cv);
+    pthread_mutex_destroy(&p->mu);
+    free(p->q);
     free(p->tmpl);
     free(p);
 }

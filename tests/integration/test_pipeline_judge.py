@@ -82,6 +82,28 @@ def run_remote(a, b):
     j1 = judge_calls(b)
     check(sum(j1.values()) == sum(j0.values()) + 1 and j1["error"] == j0["error"], (j0, j1))
     check(any(e.get("msg", "").startswith("judge ") for e in b.events()), "judge log line")
+    # with a judge, requests run their stages on the pipeline's workers (deferred
+    # answers): streamed and refused requests answer as without one
+    body = {"model": "st", "messages": [{"role": "user", "content": BENIGN}], "max_tokens": 4,
+            "stream": True}
+    st, hd, data = b.request("POST", "/v1/chat/completions", json.dumps(body),
+                             {"Content-Type": "application/json"}, timeout=60)
+    ev = [x[6:] for x in data.decode().split("\n\n") if x.startswith("data: ")]
+    check(st == 200 and hd["content-type"].startswith("text/event-stream") and
+          ev[-1] == "[DONE]" and json.loads(ev[0])["choices"][0]["delta"]["role"] == "assistant",
+          (st, ev))
+    body["messages"][0]["content"] = ATTACK
+    st, hd, data = b.request("POST", "/v1/chat/completions", json.dumps(body),
+                             {"Content-Type": "application/json"}, timeout=60)
+    check(st == 400 and json.loads(data)["error"]["policy_id"] == "judged", (st, data))
+    body = {"model": "st", "messages": [{"role": "user", "content": "word " * 1500}],
+            "max_tokens": 4}
+    st, hd, data = b.request("POST", "/v1/chat/completions", json.dumps(body),
+                             {"Content-Type": "application/json"}, timeout=60)
+    e = json.loads(data)["error"]
+    check(st == 400 and e["code"] == "context_length_exceeded" and e["param"] == "messages",
+          (st, data))
+    check(b.healthy(), "healthz")
 
 
 def run_local(c):
