@@ -17,6 +17,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -370,6 +371,41 @@ static void test_options(void **state)
     gw_free(p);
 }
 
+static void bump(void *arg)
+{
+    atomic_fetch_add((atomic_int *)arg, 1);
+}
+
+static void test_workers(void **state)
+{
+    (void)state;
+    err_msg e;
+    gw *p;
+    gw_config cfg = {.workers = 3};
+    assert_int_equal(gw_new(&cfg, &p, &e), 0);
+    assert_true(gw_defers(p));
+    atomic_int n;
+    atomic_init(&n, 0);
+    int posted = 0;
+    for (int i = 0; i < 2000; i++) {
+        int rc = gw_post(p, bump, &n);
+        assert_true(rc == 0 || rc == ERR_RATE_LIMIT); // a full queue refuses, never grows
+        posted += rc == 0;
+    }
+    gw_stop(p); // runs what is queued, then joins
+    assert_int_equal(atomic_load(&n), posted);
+    assert_true(posted >= GW_QUEUE_MAX);
+    assert_int_equal(gw_post(p, bump, &n), ERR_UNAVAILABLE);
+    gw_free(p);
+    gw_config none = {0};
+    assert_int_equal(gw_new(&none, &p, &e), 0);
+    assert_false(gw_defers(p));
+    assert_int_equal(gw_post(p, bump, &n), ERR_UNAVAILABLE);
+    gw_free(p);
+    cfg.workers = GW_WORKERS_MAX + 1;
+    assert_int_equal(gw_new(&cfg, &p, &e), ERR_INVAL);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -377,6 +413,7 @@ int main(void)
         cmocka_unit_test(test_output_block_split),
         cmocka_unit_test(test_rag),
         cmocka_unit_test(test_options),
+        cmocka_unit_test(test_workers),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
