@@ -82,8 +82,8 @@ static const key_def keys[] = {
      "lexical embedder only)"},
     {"guard_policy", "guard-policy", "FERRY_GUARD_POLICY", K_STR, "", 0, 0, RT(guard_policy),
      CF(guard_policy),
-     "guard policy file (JSON, docs/guard.md) applied to chat and completions per route and "
-     "API key (empty: no guard)"},
+     "guard policy file (YAML or JSON, docs/guard.md) applied to chat and completions per "
+     "route and API key (empty: no guard)"},
     {"guard_judge", "guard-judge", "FERRY_GUARD_JUDGE", K_STR, "", 0, 0, RT(guard_judge),
      CF(guard_judge),
      "the guard's model judge: a served model's name, or an OpenAI-compatible API root "
