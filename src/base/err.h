@@ -44,7 +44,11 @@
     X(ERR_POLICY, "content_policy_violation", -1023, "content policy violation", 400,          \
       "invalid_request_error")                                                                  \
     X(ERR_UPSTREAM, "upstream_error", -1024, "upstream error", 502, "server_error")            \
-    X(ERR_EOF, "end_of_input", -1025, "unexpected end of input", 400, "invalid_request_error")
+    X(ERR_EOF, "end_of_input", -1025, "unexpected end of input", 400, "invalid_request_error") \
+    X(ERR_NOT_IMPLEMENTED, "not_implemented", -1026, "not implemented", 501,                    \
+      "invalid_request_error")                                                                  \
+    X(ERR_HTTP_VERSION, "http_version_not_supported", -1027, "HTTP version not supported", 505, \
+      "invalid_request_error")
 
 enum err_code {
 #define ERR_ENUM_(code, name, value, msg, status, type) code = (value),

@@ -149,6 +149,44 @@ bool http_server_draining(const http_server *s);
  */
 int http_server_stop(http_server *s, uint64_t grace_ms);
 
+/* --------------------------------------------------- head pre-check -- */
+
+#define HTTP_HEADERS_MAX 256    // header lines per request; more gets 431
+#define HTTP_REQUEST_ID_MAX 128 // kept chars of an incoming X-Request-Id
+
+enum { HTTP_HEAD_MORE = 0, HTTP_HEAD_PASS = 1, HTTP_HEAD_ERROR = 2 };
+
+typedef struct http_head_limits {
+    uint64_t max_header_bytes; // request line + headers (+ the empty line)
+    uint64_t max_body_bytes;   // declared Content-Length, or chunk sizes summed
+} http_head_limits;
+
+typedef struct http_head {
+    int code;       // on HTTP_HEAD_ERROR: the ERR_* to answer with
+    char msg[160];  // on HTTP_HEAD_ERROR: the message for the client
+    char method[33];
+    char path[128];                            // cut at 127 chars (for logs)
+    char request_id[HTTP_REQUEST_ID_MAX + 1];  // sanitized X-Request-Id, or ""
+    size_t head_bytes;                         // on PASS: bytes up to the body
+    bool is_http10, is_chunked, has_length;
+    uint64_t content_length;
+} http_head;
+
+/*
+ * Checks the first request of p[0..n) (bytes peeked from a new connection)
+ * strictly: request line, header lines, Content-Length (digits, one value,
+ * at most max_body_bytes: else 413), Transfer-Encoding (only "chunked": else
+ * 501; not with Content-Length nor HTTP/1.0), at most max_header_bytes and
+ * HTTP_HEADERS_MAX lines (431), HTTP/1.0 or 1.1 (505); for a chunked body,
+ * the framing and the summed chunk sizes of the part in view (400/413).
+ * Returns HTTP_HEAD_PASS (well-formed as far as can be seen), HTTP_HEAD_MORE
+ * (need more bytes; never when is_complete_view, i.e. n is all that can be
+ * seen), or HTTP_HEAD_ERROR with h->code and h->msg. h is filled as far as
+ * parsed. Pure function; any thread.
+ */
+int http_head_check(const char *p, size_t n, bool is_complete_view,
+                    const http_head_limits *lim, http_head *h);
+
 /* ----------------------------------------------------------- requests -- */
 
 const char *http_req_method(const http_req *r);

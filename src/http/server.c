@@ -32,9 +32,9 @@
 #include "base/buf.h"
 #include "base/clock.h"
 #include "base/log.h"
-#include "http/http.h"
+#include "http/http_int.h"
 
-#define REQUEST_ID_MAX 128
+#define REQUEST_ID_MAX HTTP_REQUEST_ID_MAX
 
 enum { RS_NEW = 0, RS_BODY, RS_DONE };
 
@@ -44,6 +44,9 @@ struct http_req {
     const char *method; // libmicrohttpd's, valid until completion
     str path;
     uint64_t t0;
+    uint64_t deadline_ns;   // read_timeout_s after the request began (UINT64_MAX: none)
+    unsigned timeout_s;     // the connection's libmicrohttpd timeout we last set
+    uint64_t body_over;     // body bytes dropped past max_body_bytes (after a 413)
     int state;
     http_match match;
     buf body;
@@ -78,6 +81,7 @@ struct http_async {
 
 struct http_server {
     struct MHD_Daemon *d;
+    http_front *front;
     http_config cfg;
     const http_router *rt;
     uint16_t port;
@@ -108,7 +112,7 @@ static uint64_t rng_next(void)
     return tl_rng[1] + b;
 }
 
-static void make_id(char *out)
+void http_make_id(char *out)
 {
     static const char hex[] = "0123456789abcdef";
     uint64_t x = rng_next(), y = rng_next();
@@ -698,7 +702,7 @@ static bool begin(http_req *r)
     const char *rid = http_req_header(r, "X-Request-Id");
     sanitize_id(rid, r->id);
     if (!r->id[0])
-        make_id(r->id);
+        http_make_id(r->id);
     parse_traceparent(http_req_header(r, "traceparent"), r->trace_id);
 
     hdr_sum h = {strlen(r->method) + r->path.n + 12};
@@ -791,6 +795,68 @@ static void dispatch(http_req *r)
     http_respond_error(r, rc, msg, NULL, NULL, NULL);
 }
 
+/* Writes the whole "Connection: close" JSON error of code straight to r's
+ * socket, for the moments libmicrohttpd cannot queue an answer (mid-body,
+ * or a connection it is closing). Best effort, never blocks; the caller
+ * then has libmicrohttpd close the connection. */
+static void raw_answer(http_req *r, int code, const char *msg)
+{
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(r->conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+    if (!ci)
+        return;
+    if (!r->id[0])
+        http_make_id(r->id);
+    buf out;
+    buf_init(&out, 8192);
+    size_t body_len = 0;
+    if (http_raw_error(&out, code, msg, r->id, &body_len) == 0) {
+        ssize_t w = send(ci->connect_fd, out.data, out.len, MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (w > 0) {
+            r->status = err_http_status(code);
+            r->bytes = body_len;
+            r->answered = true;
+        }
+    }
+    buf_deinit(&out);
+}
+
+static void set_conn_timeout(http_req *r, unsigned secs)
+{
+    if (secs == r->timeout_s)
+        return;
+    MHD_set_connection_option(r->conn, MHD_CONNECTION_OPTION_TIMEOUT, secs);
+    r->timeout_s = secs;
+}
+
+/* read_timeout_s is a deadline for the whole request, but libmicrohttpd's
+ * timeout is one of inactivity: shorten the connection's to what is left,
+ * so a client that goes quiet is cut at the deadline too. */
+static void tighten_timeout(http_req *r, uint64_t now)
+{
+    if (r->deadline_ns == UINT64_MAX || now >= r->deadline_ns)
+        return;
+    uint64_t left_s = (r->deadline_ns - now + 999999999ull) / 1000000000ull;
+    if (left_s < r->timeout_s)
+        set_conn_timeout(r, (unsigned)MAX(left_s, (uint64_t)1));
+}
+
+static bool past_deadline(http_req *r, uint64_t now)
+{
+    if (now < r->deadline_ns)
+        return false;
+    char msg[96];
+    snprintf(msg, sizeof msg, "the request was not received within %u s",
+             r->srv->cfg.read_timeout_s);
+    raw_answer(r, ERR_TIMEOUT, msg);
+    return true;
+}
+
+/* Body bytes libmicrohttpd still hands over after a 413 are dropped up to
+ * this much, so a client that keeps sending can read the answer before the
+ * close; past it the connection is closed at once. */
+#define BODY_DISCARD_MAX (1u << 20)
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
                                   const char *method, const char *version,
                                   const char *upload_data, size_t *upload_data_size,
@@ -806,23 +872,47 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         r->conn = conn;
         r->method = method;
         r->path = str_from(url);
-        begin(r);
+        if (begin(r))
+            set_conn_timeout(r, r->srv->cfg.read_timeout_s);
+        else
+            tighten_timeout(r, clock_mono_ns());
         return MHD_YES;
     }
     if (r->state == RS_BODY) {
-        if (*upload_data_size) {
-            if (buf_append(&r->body, upload_data, *upload_data_size) != 0) {
-                /* Chunked body past max_body_bytes (a declared length was
-                 * checked already): no answer can be queued mid-upload, so
-                 * close the connection. */
-                r->status = 413;
-                *upload_data_size = 0;
-                return MHD_NO;
+        size_t n = *upload_data_size;
+        *upload_data_size = 0;
+        if (n) {
+            uint64_t now = clock_mono_ns();
+            if (r->body_over) {
+                r->body_over += n;
+                return r->body_over > BODY_DISCARD_MAX ? MHD_NO : MHD_YES;
             }
-            *upload_data_size = 0;
+            if (past_deadline(r, now))
+                return MHD_NO;
+            int rc = buf_append(&r->body, upload_data, n);
+            if (rc != 0) {
+                /* A chunked body past max_body_bytes (a declared length
+                 * was checked before the body): libmicrohttpd cannot queue
+                 * an answer mid-upload, so the 413 goes straight out and
+                 * the rest of the body is dropped, then the connection
+                 * closes. */
+                char msg[160];
+                snprintf(msg, sizeof msg, "the chunked body is over %llu bytes, the limit",
+                         (unsigned long long)r->srv->cfg.max_body_bytes);
+                if (rc == ERR_TOO_LARGE)
+                    raw_answer(r, ERR_TOO_LARGE, msg);
+                else
+                    raw_answer(r, ERR_NOMEM, NULL);
+                r->body_over = n;
+                return MHD_YES;
+            }
+            tighten_timeout(r, now);
             return MHD_YES;
         }
+        if (r->body_over)
+            return MHD_NO; // answered already: close
         r->state = RS_DONE;
+        set_conn_timeout(r, r->srv->cfg.read_timeout_s);
         dispatch(r);
         return MHD_YES;
     }
@@ -835,6 +925,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
  * rapid connect/close), so the connection's close finishes it instead. */
 typedef struct conn_state {
     http_req *cur;
+    uint64_t accept_ns; // when the front accepted it; 0 once the first request began
 } conn_state;
 
 static conn_state *conn_state_of(struct MHD_Connection *conn)
@@ -857,8 +948,19 @@ static void *on_uri(void *cls, const char *uri, struct MHD_Connection *conn)
     r->method = "-";
     r->path = STR_LIT("-");
     conn_state *cs = conn_state_of(conn);
-    if (cs)
+    uint64_t start = r->t0;
+    if (cs) {
         cs->cur = r;
+        /* The first request's deadline counts from the accept: its head
+         * was waited for (and timed) by the front. */
+        if (cs->accept_ns && cs->accept_ns < start)
+            start = cs->accept_ns;
+        cs->accept_ns = 0;
+    }
+    r->timeout_s = s->cfg.read_timeout_s;
+    r->deadline_ns = s->cfg.read_timeout_s
+                         ? start + (uint64_t)s->cfg.read_timeout_s * 1000000000ull
+                         : UINT64_MAX;
     atomic_fetch_add(&s->in_flight, 1);
     return r;
 }
@@ -868,48 +970,18 @@ static void client_addr(struct MHD_Connection *conn, char *out, size_t cap)
     snprintf(out, cap, "-");
     const union MHD_ConnectionInfo *ci =
         MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
-    if (!ci || !ci->client_addr)
-        return;
-    const struct sockaddr *sa = ci->client_addr;
-    char host[INET6_ADDRSTRLEN] = "";
-    if (sa->sa_family == AF_INET) {
-        const struct sockaddr_in *in = (const struct sockaddr_in *)(const void *)sa;
-        inet_ntop(AF_INET, &in->sin_addr, host, sizeof host);
-        snprintf(out, cap, "%s:%u", host, ntohs(in->sin_port));
-    } else if (sa->sa_family == AF_INET6) {
-        const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)(const void *)sa;
-        inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof host);
-        snprintf(out, cap, "[%s]:%u", host, ntohs(in6->sin6_port));
-    }
+    if (ci && ci->client_addr)
+        http_sockaddr_str(ci->client_addr, out, cap);
 }
 
 /* The request stalled before an answer: write a 408 ourselves (libmicrohttpd
  * closes timed-out connections silently). Best effort, never blocks. */
 static void send_408(http_req *r)
 {
-    const union MHD_ConnectionInfo *ci =
-        MHD_get_connection_info(r->conn, MHD_CONNECTION_INFO_CONNECTION_FD);
-    if (!ci)
-        return;
-    buf body, msg;
-    buf_init(&body, 1024);
-    buf_init(&msg, 2048);
     char text[96];
     snprintf(text, sizeof text, "the request was not received within %u s",
              r->srv->cfg.read_timeout_s);
-    if (http_error_json(&body, ERR_TIMEOUT, text, NULL, NULL) == 0 &&
-        buf_printf(&msg,
-                   "HTTP/1.1 408 Request Timeout\r\nContent-Type: application/json\r\n"
-                   "Content-Length: %zu\r\nConnection: close\r\nX-Request-Id: %s\r\n\r\n%s",
-                   body.len, r->id[0] ? r->id : "-", body.data) == 0) {
-        ssize_t w = send(ci->connect_fd, msg.data, msg.len, MSG_NOSIGNAL | MSG_DONTWAIT);
-        if (w > 0) {
-            r->status = 408;
-            r->bytes = body.len;
-        }
-    }
-    buf_deinit(&body);
-    buf_deinit(&msg);
+    raw_answer(r, ERR_TIMEOUT, text);
 }
 
 static void log_request(http_req *r, const char *route, double dur_s)
@@ -974,9 +1046,18 @@ static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_
     (void)conn;
     http_server *s = cls;
     if (code == MHD_CONNECTION_NOTIFY_STARTED) {
-        *socket_context = calloc(1, sizeof(conn_state)); // NULL: requests are then untracked
+        conn_state *cs = calloc(1, sizeof(conn_state)); // NULL: requests are then untracked
+        *socket_context = cs;
+        const union MHD_ConnectionInfo *ci =
+            MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+        uint64_t t = ci ? http_front_accept_ns(s->front, ci->connect_fd) : 0;
+        if (cs)
+            cs->accept_ns = t;
         return;
     }
+    const union MHD_ConnectionInfo *ai =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+    http_front_conn_closed(s->front, ai ? ai->client_addr : NULL);
     conn_state *cs = *socket_context;
     *socket_context = NULL;
     if (!cs)
@@ -1031,21 +1112,46 @@ void http_config_default(http_config *c)
     c->arena_bytes = 16u << 20;
 }
 
+/* Opens the listening socket on ss (non-blocking, SO_REUSEADDR, backlog
+ * 1024). Returns the fd or -1 with e set. */
+static int listen_on(const struct sockaddr_storage *ss, socklen_t len, const http_config *c,
+                     err_msg *e)
+{
+    int fd = socket(ss->ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    int one = 1;
+    if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) != 0 ||
+        (ss->ss_family == AF_INET6 &&
+         setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one) != 0) ||
+        bind(fd, (const struct sockaddr *)ss, len) != 0 || listen(fd, 1024) != 0) {
+        int saved = errno;
+        if (fd >= 0)
+            close(fd);
+        err_set(e, ERR_IO, "http: cannot listen on %s:%u: %s", c->host, c->port,
+                strerror(saved));
+        return -1;
+    }
+    return fd;
+}
+
 http_server *http_server_start(const http_config *c, const http_router *rt, err_msg *e)
 {
     struct sockaddr_storage ss;
     memset(&ss, 0, sizeof ss);
+    socklen_t sslen;
+    /* No listening socket of libmicrohttpd's: the front accepts, checks the
+     * first head and passes the connection on (front.c). */
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME |
-                     MHD_USE_ITC | MHD_USE_ERROR_LOG;
+                     MHD_USE_ITC | MHD_USE_ERROR_LOG | MHD_USE_NO_LISTEN_SOCKET;
     struct sockaddr_in *in4 = (struct sockaddr_in *)&ss;
     struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&ss;
     if (inet_pton(AF_INET, c->host, &in4->sin_addr) == 1) {
         in4->sin_family = AF_INET;
         in4->sin_port = htons(c->port);
+        sslen = sizeof *in4;
     } else if (inet_pton(AF_INET6, c->host, &in6->sin6_addr) == 1) {
         in6->sin6_family = AF_INET6;
         in6->sin6_port = htons(c->port);
-        flags |= MHD_USE_IPv6;
+        sslen = sizeof *in6;
     } else {
         err_set(e, ERR_INVAL, "listen: \"%s\" is not an IPv4 or IPv6 address", c->host);
         return NULL;
@@ -1054,39 +1160,68 @@ http_server *http_server_start(const http_config *c, const http_router *rt, err_
         err_set(e, ERR_INVAL, "http: threads and max_connections must be at least 1");
         return NULL;
     }
+    int lfd = listen_on(&ss, sslen, c, e);
+    if (lfd < 0)
+        return NULL;
+    struct sockaddr_storage bound;
+    socklen_t blen = sizeof bound;
+    uint16_t port = c->port;
+    if (getsockname(lfd, (struct sockaddr *)&bound, &blen) == 0)
+        port = ntohs(bound.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&bound)->sin6_port
+                                                 : ((struct sockaddr_in *)&bound)->sin_port);
     http_server *s = calloc(1, sizeof *s);
     if (!s) {
+        close(lfd);
         err_set(e, ERR_NOMEM, "http: out of memory");
         return NULL;
     }
     s->cfg = *c;
     s->rt = rt;
+    s->port = port;
     pthread_mutex_init(&s->async_mu, NULL);
     /* libmicrohttpd keeps the request line and headers in the connection's
-     * memory pool; give it room past our own limit so that we, not it,
-     * answer most oversized headers (with a JSON 431). */
-    size_t mem = (size_t)MIN(c->max_header_bytes, (uint64_t)64 << 20) * 2 + 64 * 1024;
+     * memory pool: room for a head at our limit (HTTP_HEADERS_MAX lines of
+     * bookkeeping included) on follow-up requests too, so that we, not it,
+     * answer oversized ones (with a JSON 431). */
+    size_t mem = (size_t)MIN(c->max_header_bytes, (uint64_t)64 << 20) * 2 +
+                 HTTP_HEADERS_MAX * 64 + 64 * 1024;
+    /* The front enforces max_connections over everything open; libmicrohttpd's
+     * own limit only backs it up. */
+    unsigned mhd_limit = c->max_connections > UINT32_MAX - 64 ? c->max_connections
+                                                                : c->max_connections + 64;
     errno = 0;
     s->d = MHD_start_daemon(
-        flags, c->port, NULL, NULL, on_request, s, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
-        MHD_OPTION_THREAD_POOL_SIZE, (unsigned)c->threads, MHD_OPTION_CONNECTION_LIMIT,
-        (unsigned)c->max_connections, MHD_OPTION_PER_IP_CONNECTION_LIMIT,
-        (unsigned)c->per_ip_connections, MHD_OPTION_CONNECTION_TIMEOUT,
+        flags, 0, NULL, NULL, on_request, s, MHD_OPTION_THREAD_POOL_SIZE, (unsigned)c->threads,
+        MHD_OPTION_CONNECTION_LIMIT, mhd_limit, MHD_OPTION_CONNECTION_TIMEOUT,
         (unsigned)c->read_timeout_s, MHD_OPTION_CONNECTION_MEMORY_LIMIT, mem,
-        MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned)1024, MHD_OPTION_URI_LOG_CALLBACK, on_uri, s,
-        MHD_OPTION_NOTIFY_COMPLETED, on_completed, s, MHD_OPTION_NOTIFY_CONNECTION, on_connection,
-        s, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, s,
+        MHD_OPTION_URI_LOG_CALLBACK, on_uri, s, MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
+        MHD_OPTION_NOTIFY_CONNECTION, on_connection, s, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, s,
         MHD_OPTION_END);
     if (!s->d) {
         int saved = errno;
-        err_set(e, ERR_IO, "http: cannot listen on %s:%u: %s", c->host, c->port,
-                saved ? strerror(saved) : "libmicrohttpd refused to start");
+        err_set(e, ERR_IO, "http: cannot start libmicrohttpd: %s",
+                saved ? strerror(saved) : "refused to start");
+        close(lfd);
         pthread_mutex_destroy(&s->async_mu);
         free(s);
         return NULL;
     }
-    const union MHD_DaemonInfo *di = MHD_get_daemon_info(s->d, MHD_DAEMON_INFO_BIND_PORT);
-    s->port = di ? di->port : c->port;
+    http_front_config fc = {
+        .listen_fd = lfd,
+        .d = s->d,
+        .lim = {c->max_header_bytes, c->max_body_bytes},
+        .read_timeout_s = c->read_timeout_s,
+        .max_connections = c->max_connections,
+        .per_ip_connections = c->per_ip_connections,
+        .on_complete = c->on_complete,
+        .hook_ctx = c->hook_ctx,
+    };
+    if (http_front_start(&fc, &s->front, e) != 0) {
+        MHD_stop_daemon(s->d);
+        pthread_mutex_destroy(&s->async_mu);
+        free(s);
+        return NULL;
+    }
     return s;
 }
 
@@ -1104,9 +1239,7 @@ void http_server_drain(http_server *s)
 {
     if (atomic_exchange(&s->draining, true))
         return;
-    MHD_socket fd = MHD_quiesce_daemon(s->d);
-    if (fd != MHD_INVALID_SOCKET)
-        close(fd);
+    http_front_drain(s->front);
     s->quiesced = true;
 }
 
@@ -1157,7 +1290,9 @@ int http_server_stop(http_server *s, uint64_t grace_ms)
     int64_t left = atomic_load(&s->in_flight);
     if (left > 0)
         cut += (int)left;
+    http_front_stop(s->front);
     MHD_stop_daemon(s->d);
+    http_front_free(s->front); // after the daemon: its closes release front counts
     pthread_mutex_destroy(&s->async_mu);
     free(s);
     return cut;
