@@ -134,7 +134,8 @@ static const key_def keys[] = {
      "request line plus headers larger than this get 431"},
     {"http.read_timeout_s", "read-timeout-s", "FERRY_HTTP_READ_TIMEOUT_S", K_INT, "30", 0, 86400,
      RH(read_timeout_s), CF(read_timeout_s),
-     "a connection silent this long is closed; a started request gets 408 (0: never)"},
+     "a request not fully received this many seconds after it began gets 408; "
+     "also the idle keep-alive timeout (0: never)"},
     {"http.shutdown_grace_s", "shutdown-grace-s", "FERRY_HTTP_SHUTDOWN_GRACE_S", K_INT, "30", 0,
      86400, RH(shutdown_grace_s), CF(shutdown_grace_s),
      "on SIGTERM/SIGINT, how long in-flight requests may take to finish"},

@@ -7,21 +7,25 @@
  * connection. Handlers run on those threads and must not block: work that
  * takes time defers (http_defer) and answers from another thread.
  *
+ * Connections: a front thread (front.c) accepts, enforces max_connections
+ * and per_ip_connections (429/503), and holds each new connection until its
+ * first request head is in view and passes http_head_check (else it answers
+ * the JSON error itself: 400/408/413/431/501/505); then libmicrohttpd serves it.
+ *
  * One request, in order:
  *   request line   -> an http_req is created, request counted in flight
  *   headers        -> request id, traceparent, header size (431), draining
  *                     (503), route (404/405), body length (411/413) and media
  *                     type (415, HTTP_ROUTE_JSON) are checked before any body
  *                     byte is read
- *   body           -> buffered, capped at max_body_bytes (chunked bodies past
- *                     the cap close the connection)
+ *   body           -> buffered, capped at max_body_bytes (a chunked body past
+ *                     the cap gets 413 written mid-upload, then a close)
  *   handler        -> http_respond* now, or http_defer and http_async_* later,
  *                     or http_stream_begin / http_async_stream and writes
  *   completion     -> one JSON request log line, the on_complete hook
  *                     (metrics), the request arena freed
- * No request reads the idle timeout's clock: read_timeout_s is libmicrohttpd's
- * inactivity timeout; a request whose line arrived but which then stalls gets
- * a 408 written before the connection is closed.
+ * read_timeout_s is a deadline for receiving the whole request (from the
+ * accept for a first request); past it the client gets a 408 and a close.
  *
  * Errors are OpenAI-style JSON objects, {"error":{"message","type","param",
  * "code"}}, with the status and type of the ERR_* code (base/err.h). A 5xx
@@ -114,7 +118,7 @@ typedef struct http_config {
     unsigned per_ip_connections; // 0 = no per-IP limit
     uint64_t max_body_bytes;   // larger declared bodies get 413 before they are read
     uint64_t max_header_bytes; // request line + headers; larger gets 431
-    unsigned read_timeout_s;   // inactivity timeout; 0 = none
+    unsigned read_timeout_s;   // deadline to receive a request (408); idle keep-alive timeout; 0 = none
     size_t arena_bytes;        // ceiling of each request arena
     /* Called once per finished request on a pool thread (metrics). May be NULL. */
     void (*on_complete)(void *ctx, const http_req_info *info);
