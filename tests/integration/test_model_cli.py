@@ -259,12 +259,14 @@ def main():
     rc, _, err = run("model", "quantize", P("magic.gguf"), P("o.gguf"), "q8_0")
     expect(rc == 2 and "bad magic" in err, "quantize bad magic: %d %s" % (rc, err))
     expect(not os.path.exists(P("o.gguf")), "no output left behind")
-    # and through the engine's loader (`ferry generate` / `ferry bench-model`, when built)
+    # and through the engine's loader (`ferry generate` / `ferry bench-model` / `ferry embed`)
     loaders = []
     if run("generate", "--help")[0] == 0:
         loaders.append(("generate", "-p", "hi", "-n", "1"))
     if run("bench-model", "--help")[0] == 0:
         loaders.append(("bench-model", "-p", "4", "-n", "2", "--runs", "1"))
+    if run("embed", "--help")[0] == 0:  # the embedder loads decoders through the same loader
+        loaders.append(("embed", "some text"))
     for cmd in loaders:
         for f, needle in ((missing, 'missing tensor "blk.1.ffn_up.weight"'),
                           (mism, "330"), (P("type.gguf"), "unknown type 99"),
