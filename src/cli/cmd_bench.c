@@ -58,7 +58,8 @@ static void on_sigint(int sig)
 
 static void usage(FILE *f)
 {
-    fprintf(f,
+    fprintf(
+        f,
         "usage: ferry bench --url URL --model M [--api-key K] [options]\n"
         "       ferry bench compare A.json B.json ... [--html FILE]\n"
         "Load test of an OpenAI-compatible chat endpoint; URL is the API root\n"
@@ -79,7 +80,8 @@ static void usage(FILE *f)
         "  --timeout S            per request (default 300s)\n"
         "Results:\n"
         "  --slo ttft=500ms,tpot=50ms,e2e=10s   goodput: share and rate of requests meeting all\n"
-        "  --price-in P --price-out P   USD per 1M tokens (an API); or --hourly-cost H (own hardware)\n"
+        "  --price-in P --price-out P   USD per 1M tokens (an API); or --hourly-cost H (own "
+        "hardware)\n"
         "  --json FILE  --html FILE     reports (every point, every metric; HTML has charts)\n"
         "Prints a table per point. Exit 0 when some request succeeded, 1 when none did,\n"
         "2 on usage errors, 130 after Ctrl-C (the reports hold what was measured).\n");
@@ -115,12 +117,13 @@ static size_t draw_len(uint64_t *s, double mean, double sd)
 
 /* Short common English words: about one token each in English BPE vocabularies. */
 static const char *const WORDS[] = {
-    "the", "of", "and", "to", "in", "is", "that", "for", "it", "as", "was", "with", "be", "by",
-    "on", "not", "he", "this", "are", "or", "his", "from", "at", "which", "but", "have", "an",
-    "had", "they", "you", "were", "their", "one", "all", "we", "can", "her", "has", "there",
-    "been", "if", "more", "when", "will", "would", "who", "so", "no", "time", "day", "water",
-    "long", "down", "work", "part", "new", "way", "man", "year", "good", "world", "life", "old",
-    "city", "road", "tree", "house", "light", "small", "large", "river", "cat", "dog", "sun"};
+    "the",   "of",    "and",   "to",    "in",    "is",    "that",  "for",  "it",   "as",    "was",
+    "with",  "be",    "by",    "on",    "not",   "he",    "this",  "are",  "or",   "his",   "from",
+    "at",    "which", "but",   "have",  "an",    "had",   "they",  "you",  "were", "their", "one",
+    "all",   "we",    "can",   "her",   "has",   "there", "been",  "if",   "more", "when",  "will",
+    "would", "who",   "so",    "no",    "time",  "day",   "water", "long", "down", "work",  "part",
+    "new",   "way",   "man",   "year",  "good",  "world", "life",  "old",  "city", "road",  "tree",
+    "house", "light", "small", "large", "river", "cat",   "dog",   "sun"};
 
 static int add_words(buf *b, uint64_t *s, size_t n)
 {
@@ -135,7 +138,7 @@ static int add_words(buf *b, uint64_t *s, size_t n)
 /* ------------------------------------------------------------- prompts -- */
 
 typedef struct prompt_file {
-    json_t **msgs; // (n) arrays of chat messages (owned)
+    json_t **msgs;       // (n) arrays of chat messages (owned)
     int64_t *max_tokens; // (n) per line, 0 when not given
     size_t n;
 } prompt_file;
@@ -183,9 +186,9 @@ static int prompt_file_load(const char *path, prompt_file *pf)
             msgs = json_pack("[{s:s,s:O}]", "role", "user", "content", p);
         if (!msgs || (mt && (!json_is_integer(mt) || json_integer_value(mt) < 1))) {
             cli_errorf("bench: %s:%zu: %s", path, lineno,
-                       !v ? je.text
-                          : msgs ? "\"max_tokens\" must be a positive integer"
-                                 : "expected {\"messages\": [...]} or {\"prompt\": \"...\"}");
+                       !v     ? je.text
+                       : msgs ? "\"max_tokens\" must be a positive integer"
+                              : "expected {\"messages\": [...]} or {\"prompt\": \"...\"}");
             json_decref(msgs);
             json_decref(v);
             rc = ERR_FORMAT;
@@ -234,8 +237,8 @@ typedef struct bench {
     char *shared; // the shared system prompt, or NULL
     char chat_url[2048], models_url[2048];
     httpc *hc;
-    bench_point *p;     // the point being run
-    uint64_t t0_ns;     // its start
+    bench_point *p; // the point being run
+    uint64_t t0_ns; // its start
     int64_t n_submitted;
     uint64_t last_done_ns;
     bool is_tty;
@@ -261,8 +264,7 @@ static bool may_submit(const bench *b)
         return false;
     if (c->num_requests && b->n_submitted >= c->num_requests)
         return false;
-    if (c->duration_s > 0 &&
-        (double)(clock_mono_ns() - b->t0_ns) / 1e9 >= c->duration_s)
+    if (c->duration_s > 0 && (double)(clock_mono_ns() - b->t0_ns) / 1e9 >= c->duration_s)
         return false;
     return true;
 }
@@ -291,10 +293,10 @@ static char *make_body(bench *b, size_t index)
         buf_deinit(&u);
     }
     if (msgs && b->shared)
-        json_array_insert_new(msgs, 0, json_pack("{s:s,s:s}", "role", "system", "content",
-                                                 b->shared));
-    json_t *req = json_pack("{s:s,s:o,s:I,s:b}", "model", c->model, "messages", msgs,
-                            "max_tokens", (json_int_t)max_tokens, "stream", c->is_stream);
+        json_array_insert_new(msgs, 0,
+                              json_pack("{s:s,s:s}", "role", "system", "content", b->shared));
+    json_t *req = json_pack("{s:s,s:o,s:I,s:b}", "model", c->model, "messages", msgs, "max_tokens",
+                            (json_int_t)max_tokens, "stream", c->is_stream);
     if (!req)
         return NULL;
     if (c->is_stream)
@@ -374,14 +376,22 @@ static int on_event(void *ctx, const char *data, size_t len, uint64_t t_ns)
 static bench_err err_of(httpc_kind k)
 {
     switch (k) {
-    case HTTPC_OK: return BENCH_OK;
-    case HTTPC_CONNECT: return BENCH_E_CONNECT;
-    case HTTPC_TIMEOUT: return BENCH_E_TIMEOUT;
-    case HTTPC_HTTP: return BENCH_E_HTTP;
-    case HTTPC_PARSE: return BENCH_E_PARSE;
-    case HTTPC_TOO_LARGE: return BENCH_E_TOO_LARGE;
-    case HTTPC_CANCELLED: return BENCH_E_CANCELLED;
-    case HTTPC_IO: return BENCH_E_IO;
+    case HTTPC_OK:
+        return BENCH_OK;
+    case HTTPC_CONNECT:
+        return BENCH_E_CONNECT;
+    case HTTPC_TIMEOUT:
+        return BENCH_E_TIMEOUT;
+    case HTTPC_HTTP:
+        return BENCH_E_HTTP;
+    case HTTPC_PARSE:
+        return BENCH_E_PARSE;
+    case HTTPC_TOO_LARGE:
+        return BENCH_E_TOO_LARGE;
+    case HTTPC_CANCELLED:
+        return BENCH_E_CANCELLED;
+    case HTTPC_IO:
+        return BENCH_E_IO;
     }
     return BENCH_E_IO;
 }
@@ -534,7 +544,8 @@ static void progress(bench *b, size_t point_i, bool final)
     double el = (double)(now - b->t0_ns) / 1e9;
     double p50 = tt && n ? cli_median(tt, n) : NAN;
     free(tt);
-    fprintf(stderr, "\r\033[K[%zu/%zu %s=%g] %zu/%lld done, %.1f req/s, p50 TTFT %.0f ms, %zu errors",
+    fprintf(stderr,
+            "\r\033[K[%zu/%zu %s=%g] %zu/%lld done, %.1f req/s, p50 TTFT %.0f ms, %zu errors",
             point_i + 1, b->run->cfg.n_loads, p->is_open ? "rate" : "c", p->load, done,
             (long long)b->n_submitted, el > 0 ? (double)done / el : 0.0, p50, errs);
     if (final)
@@ -615,16 +626,19 @@ static void models_done(void *ctx, const httpc_result *res)
         run->server_models = v ? v : json_string(res->body);
     } else {
         fprintf(stderr, "ferry: bench: warning: GET /models failed: %s\n", res->error);
-        run->server_models = json_pack("{s:s,s:s}", "error", httpc_kind_name(res->kind),
-                                       "message", res->error);
+        run->server_models =
+            json_pack("{s:s,s:s}", "error", httpc_kind_name(res->kind), "message", res->error);
     }
 }
 
 /* Fetches URL/models; keeps the parsed answer (or its text) in run->server_models. */
 static void fetch_models(bench *b)
 {
-    httpc_request hr = {.url = b->models_url, .api_key = b->run->cfg.api_key,
-                        .timeout_ms = 30000, .on_done = models_done, .ctx = b->run};
+    httpc_request hr = {.url = b->models_url,
+                        .api_key = b->run->cfg.api_key,
+                        .timeout_ms = 30000,
+                        .on_done = models_done,
+                        .ctx = b->run};
     err_msg e;
     if (httpc_submit(b->hc, &hr, &e) < 0)
         return;
@@ -721,7 +735,8 @@ static int parse_slo(const char *v, bench_slo *s)
     return 0;
 bad:
     cli_errorf("bench: --slo wants ttft=DUR,tpot=DUR,e2e=DUR (any of them; DUR like 500ms, 2s), "
-               "got \"%s\"", v);
+               "got \"%s\"",
+               v);
     return ERR_INVAL;
 }
 

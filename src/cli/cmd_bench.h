@@ -30,7 +30,7 @@ typedef enum bench_err {
     BENCH_E_PARSE,
     BENCH_E_TOO_LARGE,
     BENCH_E_IO,
-    BENCH_E_STREAM, // the server sent an error object inside the stream
+    BENCH_E_STREAM,    // the server sent an error object inside the stream
     BENCH_E_CANCELLED, // cut by Ctrl-C
     BENCH_E_COUNT
 } bench_err;
@@ -38,26 +38,26 @@ typedef enum bench_err {
 const char *bench_err_name(bench_err e);
 
 typedef struct bench_rec {
-    double t_start_ms;   // submit time from the start of the point
-    double ttft_ms;      // first content chunk (stream) or whole answer (no stream); NaN if none
+    double t_start_ms; // submit time from the start of the point
+    double ttft_ms;    // first content chunk (stream) or whole answer (no stream); NaN if none
     double e2e_ms;
-    double tpot_ms;      // (e2e - ttft) / (output_tokens - 1); NaN when < 2 tokens or no stream
+    double tpot_ms; // (e2e - ttft) / (output_tokens - 1); NaN when < 2 tokens or no stream
     double itl_max_ms;
-    size_t n_chunks;     // chunks that carried content
+    size_t n_chunks;       // chunks that carried content
     int64_t prompt_tokens; // from usage; -1 when the server gave none
     int64_t output_tokens; // usage.completion_tokens, else n_chunks
     bool has_usage;
-    bool is_done;        // finished (any outcome)
+    bool is_done; // finished (any outcome)
     bench_err err;
     long status;
     size_t itl_from, itl_n; // this request's gaps in the point's itl[]
 } bench_rec;
 
 typedef struct bench_point {
-    bool is_open;        // open loop (rate) or closed loop (concurrency)
-    double load;         // concurrency or requests/s
+    bool is_open; // open loop (rate) or closed loop (concurrency)
+    double load;  // concurrency or requests/s
     bool interrupted;
-    double duration_s;   // start of the point to its last completion (or the interrupt)
+    double duration_s; // start of the point to its last completion (or the interrupt)
     bench_rec *recs;
     size_t n_recs, cap_recs;
     double *itl;
@@ -90,7 +90,7 @@ typedef struct bench_cfg {
 
 typedef struct bench_run {
     bench_cfg cfg;
-    char *command;      // the full command line
+    char *command; // the full command line
     char started_at[32];
     json_t *server_models; // the /v1/models answer (owned), or NULL
     bench_point points[BENCH_POINTS_MAX];

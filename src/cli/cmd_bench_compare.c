@@ -22,7 +22,7 @@
 typedef struct cmp_run {
     const char *path;
     char name[64];
-    json_t *root; // owned
+    json_t *root;   // owned
     json_t *points; // borrowed from root
 } cmp_run;
 
@@ -68,17 +68,18 @@ static json_t *find_point(cmp_run *r, bool is_open, double load)
 {
     size_t i;
     json_t *p;
-    json_array_foreach(r->points, i, p)
-        if (point_is_open(p) == is_open && point_load(p) == load)
-            return p;
+    json_array_foreach(r->points, i,
+                       p) if (point_is_open(p) == is_open && point_load(p) == load) return p;
     return NULL;
 }
 
 static void usage(FILE *f)
 {
-    fprintf(f, "usage: ferry bench compare A.json B.json ... [--html FILE]\n"
-               "  side-by-side table of `ferry bench --json` reports (up to %d), and with --html\n"
-               "  one report with the runs overlaid.\n", CMP_RUNS_MAX);
+    fprintf(f,
+            "usage: ferry bench compare A.json B.json ... [--html FILE]\n"
+            "  side-by-side table of `ferry bench --json` reports (up to %d), and with --html\n"
+            "  one report with the runs overlaid.\n",
+            CMP_RUNS_MAX);
 }
 
 typedef struct loadkey {
@@ -103,17 +104,18 @@ static int write_html(cmp_run *runs, size_t nr, const char *path, err_msg *e)
     double *xs[CMP_RUNS_MAX] = {0}, *ys[CMP_RUNS_MAX] = {0}, *tt[CMP_RUNS_MAX] = {0};
     size_t ntt[CMP_RUNS_MAX] = {0};
     bool all_closed = true;
-#define TRYC(x)                                                                                 \
-    do {                                                                                        \
-        if ((rc = (x)) != 0)                                                                    \
-            goto out;                                                                           \
+#define TRYC(x)                                                                                    \
+    do {                                                                                           \
+        if ((rc = (x)) != 0)                                                                       \
+            goto out;                                                                              \
     } while (0)
     for (size_t r = 0; r < nr; r++) {
         size_t np = json_array_size(runs[r].points), total = 0, i;
         json_t *p;
         xs[r] = calloc(np + 1, sizeof(double));
         ys[r] = calloc((np + 1) * ARRAY_LEN(METRICS), sizeof(double));
-        json_array_foreach(runs[r].points, i, p) {
+        json_array_foreach(runs[r].points, i, p)
+        {
             total += json_array_size(json_object_get(p, "request_log"));
             all_closed &= !point_is_open(p);
         }
@@ -122,13 +124,15 @@ static int write_html(cmp_run *runs, size_t nr, const char *path, err_msg *e)
             rc = ERR_NOMEM;
             goto out;
         }
-        json_array_foreach(runs[r].points, i, p) {
+        json_array_foreach(runs[r].points, i, p)
+        {
             xs[r][i] = point_load(p);
             for (size_t m = 0; m < ARRAY_LEN(METRICS); m++)
                 ys[r][m * (np + 1) + i] = jnum(p, METRICS[m].a, METRICS[m].b);
             size_t k;
             json_t *q;
-            json_array_foreach(json_object_get(p, "request_log"), k, q) {
+            json_array_foreach(json_object_get(p, "request_log"), k, q)
+            {
                 json_t *er = json_object_get(q, "error");
                 double v = jnum(q, "ttft_ms", NULL);
                 if (json_is_string(er) && strcmp(json_string_value(er), "ok") == 0 && !isnan(v))
@@ -154,7 +158,8 @@ static int write_html(cmp_run *runs, size_t nr, const char *path, err_msg *e)
     for (size_t r = 0; r < nr; r++) {
         size_t i;
         json_t *p;
-        json_array_foreach(runs[r].points, i, p) {
+        json_array_foreach(runs[r].points, i, p)
+        {
             char c[2 + ARRAY_LEN(METRICS)][40];
             const char *cells[2 + ARRAY_LEN(METRICS)];
             snprintf(c[0], 40, "%s", runs[r].name);
@@ -170,10 +175,11 @@ static int write_html(cmp_run *runs, size_t nr, const char *path, err_msg *e)
     static const struct {
         size_t metric;
         const char *title, *y;
-    } charts[] = {{2, "TTFT p50 vs load", "ms"},       {3, "TTFT p99 vs load", "ms"},
-                  {6, "E2E p50 vs load", "ms"},        {7, "E2E p99 vs load", "ms"},
-                  {4, "ITL p50 vs load", "ms"},        {1, "Output throughput vs load", "tokens/s"},
-                  {0, "Requests/s vs load", "requests/s"}};
+    } charts[] = {
+        {2, "TTFT p50 vs load", "ms"},          {3, "TTFT p99 vs load", "ms"},
+        {6, "E2E p50 vs load", "ms"},           {7, "E2E p99 vs load", "ms"},
+        {4, "ITL p50 vs load", "ms"},           {1, "Output throughput vs load", "tokens/s"},
+        {0, "Requests/s vs load", "requests/s"}};
     TRYC(report_heading(&b, 2, "Runs overlaid"));
     for (size_t ci = 0; ci < ARRAY_LEN(charts); ci++) {
         for (size_t r = 0; r < nr; r++) {
@@ -182,7 +188,9 @@ static int write_html(cmp_run *runs, size_t nr, const char *path, err_msg *e)
         }
         report_chart ch = {.title = charts[ci].title,
                            .x_label = all_closed ? "concurrency" : "load (concurrency or req/s)",
-                           .y_label = charts[ci].y, .series = ser, .n_series = nr,
+                           .y_label = charts[ci].y,
+                           .series = ser,
+                           .n_series = nr,
                            .x_scale = all_closed ? REPORT_LOG2 : REPORT_LINEAR,
                            .y_from_zero = true};
         TRYC(report_line_chart(&b, &ch));
@@ -191,8 +199,10 @@ static int write_html(cmp_run *runs, size_t nr, const char *path, err_msg *e)
         ser[r] = (report_series){runs[r].name, NULL, tt[r], ntt[r]};
     report_chart hc = {.title = "TTFT distribution (all points of each run)",
                        .x_label = "milliseconds",
-                       .y_label = nr > 1 ? "% of the run's requests" : "requests", .series = ser,
-                       .n_series = nr, .bins = 24};
+                       .y_label = nr > 1 ? "% of the run's requests" : "requests",
+                       .series = ser,
+                       .n_series = nr,
+                       .bins = 24};
     TRYC(report_histogram(&b, &hc));
     TRYC(report_end(&b));
     rc = bench_write_file(path, &b, e);
@@ -240,7 +250,8 @@ int bench_compare_main(int argc, char **argv)
         json_error_t je;
         json_t *root = json_load_file(argv[i], 0, &je);
         json_t *pts = json_object_get(root, "points");
-        if (!root || !json_is_array(pts) || !json_is_integer(json_object_get(root, "ferry_bench"))) {
+        if (!root || !json_is_array(pts) ||
+            !json_is_integer(json_object_get(root, "ferry_bench"))) {
             cli_errorf("bench compare: %s: %s", argv[i],
                        root ? "not a ferry bench --json report" : je.text);
             json_decref(root);
@@ -263,7 +274,8 @@ int bench_compare_main(int argc, char **argv)
     for (size_t r = 0; r < nr; r++) {
         size_t i;
         json_t *p;
-        json_array_foreach(runs[r].points, i, p) {
+        json_array_foreach(runs[r].points, i, p)
+        {
             loadkey k = {point_is_open(p), point_load(p)};
             bool seen = false;
             for (size_t j = 0; j < nk && !seen; j++)

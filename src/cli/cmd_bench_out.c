@@ -115,8 +115,10 @@ int bench_summarize(const bench_run *run, const bench_point *p, bench_summary *s
     free(tp);
     free(ee);
     free(it);
-    s->token_source = s->ok == 0 ? "none" : n_usage == s->ok ? "usage" : n_usage ? "mixed"
-                                                                                   : "chunks";
+    s->token_source = s->ok == 0         ? "none"
+                      : n_usage == s->ok ? "usage"
+                      : n_usage          ? "mixed"
+                                         : "chunks";
     double d = p->duration_s > 0 ? p->duration_s : NAN;
     s->req_per_s = (double)s->ok / d;
     s->out_tok_per_s = (double)s->out_tokens / d;
@@ -127,8 +129,8 @@ int bench_summarize(const bench_run *run, const bench_point *p, bench_summary *s
     const bench_cfg *c = &run->cfg;
     s->cost_total = s->cost_per_req = s->cost_per_1k_out = NAN;
     if (!isnan(c->price_in))
-        s->cost_total = ((double)s->in_tokens * c->price_in +
-                         (double)s->out_tokens * c->price_out) / 1e6;
+        s->cost_total =
+            ((double)s->in_tokens * c->price_in + (double)s->out_tokens * c->price_out) / 1e6;
     else if (!isnan(c->hourly))
         s->cost_total = c->hourly * p->duration_s / 3600.0;
     if (!isnan(s->cost_total)) {
@@ -162,11 +164,12 @@ void bench_print_table(const bench_run *run, FILE *f)
             snprintf(good, sizeof good, "%.1f%%", 100 * s.good_share);
         if (!isnan(s.cost_per_1k_out))
             snprintf(cost, sizeof cost, "%.6f", s.cost_per_1k_out);
-        fprintf(f, "%-11s %6zu %5zu %5zu %8.2f %9.1f %9.1f %9.1f %8.1f %8.1f %8.1f %9.1f %9.1f %8s "
-                   "%10s%s\n",
-                load_label(p, lb, sizeof lb), s.total, s.ok, s.failed, s.req_per_s,
-                s.out_tok_per_s, s.ttft.p50, s.ttft.p99, s.itl.p50, s.itl.p99, s.tpot.p50,
-                s.e2e.p50, s.e2e.p99, good, cost, p->interrupted ? "  (interrupted)" : "");
+        fprintf(f,
+                "%-11s %6zu %5zu %5zu %8.2f %9.1f %9.1f %9.1f %8.1f %8.1f %8.1f %9.1f %9.1f %8s "
+                "%10s%s\n",
+                load_label(p, lb, sizeof lb), s.total, s.ok, s.failed, s.req_per_s, s.out_tok_per_s,
+                s.ttft.p50, s.ttft.p99, s.itl.p50, s.itl.p99, s.tpot.p50, s.e2e.p50, s.e2e.p99,
+                good, cost, p->interrupted ? "  (interrupted)" : "");
         if (s.failed) {
             fprintf(f, "%-11s errors:", "");
             for (int k = 1; k < BENCH_E_COUNT; k++)
@@ -189,8 +192,8 @@ static json_t *num(double v)
 static json_t *dist_json(const bench_dist *d)
 {
     return json_pack("{s:I,s:o,s:o,s:o,s:o,s:o,s:o}", "n", (json_int_t)d->n, "mean", num(d->mean),
-                     "p50", num(d->p50), "p90", num(d->p90), "p99", num(d->p99), "min",
-                     num(d->min), "max", num(d->max));
+                     "p50", num(d->p50), "p90", num(d->p90), "p99", num(d->p99), "min", num(d->min),
+                     "max", num(d->max));
 }
 
 static json_t *point_json(const bench_run *run, const bench_point *p)
@@ -200,7 +203,8 @@ static json_t *point_json(const bench_run *run, const bench_point *p)
         return NULL;
     json_t *errs = json_object();
     for (int k = 1; k < BENCH_E_COUNT; k++)
-        json_object_set_new(errs, bench_err_name((bench_err)k), json_integer((json_int_t)s.errors[k]));
+        json_object_set_new(errs, bench_err_name((bench_err)k),
+                            json_integer((json_int_t)s.errors[k]));
     json_t *status = json_object();
     for (size_t i = 0; i < p->n_recs; i++) {
         const bench_rec *r = &p->recs[i];
@@ -240,15 +244,15 @@ static json_t *point_json(const bench_run *run, const bench_point *p)
         "s:o,s:o,s:o,s:o,s:o,s:o,s:b,s:o}",
         "mode", p->is_open ? "open" : "closed", "concurrency",
         p->is_open ? json_null() : json_integer((json_int_t)p->load), "rate",
-        p->is_open ? json_real(p->load) : json_null(), "interrupted", p->interrupted,
-        "duration_s", num(p->duration_s), "requests", "total", (json_int_t)s.total, "ok",
-        (json_int_t)s.ok, "failed", (json_int_t)s.failed, "cancelled", (json_int_t)s.cancelled,
-        "errors", errs, "http_status", status, "requests_per_s", num(s.req_per_s),
-        "output_tokens_per_s", num(s.out_tok_per_s), "input_tokens_per_s", num(s.in_tok_per_s),
-        "tokens", "input", (json_int_t)s.in_tokens, "output", (json_int_t)s.out_tokens, "source",
-        s.token_source, "ttft_ms", dist_json(&s.ttft), "itl_ms", dist_json(&s.itl), "tpot_ms",
-        dist_json(&s.tpot), "e2e_ms", dist_json(&s.e2e), "goodput", good, "cost", cost,
-        "itl_truncated", p->itl_truncated, "request_log", reqs);
+        p->is_open ? json_real(p->load) : json_null(), "interrupted", p->interrupted, "duration_s",
+        num(p->duration_s), "requests", "total", (json_int_t)s.total, "ok", (json_int_t)s.ok,
+        "failed", (json_int_t)s.failed, "cancelled", (json_int_t)s.cancelled, "errors", errs,
+        "http_status", status, "requests_per_s", num(s.req_per_s), "output_tokens_per_s",
+        num(s.out_tok_per_s), "input_tokens_per_s", num(s.in_tok_per_s), "tokens", "input",
+        (json_int_t)s.in_tokens, "output", (json_int_t)s.out_tokens, "source", s.token_source,
+        "ttft_ms", dist_json(&s.ttft), "itl_ms", dist_json(&s.itl), "tpot_ms", dist_json(&s.tpot),
+        "e2e_ms", dist_json(&s.e2e), "goodput", good, "cost", cost, "itl_truncated",
+        p->itl_truncated, "request_log", reqs);
     return o;
 }
 
@@ -295,15 +299,15 @@ static json_t *run_json(const bench_run *run)
         "prompts_file", c->prompts_file ? json_string(c->prompts_file) : json_null(), "stream",
         c->is_stream, "ignore_eos", c->ignore_eos, "num_requests",
         c->num_requests ? json_integer(c->num_requests) : json_null(), "duration_s",
-        c->duration_s > 0 ? json_real(c->duration_s) : json_null(), "timeout_s",
-        num(c->timeout_s), "slo", slo, "price_in_per_1m", num(c->price_in), "price_out_per_1m",
-        num(c->price_out), "hourly_cost", num(c->hourly));
+        c->duration_s > 0 ? json_real(c->duration_s) : json_null(), "timeout_s", num(c->timeout_s),
+        "slo", slo, "price_in_per_1m", num(c->price_in), "price_out_per_1m", num(c->price_out),
+        "hourly_cost", num(c->hourly));
     if (cfg)
         for (size_t i = 0; i < c->n_loads; i++)
             json_array_append_new(json_object_get(cfg, "loads"), json_real(c->loads[i]));
     return json_pack("{s:i,s:s,s:s,s:s,s:s,s:s,s:o,s:O,s:b,s:o}", "ferry_bench", 1, "command",
-                     run->command ? run->command : "", "started_at", run->started_at, "url",
-                     c->url, "model", c->model, "endpoint", "chat/completions", "config", cfg,
+                     run->command ? run->command : "", "started_at", run->started_at, "url", c->url,
+                     "model", c->model, "endpoint", "chat/completions", "config", cfg,
                      "server_models", run->server_models ? run->server_models : json_null(),
                      "interrupted", run->interrupted, "points", pts);
 }
@@ -323,10 +327,10 @@ int bench_write_json(const bench_run *run, const char *path, err_msg *e)
 
 /* ---------------------------------------------------------------- HTML -- */
 
-#define TRY(x)                                                                                  \
-    do {                                                                                        \
-        if ((rc = (x)) != 0)                                                                    \
-            goto out;                                                                           \
+#define TRY(x)                                                                                     \
+    do {                                                                                           \
+        if ((rc = (x)) != 0)                                                                       \
+            goto out;                                                                              \
     } while (0)
 
 int bench_write_html(const bench_run *run, const char *path, err_msg *e)
@@ -337,7 +341,7 @@ int bench_write_html(const bench_run *run, const char *path, err_msg *e)
     double *y = calloc((np + 1) * 12, sizeof *y);
     double **ttfts = calloc(np + 1, sizeof *ttfts);
     size_t *nttft = calloc(np + 1, sizeof *nttft);
-    char (*names)[48] = calloc(np + 1, sizeof *names);
+    char(*names)[48] = calloc(np + 1, sizeof *names);
     report_series *ser = calloc(np + 12, sizeof *ser);
     buf b;
     buf_init(&b, BENCH_OUT_MAX);
@@ -367,16 +371,17 @@ int bench_write_html(const bench_run *run, const char *path, err_msg *e)
     TRY(report_begin(&b, title));
     char note[256];
     snprintf(note, sizeof note, "started %s; %s loop; %s%s", run->started_at,
-             is_open ? "open (Poisson arrivals)" : "closed", run->cfg.is_stream ? "streaming" : "no streaming",
+             is_open ? "open (Poisson arrivals)" : "closed",
+             run->cfg.is_stream ? "streaming" : "no streaming",
              run->interrupted ? "; INTERRUPTED by Ctrl-C: partial results" : "");
     TRY(report_paragraph(&b, note, true));
     TRY(report_pre(&b, run->command ? run->command : ""));
 
     TRY(report_heading(&b, 2, "Summary"));
-    static const char *const hdr[] = {"load", "requests", "ok", "failed", "req/s",
-                                      "output tok/s", "TTFT p50 ms", "TTFT p99 ms", "ITL p50 ms",
-                                      "TPOT p50 ms", "E2E p50 ms", "E2E p99 ms", "goodput",
-                                      "cost / 1K out", "cost / request"};
+    static const char *const hdr[] = {
+        "load",         "requests",    "ok",          "failed",        "req/s",
+        "output tok/s", "TTFT p50 ms", "TTFT p99 ms", "ITL p50 ms",    "TPOT p50 ms",
+        "E2E p50 ms",   "E2E p99 ms",  "goodput",     "cost / 1K out", "cost / request"};
     TRY(report_table_begin(&b, hdr, ARRAY_LEN(hdr)));
     for (size_t i = 0; i < np; i++) {
         const bench_summary *s = &ss[i];
@@ -414,9 +419,9 @@ int bench_write_html(const bench_run *run, const char *path, err_msg *e)
      * 10 out tok/s, 11 goodput rate */
     for (size_t i = 0; i < np; i++) {
         const bench_summary *s = &ss[i];
-        double v[12] = {s->ttft.p50, s->ttft.p90, s->ttft.p99, s->e2e.p50, s->e2e.p90, s->e2e.p99,
-                        s->itl.p50, s->itl.p99, s->tpot.p50, s->req_per_s, s->out_tok_per_s,
-                        s->good_rate};
+        double v[12] = {s->ttft.p50, s->ttft.p90,  s->ttft.p99,      s->e2e.p50,
+                        s->e2e.p90,  s->e2e.p99,   s->itl.p50,       s->itl.p99,
+                        s->tpot.p50, s->req_per_s, s->out_tok_per_s, s->good_rate};
         for (int k = 0; k < 12; k++)
             y[(size_t)k * (np + 1) + i] = v[k];
     }
@@ -424,37 +429,55 @@ int bench_write_html(const bench_run *run, const char *path, err_msg *e)
     report_series lat[] = {{"TTFT p50", x, YS(0), np}, {"TTFT p90", x, YS(1), np},
                            {"TTFT p99", x, YS(2), np}, {"E2E p50", x, YS(3), np},
                            {"E2E p90", x, YS(4), np},  {"E2E p99", x, YS(5), np}};
-    report_chart ch = {.title = "Latency percentiles vs load", .x_label = xl,
-                       .y_label = "milliseconds", .series = lat, .n_series = 6, .x_scale = xs,
+    report_chart ch = {.title = "Latency percentiles vs load",
+                       .x_label = xl,
+                       .y_label = "milliseconds",
+                       .series = lat,
+                       .n_series = 6,
+                       .x_scale = xs,
                        .y_from_zero = true};
     TRY(report_line_chart(&b, &ch));
-    report_series tok[] = {{"ITL p50", x, YS(6), np}, {"ITL p99", x, YS(7), np},
-                           {"TPOT p50", x, YS(8), np}};
-    ch = (report_chart){.title = "Inter-token latency and TPOT vs load", .x_label = xl,
-                        .y_label = "milliseconds", .series = tok, .n_series = 3, .x_scale = xs,
+    report_series tok[] = {
+        {"ITL p50", x, YS(6), np}, {"ITL p99", x, YS(7), np}, {"TPOT p50", x, YS(8), np}};
+    ch = (report_chart){.title = "Inter-token latency and TPOT vs load",
+                        .x_label = xl,
+                        .y_label = "milliseconds",
+                        .series = tok,
+                        .n_series = 3,
+                        .x_scale = xs,
                         .y_from_zero = true};
     TRY(report_line_chart(&b, &ch));
     TRY(report_heading(&b, 2, "Throughput"));
     report_series thr[] = {{"output tokens/s", x, YS(10), np}};
     ch = (report_chart){.title = is_open ? "Output throughput vs offered load"
                                          : "Output throughput vs concurrency",
-                        .x_label = xl, .y_label = "output tokens / s", .series = thr,
-                        .n_series = 1, .x_scale = xs, .y_from_zero = true};
+                        .x_label = xl,
+                        .y_label = "output tokens / s",
+                        .series = thr,
+                        .n_series = 1,
+                        .x_scale = xs,
+                        .y_from_zero = true};
     TRY(report_line_chart(&b, &ch));
-    report_series rq[] = {{"requests/s", x, YS(9), np}, {"goodput (req/s meeting the SLO)", x,
-                                                         YS(11), np}};
-    ch = (report_chart){.title = "Requests/s and goodput vs load", .x_label = xl,
-                        .y_label = "requests / s", .series = rq,
-                        .n_series = run->cfg.slo.is_set ? 2 : 1, .x_scale = xs,
+    report_series rq[] = {{"requests/s", x, YS(9), np},
+                          {"goodput (req/s meeting the SLO)", x, YS(11), np}};
+    ch = (report_chart){.title = "Requests/s and goodput vs load",
+                        .x_label = xl,
+                        .y_label = "requests / s",
+                        .series = rq,
+                        .n_series = run->cfg.slo.is_set ? 2 : 1,
+                        .x_scale = xs,
                         .y_from_zero = true};
     TRY(report_line_chart(&b, &ch));
 #undef YS
     TRY(report_heading(&b, 2, "TTFT distribution"));
     for (size_t i = 0; i < np; i++)
         ser[i] = (report_series){names[i], NULL, ttfts[i], nttft[i]};
-    ch = (report_chart){.title = "Time to first token", .x_label = "milliseconds",
+    ch = (report_chart){.title = "Time to first token",
+                        .x_label = "milliseconds",
                         .y_label = np > 1 ? "% of the point's requests" : "requests",
-                        .series = ser, .n_series = np, .bins = 24};
+                        .series = ser,
+                        .n_series = np,
+                        .bins = 24};
     TRY(report_histogram(&b, &ch));
 
     bool any_err = false;
@@ -462,8 +485,8 @@ int bench_write_html(const bench_run *run, const char *path, err_msg *e)
         any_err |= ss[i].failed > 0;
     if (any_err) {
         TRY(report_heading(&b, 2, "Errors"));
-        static const char *const cats[] = {"connect", "timeout", "http", "parse", "too_large",
-                                           "io", "stream_error"};
+        static const char *const cats[] = {"connect",   "timeout", "http",        "parse",
+                                           "too_large", "io",      "stream_error"};
         double *ev = calloc(np * 7 + 1, sizeof *ev);
         if (!ev) {
             rc = ERR_NOMEM;
@@ -474,8 +497,12 @@ int bench_write_html(const bench_run *run, const char *path, err_msg *e)
                 ev[i * 7 + (size_t)k] = (double)ss[i].errors[k + 1];
             ser[i] = (report_series){names[i], NULL, ev + i * 7, 7};
         }
-        ch = (report_chart){.title = "Errors by kind", .y_label = "requests", .series = ser,
-                            .n_series = np, .categories = cats, .n_categories = 7};
+        ch = (report_chart){.title = "Errors by kind",
+                            .y_label = "requests",
+                            .series = ser,
+                            .n_series = np,
+                            .categories = cats,
+                            .n_categories = 7};
         rc = report_bar_chart(&b, &ch);
         free(ev);
         if (rc)
@@ -487,8 +514,10 @@ int bench_write_html(const bench_run *run, const char *path, err_msg *e)
     free(models);
     if (rc)
         goto out;
-    TRY(report_paragraph(&b, "Definitions: docs/bench.md. Percentiles interpolate between closest "
-                             "ranks; latencies are over successful requests.", true));
+    TRY(report_paragraph(&b,
+                         "Definitions: docs/bench.md. Percentiles interpolate between closest "
+                         "ranks; latencies are over successful requests.",
+                         true));
     TRY(report_end(&b));
     rc = bench_write_file(path, &b, e);
 out:

@@ -26,11 +26,11 @@
 static const char *const palette[] = {"#1f77b4", "#d62728", "#2ca02c", "#ff7f0e",
                                       "#9467bd", "#8c564b", "#e377c2", "#17becf"};
 
-#define TRY(x)                                                                                  \
-    do {                                                                                        \
-        int rc_ = (x);                                                                          \
-        if (rc_)                                                                                \
-            return rc_;                                                                         \
+#define TRY(x)                                                                                     \
+    do {                                                                                           \
+        int rc_ = (x);                                                                             \
+        if (rc_)                                                                                   \
+            return rc_;                                                                            \
     } while (0)
 
 /* ----------------------------------------------------------------- text -- */
@@ -41,12 +41,23 @@ int report_escape(buf *out, const char *s, size_t n)
     for (; i < n; i++) {
         const char *rep = NULL;
         switch (s[i]) {
-        case '&': rep = "&amp;"; break;
-        case '<': rep = "&lt;"; break;
-        case '>': rep = "&gt;"; break;
-        case '"': rep = "&quot;"; break;
-        case '\'': rep = "&#39;"; break;
-        default: break;
+        case '&':
+            rep = "&amp;";
+            break;
+        case '<':
+            rep = "&lt;";
+            break;
+        case '>':
+            rep = "&gt;";
+            break;
+        case '"':
+            rep = "&quot;";
+            break;
+        case '\'':
+            rep = "&#39;";
+            break;
+        default:
+            break;
         }
         if (!rep)
             continue;
@@ -178,8 +189,8 @@ int report_table_end(buf *out)
 
 typedef struct axis {
     report_scale scale;
-    double lo, hi;  // in data units (log scales: lo, hi > 0)
-    double p0, p1;  // pixel range (p0 maps lo)
+    double lo, hi; // in data units (log scales: lo, hi > 0)
+    double p0, p1; // pixel range (p0 maps lo)
     double ticks[32];
     size_t n_ticks;
 } axis;
@@ -278,12 +289,17 @@ static int frame_begin(buf *out, const report_chart *c, const char *kind, frame 
     f->left = PAD_L;
     f->right = CHART_W - PAD_R;
     f->height = f->bottom + BOTTOM_H;
-    TRY(buf_printf(out, "<figure class=\"chart\" data-kind=\"%s\"><svg xmlns=\"http://www.w3.org/2000/svg\" "
-                        "viewBox=\"0 0 %.0f %.0f\" role=\"img\" font-family=\"sans-serif\" "
-                        "font-size=\"12\"><title>", kind, CHART_W, f->height));
+    TRY(buf_printf(
+        out,
+        "<figure class=\"chart\" data-kind=\"%s\"><svg xmlns=\"http://www.w3.org/2000/svg\" "
+        "viewBox=\"0 0 %.0f %.0f\" role=\"img\" font-family=\"sans-serif\" "
+        "font-size=\"12\"><title>",
+        kind, CHART_W, f->height));
     TRY(report_escape_str(out, c->title));
-    TRY(buf_printf(out, "</title><rect x=\"0\" y=\"0\" width=\"%.0f\" height=\"%.0f\" "
-                        "fill=\"#fff\"/>", CHART_W, f->height));
+    TRY(buf_printf(out,
+                   "</title><rect x=\"0\" y=\"0\" width=\"%.0f\" height=\"%.0f\" "
+                   "fill=\"#fff\"/>",
+                   CHART_W, f->height));
     TRY(svg_text(out, CHART_W / 2, 20, "middle", " font-size=\"15\" font-weight=\"bold\"",
                  c->title ? c->title : ""));
     if (c->n_series > 1) {
@@ -293,7 +309,8 @@ static int frame_begin(buf *out, const report_chart *c, const char *kind, frame 
                 x = PAD_L;
                 y += LEGEND_ROW_H;
             }
-            TRY(buf_printf(out, "<rect x=\"%.1f\" y=\"%.1f\" width=\"12\" height=\"12\" fill=\"%s\"/>",
+            TRY(buf_printf(out,
+                           "<rect x=\"%.1f\" y=\"%.1f\" width=\"12\" height=\"12\" fill=\"%s\"/>",
                            x, y, palette[i % ARRAY_LEN(palette)]));
             TRY(svg_text(out, x + 16, y + 10, "start", NULL,
                          c->series[i].name ? c->series[i].name : ""));
@@ -310,21 +327,24 @@ static int frame_axes(buf *out, const report_chart *c, const frame *f, const axi
     char num[32];
     for (size_t i = 0; i < ya->n_ticks; i++) {
         double y = axis_map(ya, ya->ticks[i]);
-        TRY(buf_printf(out, "<line x1=\"%.1f\" x2=\"%.1f\" y1=\"%.1f\" y2=\"%.1f\" stroke=\"#e5e5e5\"/>",
+        TRY(buf_printf(out,
+                       "<line x1=\"%.1f\" x2=\"%.1f\" y1=\"%.1f\" y2=\"%.1f\" stroke=\"#e5e5e5\"/>",
                        f->left, f->right, y, y));
         TRY(svg_text(out, f->left - 6, y + 4, "end", NULL,
                      report_num(ya->ticks[i], num, sizeof num)));
     }
     for (size_t i = 0; xa && i < xa->n_ticks; i++) {
         double x = axis_map(xa, xa->ticks[i]);
-        TRY(buf_printf(out, "<line x1=\"%.1f\" x2=\"%.1f\" y1=\"%.1f\" y2=\"%.1f\" stroke=\"#eee\"/>",
-                       x, x, f->top, f->bottom));
+        TRY(buf_printf(out,
+                       "<line x1=\"%.1f\" x2=\"%.1f\" y1=\"%.1f\" y2=\"%.1f\" stroke=\"#eee\"/>", x,
+                       x, f->top, f->bottom));
         TRY(svg_text(out, x, f->bottom + 16, "middle", NULL,
                      report_num(xa->ticks[i], num, sizeof num)));
     }
-    TRY(buf_printf(out, "<rect x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" height=\"%.1f\" fill=\"none\" "
-                        "stroke=\"#888\"/>", f->left, f->top, f->right - f->left,
-                   f->bottom - f->top));
+    TRY(buf_printf(out,
+                   "<rect x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" height=\"%.1f\" fill=\"none\" "
+                   "stroke=\"#888\"/>",
+                   f->left, f->top, f->right - f->left, f->bottom - f->top));
     if (c->x_label)
         TRY(svg_text(out, (f->left + f->right) / 2, f->bottom + 40, "middle", NULL, c->x_label));
     if (c->y_label) {
@@ -437,9 +457,11 @@ static int bars(buf *out, const report_chart *c, const frame *f, size_t ncat,
             if (!isfinite(y) || y <= 0)
                 continue;
             double py = axis_map(&ya, y);
-            TRY(buf_printf(out, "<rect x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" height=\"%.1f\" "
-                                "fill=\"%s\"><title>", g0 + bw * (double)s, py, bw,
-                           f->bottom - py, palette[s % ARRAY_LEN(palette)]));
+            TRY(buf_printf(out,
+                           "<rect x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" height=\"%.1f\" "
+                           "fill=\"%s\"><title>",
+                           g0 + bw * (double)s, py, bw, f->bottom - py,
+                           palette[s % ARRAY_LEN(palette)]));
             TRY(report_escape_str(out, c->series[s].name));
             if (cat_names) {
                 TRY(buf_append_str(out, " / "));

@@ -54,9 +54,9 @@ int report_table_row(buf *out, const char *const *cells, size_t n) MUST_USE;
 int report_table_end(buf *out) MUST_USE;
 
 typedef struct report_series {
-    const char *name;  // legend text
-    const double *x;   // line charts: n x values; histograms: unused
-    const double *y;   // line charts: n y values; bars: one per category; histograms: samples
+    const char *name; // legend text
+    const double *x;  // line charts: n x values; histograms: unused
+    const double *y;  // line charts: n y values; bars: one per category; histograms: samples
     size_t n;
 } report_series;
 
@@ -75,8 +75,8 @@ typedef struct report_chart {
     report_scale x_scale;          // line charts
     const char *const *categories; // bar charts: n_categories names
     size_t n_categories;
-    size_t bins;                   // histograms: number of bins (0: 20)
-    bool y_from_zero;              // line charts: the y axis starts at 0
+    size_t bins;      // histograms: number of bins (0: 20)
+    bool y_from_zero; // line charts: the y axis starts at 0
 } report_chart;
 
 int report_line_chart(buf *out, const report_chart *c) MUST_USE;

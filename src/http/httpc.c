@@ -75,14 +75,22 @@ static void curl_init(void)
 const char *httpc_kind_name(httpc_kind k)
 {
     switch (k) {
-    case HTTPC_OK: return "ok";
-    case HTTPC_CONNECT: return "connect";
-    case HTTPC_TIMEOUT: return "timeout";
-    case HTTPC_HTTP: return "http";
-    case HTTPC_PARSE: return "parse";
-    case HTTPC_TOO_LARGE: return "too_large";
-    case HTTPC_CANCELLED: return "cancelled";
-    case HTTPC_IO: return "io";
+    case HTTPC_OK:
+        return "ok";
+    case HTTPC_CONNECT:
+        return "connect";
+    case HTTPC_TIMEOUT:
+        return "timeout";
+    case HTTPC_HTTP:
+        return "http";
+    case HTTPC_PARSE:
+        return "parse";
+    case HTTPC_TOO_LARGE:
+        return "too_large";
+    case HTTPC_CANCELLED:
+        return "cancelled";
+    case HTTPC_IO:
+        return "io";
     }
     return "unknown";
 }
@@ -215,8 +223,8 @@ static int sse_line(hreq *q, uint64_t t_ns)
         if (!q->has_data)
             return 0;
         q->n_events++;
-        int rc = q->on_event ? q->on_event(q->ctx, q->ev.data ? q->ev.data : "", q->ev.len, t_ns)
-                             : 0;
+        int rc =
+            q->on_event ? q->on_event(q->ctx, q->ev.data ? q->ev.data : "", q->ev.len, t_ns) : 0;
         buf_reset(&q->ev);
         q->has_data = false;
         if (rc) {
@@ -238,8 +246,7 @@ static int sse_line(hreq *q, uint64_t t_ns)
         vn--;
     }
     if ((q->has_data && buf_append_char(&q->ev, '\n') != 0) || buf_append(&q->ev, v, vn) != 0) {
-        fail_write(q, HTTPC_TOO_LARGE, "an SSE event is larger than %zu bytes",
-                   q->ev.max_bytes);
+        fail_write(q, HTTPC_TOO_LARGE, "an SSE event is larger than %zu bytes", q->ev.max_bytes);
         return -1;
     }
     q->has_data = true;
@@ -522,8 +529,7 @@ int httpc_run(httpc *c, uint64_t timeout_ms, err_msg *e)
         uint64_t wait_ms = (deadline - now + 999999) / 1000000;
         mc = curl_multi_poll(c->multi, NULL, 0, (int)MIN(wait_ms, 1000u), NULL);
         if (mc != CURLM_OK)
-            return err_set(e, ERR_INTERNAL, "httpc: curl_multi_poll: %s",
-                           curl_multi_strerror(mc));
+            return err_set(e, ERR_INTERNAL, "httpc: curl_multi_poll: %s", curl_multi_strerror(mc));
     }
     return (int)MIN(c->n_in_flight, (size_t)INT32_MAX);
 }

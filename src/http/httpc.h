@@ -48,15 +48,15 @@ typedef struct httpc httpc;
 
 /* How a request ended. */
 typedef enum httpc_kind {
-    HTTPC_OK = 0,       // a 2xx answer, stream (if asked) complete
-    HTTPC_CONNECT,      // could not resolve or connect (nothing was sent)
-    HTTPC_TIMEOUT,      // the request's timeout_ms passed
-    HTTPC_HTTP,         // the server answered with a status outside 2xx (body kept)
-    HTTPC_PARSE,        // stream malformed: not text/event-stream, cut inside an
-                        // event, or on_event refused a payload
-    HTTPC_TOO_LARGE,    // body_max_bytes or event_max_bytes passed
-    HTTPC_CANCELLED,    // httpc_cancel_all / httpc_free
-    HTTPC_IO,           // any other transport failure (reset, bad reply, ...)
+    HTTPC_OK = 0,    // a 2xx answer, stream (if asked) complete
+    HTTPC_CONNECT,   // could not resolve or connect (nothing was sent)
+    HTTPC_TIMEOUT,   // the request's timeout_ms passed
+    HTTPC_HTTP,      // the server answered with a status outside 2xx (body kept)
+    HTTPC_PARSE,     // stream malformed: not text/event-stream, cut inside an
+                     // event, or on_event refused a payload
+    HTTPC_TOO_LARGE, // body_max_bytes or event_max_bytes passed
+    HTTPC_CANCELLED, // httpc_cancel_all / httpc_free
+    HTTPC_IO,        // any other transport failure (reset, bad reply, ...)
 } httpc_kind;
 
 /* Short lowercase name of a kind ("ok", "connect", "timeout", "http", "parse",
@@ -66,15 +66,15 @@ const char *httpc_kind_name(httpc_kind k);
 /* What on_done receives; every pointer is borrowed for the call only. */
 typedef struct httpc_result {
     httpc_kind kind;
-    long status;          // HTTP status, 0 when no response line arrived
-    const char *body;     // NUL-terminated: the body when not parsed as SSE
-                          // (plain answers, error answers); "" for streams
+    long status;      // HTTP status, 0 when no response line arrived
+    const char *body; // NUL-terminated: the body when not parsed as SSE
+                      // (plain answers, error answers); "" for streams
     size_t body_len;
-    const char *error;    // one sentence when kind != HTTPC_OK, else ""
-    size_t n_events;      // SSE events reported through on_event
-    uint64_t t_submit_ns; // clock_mono_ns when httpc_submit accepted it
+    const char *error;        // one sentence when kind != HTTPC_OK, else ""
+    size_t n_events;          // SSE events reported through on_event
+    uint64_t t_submit_ns;     // clock_mono_ns when httpc_submit accepted it
     uint64_t t_first_byte_ns; // first response body byte, 0 when none
-    uint64_t t_done_ns;   // when it ended
+    uint64_t t_done_ns;       // when it ended
 } httpc_result;
 
 /*
@@ -85,17 +85,17 @@ typedef int (*httpc_event_fn)(void *ctx, const char *data, size_t len, uint64_t 
 typedef void (*httpc_done_fn)(void *ctx, const httpc_result *res);
 
 typedef struct httpc_request {
-    const char *method;          // "GET", "POST", ...; NULL: POST with a body, else GET
-    const char *url;             // absolute http(s) URL (copied)
-    const char *api_key;         // NULL, or sent as "Authorization: Bearer <key>"
-    const char *const *headers;  // NULL, or a NULL-terminated list of "Name: value" (copied)
-    const char *body;            // NULL, or body[0..body_len) sent as-is (copied)
+    const char *method;         // "GET", "POST", ...; NULL: POST with a body, else GET
+    const char *url;            // absolute http(s) URL (copied)
+    const char *api_key;        // NULL, or sent as "Authorization: Bearer <key>"
+    const char *const *headers; // NULL, or a NULL-terminated list of "Name: value" (copied)
+    const char *body;           // NULL, or body[0..body_len) sent as-is (copied)
     size_t body_len;
-    const char *content_type;    // of the body; NULL: "application/json"
-    bool is_stream;              // parse a text/event-stream answer into on_event
-    uint64_t timeout_ms;         // whole request; 0: the client's default
-    httpc_event_fn on_event;     // may be NULL
-    httpc_done_fn on_done;       // required
+    const char *content_type; // of the body; NULL: "application/json"
+    bool is_stream;           // parse a text/event-stream answer into on_event
+    uint64_t timeout_ms;      // whole request; 0: the client's default
+    httpc_event_fn on_event;  // may be NULL
+    httpc_done_fn on_done;    // required
     void *ctx;
 } httpc_request;
 

@@ -76,8 +76,13 @@ static void test_line_chart(void **state)
     double y1[] = {10, 20, NAN, 80};
     double y2[] = {5, 6, 7, 8};
     report_series s[] = {{"p50 <ms>", x, y1, 4}, {"p99", x, y2, 4}};
-    report_chart c = {.title = "latency vs load", .x_label = "concurrency", .y_label = "ms",
-                      .series = s, .n_series = 2, .x_scale = REPORT_LOG2, .y_from_zero = true};
+    report_chart c = {.title = "latency vs load",
+                      .x_label = "concurrency",
+                      .y_label = "ms",
+                      .series = s,
+                      .n_series = 2,
+                      .x_scale = REPORT_LOG2,
+                      .y_from_zero = true};
     assert_int_equal(report_line_chart(&b, &c), 0);
     assert_int_equal(count(b.data, "<circle"), 7); // the NaN point has no marker
     assert_int_equal(count(b.data, "<path"), 2);
@@ -112,8 +117,8 @@ static void test_bars_and_histogram(void **state)
     const char *cats[] = {"ok", "timeout", "http"};
     double v[] = {10, 0, 3};
     report_series s = {"run A", NULL, v, 3};
-    report_chart c = {.title = "errors", .series = &s, .n_series = 1, .categories = cats,
-                      .n_categories = 3};
+    report_chart c = {
+        .title = "errors", .series = &s, .n_series = 1, .categories = cats, .n_categories = 3};
     assert_int_equal(report_bar_chart(&b, &c), 0);
     assert_int_equal(count(b.data, "<rect x"), 4); // background, plot box, 2 bars (0 has none)
     assert_non_null(strstr(b.data, "run A / http: 3</title>"));
@@ -158,7 +163,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_escape_and_num), cmocka_unit_test(test_document_and_table),
-        cmocka_unit_test(test_line_chart), cmocka_unit_test(test_bars_and_histogram),
+        cmocka_unit_test(test_line_chart),     cmocka_unit_test(test_bars_and_histogram),
         cmocka_unit_test(test_ceiling),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

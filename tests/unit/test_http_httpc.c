@@ -67,13 +67,17 @@ static void *stream_main(void *arg)
     if (w->tricky) {
         /* Each piece is written after a pause so it travels in its own segment. */
         static const char *const pieces[] = {
-            ": a comment\n\n",           // no data: not an event
-            "data: zero\n\n",            // "zero"
-            "data:one\r\n\r\n",          // "one" (no space after the colon)
-            "data: a\ndata: b\n\n",      // "a\nb"
+            ": a comment\n\n",                            // no data: not an event
+            "data: zero\n\n",                             // "zero"
+            "data:one\r\n\r\n",                           // "one" (no space after the colon)
+            "data: a\ndata: b\n\n",                       // "a\nb"
             "event: x\nid: 7\nretry: 5\ndata: three\r\r", // "three" (CR line ends)
-            "da", "ta: fo", "ur\r", "\n\r", "\n", // "four", split everywhere incl. CR|LF
-            "data\n\n",                  // "" (a field without colon: empty data)
+            "da",
+            "ta: fo",
+            "ur\r",
+            "\n\r",
+            "\n",       // "four", split everywhere incl. CR|LF
+            "data\n\n", // "" (a field without colon: empty data)
         };
         for (size_t i = 0; i < ARRAY_LEN(pieces) && !rc; i++) {
             rc = http_stream_write(w->s, pieces[i], strlen(pieces[i]));
@@ -177,14 +181,10 @@ static int h_hang(http_req *r, void *ctx)
 }
 
 static const http_route routes[] = {
-    {"POST", "/echo", h_echo, NULL, 0},
-    {"PUT", "/echo", h_echo, NULL, 0},
-    {"GET", "/echo", h_echo, NULL, 0},
-    {"GET", "/sse", h_sse, NULL, 0},
-    {"POST", "/sse", h_sse, NULL, 0},
-    {"GET", "/cut", h_cut, NULL, 0},
-    {"GET", "/json", h_json, NULL, 0},
-    {"GET", "/big", h_big, NULL, 0},
+    {"POST", "/echo", h_echo, NULL, 0}, {"PUT", "/echo", h_echo, NULL, 0},
+    {"GET", "/echo", h_echo, NULL, 0},  {"GET", "/sse", h_sse, NULL, 0},
+    {"POST", "/sse", h_sse, NULL, 0},   {"GET", "/cut", h_cut, NULL, 0},
+    {"GET", "/json", h_json, NULL, 0},  {"GET", "/big", h_big, NULL, 0},
     {"GET", "/hang", h_hang, NULL, 0},
 };
 
@@ -299,8 +299,8 @@ static void test_plain(void **state)
     url(u, sizeof u, "/echo");
     const char *hdrs[] = {"X-Test: yes", NULL};
     rec r = {0};
-    httpc_request q = {.url = u, .api_key = "sk-123", .headers = hdrs,
-                       .body = "{\"a\":1}", .body_len = 7};
+    httpc_request q = {
+        .url = u, .api_key = "sk-123", .headers = hdrs, .body = "{\"a\":1}", .body_len = 7};
     run_one(c, &q, &r);
     assert_int_equal(r.res.kind, HTTPC_OK);
     assert_int_equal(r.res.status, 200);
@@ -315,8 +315,8 @@ static void test_plain(void **state)
     run_one(c, &qg, &g);
     assert_string_equal(g.body, "GET|auth=-|x=-|body=");
     rec p = {0};
-    httpc_request qp = {.url = u, .method = "PUT", .body = "zz", .body_len = 2,
-                        .content_type = "text/plain"};
+    httpc_request qp = {
+        .url = u, .method = "PUT", .body = "zz", .body_len = 2, .content_type = "text/plain"};
     run_one(c, &qp, &p);
     assert_string_equal(p.body, "PUT|auth=-|x=-|body=zz");
     /* a body over 1 KiB goes without a 100-continue wait */
@@ -519,8 +519,8 @@ static void test_concurrent_streams(void **state)
     memset(rs, 0, sizeof rs);
     err_msg e;
     for (int i = 0; i < N; i++) {
-        httpc_request q = {.url = u, .is_stream = true, .on_event = on_ev, .on_done = on_done,
-                           .ctx = &rs[i]};
+        httpc_request q = {
+            .url = u, .is_stream = true, .on_event = on_ev, .on_done = on_done, .ctx = &rs[i]};
         assert_true(httpc_submit(c, &q, &e) > 0);
     }
     assert_int_equal(httpc_in_flight(c), N);
