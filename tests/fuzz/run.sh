@@ -2,6 +2,13 @@
 # Builds one libFuzzer harness with clang (ASan+UBSan) against the modules it
 # names and runs it for its stated time over a copy of its committed corpus.
 # Usage: run.sh tests/fuzz/fuzz_<name>.c [seconds]
+# Header lines of the harness:
+#   // FUZZ_MODULES: base model    whole modules linked in (their main.c left out)
+#   // FUZZ_SOURCES: src/cli/x.c   single files (repo-relative) linked in besides,
+#                                  for parsers living in a module that cannot be
+#                                  linked whole (cli is the entire program)
+#   // FUZZ_SECONDS: 10            run time (default 10)
+#   // FUZZ_LIBS: jansson          pkg-config names of the libraries to link
 set -euo pipefail
 harness=$1
 src=${FERRY_SRC:-$(cd "$(dirname "$0")/../.." && pwd)}
@@ -15,6 +22,7 @@ mods=$(sed -n 's|^// FUZZ_MODULES:||p' "$harness" | head -1)
 secs=${2:-$(sed -n 's|^// FUZZ_SECONDS:||p' "$harness" | head -1 | tr -d ' ')}
 secs=${secs:-10}
 libs=$(sed -n 's|^// FUZZ_LIBS:||p' "$harness" | head -1)
+srcs=$(sed -n 's|^// FUZZ_SOURCES:||p' "$harness" | head -1)
 out="$build/fuzz/$name"
 mkdir -p "$out/obj"
 flags=(-g -O1 -std=gnu11 -D_GNU_SOURCE -DFERRY_VERSION=\"fuzz\" -DFERRY_COMMIT=\"fuzz\"
@@ -30,6 +38,11 @@ for m in $mods; do
         clang "${flags[@]}" "${extra[@]}" -c "$f" -o "$o"
         objs+=("$o")
     done
+done
+for f in $srcs; do
+    o="$out/obj/src_$(echo "${f#src/}" | tr '/' '_' | sed 's|\.c$||').o"
+    clang "${flags[@]}" -c "$src/$f" -o "$o"
+    objs+=("$o")
 done
 clang "${flags[@]}" -fsanitize=fuzzer -c "$harness" -o "$out/obj/harness.o"
 clang -fsanitize=fuzzer,address,undefined "$out/obj/harness.o" "${objs[@]}" \
