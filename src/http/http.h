@@ -2,7 +2,7 @@
  * http — the HTTP/1.1 server (libmicrohttpd), the router, and the pieces a
  * handler needs to answer now, later (deferred), or as a stream (SSE).
  *
- * Threads: libmicrohttpd's internal epoll thread pool (threads = cores by
+ * Threads: libmicrohttpd's internal thread pool, poll() based (threads = cores by
  * default); a connection is served by one pool thread, never one thread per
  * connection. Handlers run on those threads and must not block: work that
  * takes time defers (http_defer) and answers from another thread.

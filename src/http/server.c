@@ -1139,8 +1139,11 @@ http_server *http_server_start(const http_config *c, const http_router *rt, err_
     memset(&ss, 0, sizeof ss);
     socklen_t sslen;
     /* No listening socket of libmicrohttpd's: the front accepts, checks the
-     * first head and passes the connection on (front.c). */
-    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME |
+     * first head and passes the connection on (front.c). Poll, not epoll:
+     * 0.9.75's epoll loop re-waits with the full timeout after a call that
+     * returned exactly 128 events, stalling a worker whose 128 connections
+     * are all ready (docs/internals/http.md). */
+    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL | MHD_ALLOW_SUSPEND_RESUME |
                      MHD_USE_ITC | MHD_USE_ERROR_LOG | MHD_USE_NO_LISTEN_SOCKET;
     struct sockaddr_in *in4 = (struct sockaddr_in *)&ss;
     struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&ss;
