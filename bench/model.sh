@@ -1,24 +1,47 @@
 #!/usr/bin/env bash
 # bench/model.sh — engine speed (ferry bench-model) on the smollm-135m and
-# tinyllama-1.1b shapes at Q8_0 and Q4_0, 2 threads, prefill 512 / decode 128,
-# median of 3 runs each. Models are made once with `ferry model init` (seeded
-# random weights) into $OUT (default build/bench-models).
-# Usage: bench/model.sh [FERRY_BIN] [OUT_DIR]
+# tinyllama-1.1b shapes at Q8_0 and Q4_0: 2 threads, prefill 512, decode 128,
+# each figure the median of RUNS runs (default 5) inside bench-model. Models are
+# made once with `ferry model init` (seeded random weights) into OUT_DIR
+# (default build/bench-models). Beside each figure: the llama.cpp `llama-bench
+# -t 2` figure quoted in issue 3 (same shapes, same machine type) and our ratio
+# to it; decode also as a share of the memory-bandwidth roofline that
+# bench-model measures (weight bytes per token vs copy bandwidth). The load
+# average is printed before and after each model: the machine is shared, and a
+# figure measured under load says little.
+# Usage: bench/model.sh [FERRY_BIN] [OUT_DIR] [RUNS]
 set -euo pipefail
 bin=${1:-build/ferry}
 out=${2:-build/bench-models}
+runs=${3:-5}
 mkdir -p "$out"
-printf "%-16s %-5s %10s %10s %9s %10s %8s\n" shape type prefill/s decode/s "copy GB/s" roofline/s share
+echo "# $(date -u +%FT%TZ) $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
+printf "%-15s %-5s %9s %6s %6s %9s %6s %6s %8s %9s %6s  %s\n" shape type prefill/s llama "x" \
+    decode/s llama "x" "copyGB/s" roofline/s share "load avg (before, after)"
 for shape in smollm-135m tinyllama-1.1b; do
     for type in q8_0 q4_0; do
         f="$out/$shape-$type.gguf"
-        [[ -s $f ]] || "$bin" model init --arch llama --shape "$shape" --type "$type" --seed 1 -o "$f" >/dev/null
-        j=$("$bin" bench-model -m "$f" -p 512 -n 128 -t 2 --runs 3 --json)
+        [[ -s $f ]] || "$bin" model init --arch llama --shape "$shape" --type "$type" --seed 1 \
+            -o "$f" >/dev/null
+        # llama.cpp llama-bench -t 2 (issue 3): prefill-512 and decode tokens/s
+        case "$shape-$type" in
+        smollm-135m-q8_0) ref_p=352 ref_d=94 ;;
+        smollm-135m-q4_0) ref_p=298 ref_d=117 ;;
+        tinyllama-1.1b-q8_0) ref_p=42 ref_d=14.1 ;;
+        tinyllama-1.1b-q4_0) ref_p=56 ref_d=17.2 ;;
+        esac
+        l0=$(cut -d' ' -f1 /proc/loadavg)
+        j=$("$bin" bench-model -m "$f" -p 512 -n 128 -t 2 --runs "$runs" --json)
+        l1=$(cut -d' ' -f1 /proc/loadavg)
         /usr/bin/python3 -c '
 import json, sys
-shape, typ, j = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
-print("%-16s %-5s %10.1f %10.1f %9.2f %10.1f %7.0f%%" % (shape, typ, j["prefill_tok_s"],
-      j["decode_tok_s"], j["copy_bandwidth_gb_s"], j["roofline_tok_s"], 100 * j["roofline_share"]))
-' "$shape" "$type" "$j"
+shape, typ, rp, rd, l0, l1, j = sys.argv[1:8]
+j = json.loads(j)
+rp, rd = float(rp), float(rd)
+p, d = j["prefill_tok_s"], j["decode_tok_s"]
+print("%-15s %-5s %9.1f %6.0f %6.2f %9.1f %6.1f %6.2f %8.2f %9.1f %5.0f%%  %s, %s" % (
+    shape, typ, p, rp, p / rp, d, rd, d / rd, j["copy_bandwidth_gb_s"], j["roofline_tok_s"],
+    100 * j["roofline_share"], l0, l1))
+' "$shape" "$type" "$ref_p" "$ref_d" "$l0" "$l1" "$j"
     done
 done

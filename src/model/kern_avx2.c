@@ -113,21 +113,38 @@ static void v_quant_q8K(const float *x, uint8_t *dst, size_t cols)
 
 /* ------------------------------------------------------------ Q8_0 and Q4_0 */
 
-/* The 32 signed weights of block b of a Q8_0 / Q4_0 row, in element order. */
+/*
+ * The 32 weights of block b of a Q8_0 row (signed), or of a Q4_0 row as the
+ * UNSIGNED nibbles 0..15 (the -8 offset is applied to the integer sums via the
+ * activations, see tile_q8), in element order: the low nibbles of qs[0..16)
+ * are elements 0..15, the high nibbles elements 16..31.
+ */
 static ALWAYS_INLINE __m256i load_w32(const uint8_t *row, size_t b, int is_q4)
 {
     if (is_q4) {
-        const uint8_t *blk = row + b * 18;
-        __m128i t = _mm_loadu_si128((const __m128i *)(blk + 2));
-        __m128i m = _mm_set1_epi8(0x0f);
-        __m128i lo = _mm_and_si128(t, m);
-        __m128i hi = _mm_and_si128(_mm_srli_epi16(t, 4), m);
-        __m256i w = _mm256_set_m128i(hi, lo);
-        return _mm256_sub_epi8(w, _mm256_set1_epi8(8));
+        __m128i t = _mm_loadu_si128((const __m128i *)(row + b * 18 + 2));
+        __m256i w = _mm256_inserti128_si256(_mm256_castsi128_si256(t), _mm_srli_epi16(t, 4), 1);
+        return _mm256_and_si256(w, _mm256_set1_epi8(0x0f));
     }
     return _mm256_loadu_si256((const __m256i *)(row + b * 34 + 2));
 }
 
+/* The f16 scale at p in all 8 lanes (broadcast, then one conversion). */
+static ALWAYS_INLINE __m256 f16_bcast(const uint8_t *p)
+{
+    int16_t h;
+    memcpy(&h, p, 2);
+    return _mm256_cvtph_ps(_mm_set1_epi16(h));
+}
+
+/*
+ * R weight rows × C activation rows of Q8_0/Q4_0 blocks. Per block and pair,
+ * lane l gets the exact integer sum of elements 4l..4l+3 (maddubs + madd):
+ *   Q8_0: |w| · sign(x, w)  (maddubs wants one unsigned operand);
+ *   Q4_0: q · x - 8 · (x_4l + .. + x_4l+3), q the unsigned nibble, the
+ *         activation's 4-sums computed once per block and column.
+ * Then acc = fma(dw * dx, (float)sum, acc), and hsum8 at the end (kern_int.h).
+ */
 static ALWAYS_INLINE void tile_q8(const int R, const int C, const int is_q4, const kern_mat *w,
                                   size_t r, const kern_act *a, size_t i, float *y, size_t ldy)
 {
@@ -138,6 +155,7 @@ static ALWAYS_INLINE void tile_q8(const int R, const int C, const int is_q4, con
     const float *xd[4];
     __m256 acc[4][4];
     const __m256i ones = _mm256_set1_epi16(1);
+    const __m256i ones8 = _mm256_set1_epi8(1);
 #pragma GCC unroll 4
     for (int k = 0; k < R; k++)
         wr[k] = (const uint8_t *)w->data + (r + (size_t)k) * w->row_bytes;
@@ -157,18 +175,29 @@ static ALWAYS_INLINE void tile_q8(const int R, const int C, const int is_q4, con
 #pragma GCC unroll 4
         for (int k = 0; k < R; k++) {
             sw[k] = load_w32(wr[k], b, is_q4);
-            aw[k] = _mm256_sign_epi8(sw[k], sw[k]);
-            dw[k] = _mm256_set1_ps(f16s(wr[k] + b * bb));
+            if (!is_q4)
+                aw[k] = _mm256_sign_epi8(sw[k], sw[k]);
+            dw[k] = f16_bcast(wr[k] + b * bb);
         }
 #pragma GCC unroll 4
         for (int c = 0; c < C; c++) {
             __m256i x = _mm256_load_si256((const __m256i *)(xq[c] + 32 * b));
             __m256 dx = _mm256_broadcast_ss(xd[c] + b);
+            __m256i corr = _mm256_setzero_si256();
+            if (is_q4) // 8 * (sum of x over each lane's 4 elements)
+                corr = _mm256_slli_epi32(
+                    _mm256_madd_epi16(_mm256_maddubs_epi16(ones8, x), ones), 3);
 #pragma GCC unroll 4
             for (int k = 0; k < R; k++) {
-                __m256i p = _mm256_maddubs_epi16(aw[k], _mm256_sign_epi8(x, sw[k]));
-                __m256 s = _mm256_cvtepi32_ps(_mm256_madd_epi16(p, ones));
-                acc[k][c] = _mm256_fmadd_ps(_mm256_mul_ps(dw[k], dx), s, acc[k][c]);
+                __m256i s32;
+                if (is_q4)
+                    s32 = _mm256_sub_epi32(
+                        _mm256_madd_epi16(_mm256_maddubs_epi16(sw[k], x), ones), corr);
+                else
+                    s32 = _mm256_madd_epi16(
+                        _mm256_maddubs_epi16(aw[k], _mm256_sign_epi8(x, sw[k])), ones);
+                acc[k][c] = _mm256_fmadd_ps(_mm256_mul_ps(dw[k], dx), _mm256_cvtepi32_ps(s32),
+                                            acc[k][c]);
             }
         }
     }
