@@ -119,7 +119,9 @@ static size_t act_stride(tensor_type t, size_t cols)
     switch (t) {
     case TENSOR_Q8_0:
     case TENSOR_Q4_0:
-        b = cols + (cols / 32) * 4;
+        if (cols > SIZE_MAX / 3)
+            return SIZE_MAX;
+        b = kern_act_s4_offset(cols) + cols; // + 8 int32 per 32-block
         break;
     case TENSOR_Q4_K:
     case TENSOR_Q6_K:
@@ -361,6 +363,7 @@ static void s_quant_q8(const float *x, uint8_t *dst, size_t cols)
 {
     int8_t *qs = (int8_t *)dst;
     float *d = (float *)(dst + cols);
+    int32_t *s4 = (int32_t *)(dst + kern_act_s4_offset(cols));
     for (size_t b = 0; b < cols / 32; b++) {
         const float *xb = x + 32 * b;
         float amax = 0.0f;
@@ -370,6 +373,10 @@ static void s_quant_q8(const float *x, uint8_t *dst, size_t cols)
         d[b] = amax / 127.0f;
         for (int j = 0; j < 32; j++)
             qs[32 * b + j] = (int8_t)lrintf(xb[j] * id);
+        for (int l = 0; l < 8; l++) {
+            const int8_t *q = qs + 32 * b + 4 * l;
+            s4[8 * b + (size_t)l] = 8 * (q[0] + q[1] + q[2] + q[3]);
+        }
     }
 }
 

@@ -78,11 +78,16 @@ static void v_quant_q8(const float *x, uint8_t *dst, size_t cols)
 {
     int8_t *qs = (int8_t *)dst;
     float *d = (float *)(dst + cols);
+    int32_t *s4 = (int32_t *)(dst + kern_act_s4_offset(cols));
+    const __m256i ones8 = _mm256_set1_epi8(1), ones = _mm256_set1_epi16(1);
     for (size_t b = 0; b < cols / 32; b++) {
         float amax = amax_n(x + 32 * b, 32);
         float id = amax > 0.0f ? 127.0f / amax : 0.0f;
         d[b] = amax / 127.0f;
-        _mm256_store_si256((__m256i *)(qs + 32 * b), quant32(x + 32 * b, _mm256_set1_ps(id)));
+        __m256i q = quant32(x + 32 * b, _mm256_set1_ps(id));
+        _mm256_store_si256((__m256i *)(qs + 32 * b), q);
+        __m256i s = _mm256_madd_epi16(_mm256_maddubs_epi16(ones8, q), ones);
+        _mm256_store_si256((__m256i *)(s4 + 8 * b), _mm256_slli_epi32(s, 3));
     }
 }
 
@@ -142,7 +147,7 @@ static ALWAYS_INLINE __m256 f16_bcast(const uint8_t *p)
  * lane l gets the exact integer sum of elements 4l..4l+3 (maddubs + madd):
  *   Q8_0: |w| · sign(x, w)  (maddubs wants one unsigned operand);
  *   Q4_0: q · x - 8 · (x_4l + .. + x_4l+3), q the unsigned nibble, the
- *         activation's 4-sums computed once per block and column.
+ *         activation's 4-sums precomputed by the quantizer (kern_act_s4).
  * Then acc = fma(dw * dx, (float)sum, acc), and hsum8 at the end (kern_int.h).
  */
 static ALWAYS_INLINE void tile_q8(const int R, const int C, const int is_q4, const kern_mat *w,
@@ -153,9 +158,9 @@ static ALWAYS_INLINE void tile_q8(const int R, const int C, const int is_q4, con
     const uint8_t *wr[4];
     const int8_t *xq[4];
     const float *xd[4];
+    const int32_t *xs[4];
     __m256 acc[4][4];
     const __m256i ones = _mm256_set1_epi16(1);
-    const __m256i ones8 = _mm256_set1_epi8(1);
 #pragma GCC unroll 4
     for (int k = 0; k < R; k++)
         wr[k] = (const uint8_t *)w->data + (r + (size_t)k) * w->row_bytes;
@@ -163,6 +168,7 @@ static ALWAYS_INLINE void tile_q8(const int R, const int C, const int is_q4, con
     for (int c = 0; c < C; c++) {
         xq[c] = kern_act_qs(a, i + (size_t)c);
         xd[c] = kern_act_d(a, i + (size_t)c);
+        xs[c] = kern_act_s4(a, i + (size_t)c);
     }
 #pragma GCC unroll 4
     for (int k = 0; k < R; k++)
@@ -184,9 +190,8 @@ static ALWAYS_INLINE void tile_q8(const int R, const int C, const int is_q4, con
             __m256i x = _mm256_load_si256((const __m256i *)(xq[c] + 32 * b));
             __m256 dx = _mm256_broadcast_ss(xd[c] + b);
             __m256i corr = _mm256_setzero_si256();
-            if (is_q4) // 8 * (sum of x over each lane's 4 elements)
-                corr = _mm256_slli_epi32(
-                    _mm256_madd_epi16(_mm256_maddubs_epi16(ones8, x), ones), 3);
+            if (is_q4) // 8 * (sum of x over each lane's 4 elements), from the quantizer
+                corr = _mm256_load_si256((const __m256i *)(xs[c] + 8 * b));
 #pragma GCC unroll 4
             for (int k = 0; k < R; k++) {
                 __m256i s32;

@@ -3,7 +3,10 @@
  * and the layout of quantized activation rows.
  *
  * Activation row layout (in scratch, rows KERN_ACT stride apart, 64-aligned):
- *   Q8 (for Q8_0/Q4_0 weights): int8 qs[cols]; float d[cols/32]
+ *   Q8 (for Q8_0/Q4_0 weights): int8 qs[cols]; float d[cols/32]; then at
+ *      kern_act_s4_offset(cols) (32-aligned) int32 s4[cols/32][8], with
+ *      s4[b][l] = 8 * (qs[32b+4l] + .. + qs[32b+4l+3]): the Q4_0 kernels' -8
+ *      offset, once per activation instead of once per weight row
  *   Q8K (for Q4_K/Q6_K weights): int8 qs[cols]; float d[cols/256]; int16 bsums[cols/16]
  * with x ≈ d[b] * qs[j] and bsums[s] = sum of the 16 qs of group s. Both
  * implementations quantize identically: d = amax/127, q = round-half-even(x*(127/amax)).
@@ -93,6 +96,15 @@ static inline const int8_t *kern_act_qs(const kern_act *a, size_t i)
 static inline const float *kern_act_d(const kern_act *a, size_t i)
 {
     return (const float *)(a->q + i * a->q_stride + a->cols);
+}
+/* Byte offset of a Q8 activation row's s4 sums: after qs and d, 32-aligned. */
+static inline size_t kern_act_s4_offset(size_t cols)
+{
+    return (cols + (cols / 32) * 4 + 31) & ~(size_t)31;
+}
+static inline const int32_t *kern_act_s4(const kern_act *a, size_t i)
+{
+    return (const int32_t *)(a->q + i * a->q_stride + kern_act_s4_offset(a->cols));
 }
 static inline const int16_t *kern_act_bsums(const kern_act *a, size_t i)
 {
