@@ -47,6 +47,7 @@ struct kv_cache {
     size_t n_seq_free;
 
     size_t n_used;      // blocks with ref > 0
+    size_t n_filled;    // sum of fill over blocks with ref > 0 (fragmentation in O(1))
     uint64_t queries_tokens, hits_tokens, evictions;
 };
 
@@ -320,6 +321,7 @@ static void block_ref(kv_cache *kv, int32_t b)
         ASSERT(kv->is_hashed[b]);
         lru_unlink(kv, b);
         kv->n_used++;
+        kv->n_filled += kv->fill[b];
     }
     kv->ref[b]++;
 }
@@ -330,6 +332,7 @@ static void block_unref(kv_cache *kv, int32_t b)
     if (--kv->ref[b] > 0)
         return;
     kv->n_used--;
+    kv->n_filled -= kv->fill[b];
     if (kv->is_hashed[b]) {
         lru_push_tail(kv, b);
     } else {
@@ -449,6 +452,7 @@ void kv_seq_commit(kv_cache *kv, int32_t id, const int32_t *tokens, size_t n)
         ASSERT(kv->ref[b] == 1 && !kv->is_hashed[b] && kv->fill[b] == off);
         kv->toks[(size_t)b * kv->bt + off] = tokens[i];
         kv->fill[b] = (uint32_t)(off + 1);
+        kv->n_filled++;
         if (off + 1 < kv->bt)
             continue;
         /* The block is full: chain its hash, and publish it unless an identical
@@ -516,13 +520,9 @@ double kv_usage_ratio(const kv_cache *kv)
 
 double kv_fragmentation(const kv_cache *kv)
 {
-    /* A walk over the pool: called on a metrics scrape or a test, not per token. */
-    size_t slots = 0, filled = 0;
-    for (size_t b = 0; b < kv->n_blocks; b++) {
-        if (kv->ref[b] == 0)
-            continue;
-        slots += kv->bt;
-        filled += kv->fill[b];
-    }
-    return slots ? (double)(slots - filled) / (double)slots : 0.0;
+    /* O(1): n_filled is kept by ref/unref/commit (the scheduler publishes this
+     * every step). */
+    size_t slots = kv->n_used * kv->bt;
+    ASSERT(kv->n_filled <= slots);
+    return slots ? (double)(slots - kv->n_filled) / (double)slots : 0.0;
 }

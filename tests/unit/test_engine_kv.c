@@ -386,6 +386,40 @@ static void test_fragmentation(void **state)
     kv_cache_free(kv);
 }
 
+/* kv_fragmentation (kept incrementally) against a recount from the open
+ * sequences' tables: a block holds min(bt, len - i*bt) tokens of a sequence
+ * whose i-th block it is; shared blocks count once. */
+static void check_fragmentation(const kv_cache *kv, const int32_t *ids, const bool *open, int n)
+{
+    static uint32_t fill[64];
+    static bool used[64];
+    memset(fill, 0, sizeof fill);
+    memset(used, 0, sizeof used);
+    size_t uniq = 0, filled = 0;
+    for (int s = 0; s < n; s++) {
+        if (!open[s])
+            continue;
+        size_t nb, len = kv_seq_len(kv, ids[s]);
+        const int32_t *t = kv_seq_table(kv, ids[s], &nb);
+        for (size_t i = 0; i < nb; i++) {
+            assert_true(t[i] >= 0 && t[i] < 64);
+            size_t have = len > i * BT ? len - i * BT : 0;
+            if (have > BT)
+                have = BT;
+            if (!used[t[i]]) {
+                used[t[i]] = true;
+                uniq++;
+            }
+            if (have > fill[t[i]])
+                fill[t[i]] = (uint32_t)have;
+        }
+    }
+    for (int b = 0; b < 64; b++)
+        filled += fill[b];
+    double want = uniq ? (double)(uniq * BT - filled) / (double)(uniq * BT) : 0.0;
+    assert_true(kv_fragmentation(kv) == want);
+}
+
 /* Random opens, prefix matches, growth, releases and closes on a small pool
  * against the accounting invariant, exercising hash-table deletes. */
 static void test_random_ops(void **state)
@@ -430,6 +464,7 @@ static void test_random_ops(void **state)
             open[s] = false;
         }
         check_accounting(kv);
+        check_fragmentation(kv, ids, open, 6);
     }
     for (int s = 0; s < 6; s++)
         if (open[s])

@@ -1,0 +1,139 @@
+#!/usr/bin/env bash
+# bench/serving.sh — serving throughput and latency of `ferry serve` (issue 4):
+# aggregate generated tokens/s and TTFT p50/p99 at concurrency 1, 4, 8, 16, 32
+# (closed loop, `ferry bench`, streamed chat, ~64-token prompts, 128 generated
+# tokens with ignore_eos, temperature 0) on the smollm-135m shape at Q8_0 made
+# by `ferry model init --seed 1`, 2 compute threads; then KV memory wasted to
+# fragmentation while 32 mixed-length requests run (the
+# ferry_kv_cache_fragmentation_ratio gauge sampled every 50 ms).
+#
+# Usage: bench/serving.sh [FERRY_BIN] [OUT_DIR]
+#   env RUNS=N (default 1): runs per concurrency, the median is reported
+#   env CONC="1 4 8 16 32", GEN=128, PROMPT_WORDS=19 (~64 tokens with the
+#   built-in tokenizer and the chat template), KV_TYPE=f16|q8_0
+# Prints one row per concurrency and the goals of issue 4 against the
+# llama.cpp server figures quoted there (61/82/96/100 tok/s at 1/4/8/16).
+set -euo pipefail
+bin=${1:-build/ferry}
+out=${2:-build/bench-models}
+runs=${RUNS:-1}
+conc=${CONC:-1 4 8 16 32}
+gen=${GEN:-128}
+words=${PROMPT_WORDS:-19}
+kvtype=${KV_TYPE:-f16}
+mkdir -p "$out"
+model="$out/smollm-135m-q8_0.gguf"
+[[ -s $model ]] || "$bin" model init --arch llama --shape smollm-135m --type q8_0 --seed 1 \
+    -o "$model" >/dev/null
+
+tmp=$(mktemp -d)
+trap 'kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; rm -rf "$tmp"' EXIT
+"$bin" serve --listen 127.0.0.1:0 --data "$tmp/data" --log-file "$tmp/log" \
+    --model "smollm=$model" --kv-cache-type "$kvtype" --max-seqs 64 --max-batch-tokens 512 \
+    --threads 2 &
+pid=$!
+port=""
+for _ in $(seq 200); do
+    port=$(/usr/bin/python3 -c '
+import json, sys
+for l in open(sys.argv[1]):
+    e = json.loads(l)
+    if e.get("msg") == "listening":
+        print(e["port"])' "$tmp/log" 2>/dev/null || true)
+    [[ -n $port ]] && break
+    sleep 0.1
+done
+[[ -n $port ]] || { echo "serving.sh: ferry serve did not start" >&2; exit 1; }
+url="http://127.0.0.1:$port/v1"
+echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)," \
+     "load average $(cut -d' ' -f1-3 /proc/loadavg) at start"
+echo "model: smollm-135m shape, q8_0 weights, $kvtype KV; prompts $words words, $gen tokens out"
+
+# warm-up (page in the weights)
+"$bin" bench --url "$url" --model smollm --concurrency 1 --num-requests 1 --input-len "$words" \
+    --output-len 8 --ignore-eos --temperature 0 >/dev/null
+
+for c in $conc; do
+    n=$(( c * 2 > 4 ? c * 2 : 4 ))
+    for r in $(seq "$runs"); do
+        "$bin" bench --url "$url" --model smollm --concurrency "$c" --num-requests "$n" \
+            --input-len "$words" --output-len "$gen" --ignore-eos --temperature 0 \
+            --json "$tmp/c$c-r$r.json" >/dev/null
+    done
+done
+
+/usr/bin/python3 - "$tmp" "$url" "$conc" "$runs" <<'EOF'
+import glob, http.client, json, random, statistics, sys, threading, time, urllib.parse
+tmp, url, conc, runs = sys.argv[1], sys.argv[2], [int(c) for c in sys.argv[3].split()], int(sys.argv[4])
+LLAMA_CPP = {1: 61, 4: 82, 8: 96, 16: 100}
+rows = {}
+print("%5s %8s %12s %10s %10s %8s %10s" % ("conc", "reqs", "gen tok/s", "TTFT p50", "TTFT p99",
+                                           "prompt", "llama.cpp"))
+for c in conc:
+    pts = []
+    for r in range(1, runs + 1):
+        j = json.load(open("%s/c%d-r%d.json" % (tmp, c, r)))
+        pts.append(j["points"][0])
+    tps = statistics.median(p["output_tokens_per_s"] for p in pts)
+    p50 = statistics.median(p["ttft_ms"]["p50"] for p in pts) / 1e3
+    p99 = statistics.median(p["ttft_ms"]["p99"] for p in pts) / 1e3
+    ok = sum(p["requests"]["ok"] for p in pts)
+    prompt = sum(p["tokens"]["input"] for p in pts) / max(1, ok)
+    rows[c] = (tps, p50, p99)
+    ref = LLAMA_CPP.get(c)
+    print("%5d %8d %12.1f %9.2fs %9.2fs %8.0f %10s" % (
+        c, sum(p["requests"]["total"] for p in pts), tps, p50, p99, prompt,
+        "%d tok/s" % ref if ref else "-"))
+    for p in pts:
+        if p["requests"]["failed"]:
+            print("      %d failed: %s" % (p["requests"]["failed"], p["errors"]))
+if 1 in rows and 16 in rows:
+    s = rows[16][0] / rows[1][0]
+    print("goal c16 >= 4x c1:            %.1fx  %s" % (s, "met" if s >= 4 else "NOT met"))
+    s = rows[16][0] / LLAMA_CPP[16]
+    print("goal c16 >= 3x llama.cpp:     %.1fx  %s" % (s, "met" if s >= 3 else "NOT met"))
+    print("goal TTFT p99 at c16 < 2 s:   %.2fs  %s" % (rows[16][2], "met" if rows[16][2] < 2
+                                                       else "NOT met"))
+
+# fragmentation: 32 mixed-length requests at once, the gauge sampled while they run
+u = urllib.parse.urlparse(url)
+def metric(name):
+    c = http.client.HTTPConnection(u.hostname, u.port, timeout=30)
+    c.request("GET", "/metrics")
+    text = c.getresponse().read().decode()
+    c.close()
+    for line in text.splitlines():
+        if line.startswith(name + '{model="smollm"}'):
+            return float(line.split()[-1])
+    return 0.0
+rng = random.Random(1)
+W = "river stone cloud maple lantern harbor violet meadow copper falcon ember willow".split()
+reqs = [(" ".join(rng.choice(W) for _ in range(rng.randint(4, 120))), rng.randint(8, 200))
+        for _ in range(32)]
+def one(prompt, n):
+    c = http.client.HTTPConnection(u.hostname, u.port, timeout=900)
+    c.request("POST", u.path + "/completions", json.dumps({
+        "model": "smollm", "prompt": prompt, "max_tokens": n, "ignore_eos": True,
+        "temperature": 0}), {"Content-Type": "application/json"})
+    r = c.getresponse()
+    r.read()
+    c.close()
+ts = [threading.Thread(target=one, args=q) for q in reqs]
+for t in ts:
+    t.start()
+samples = []
+while any(t.is_alive() for t in ts):
+    us, fr = metric("ferry_kv_cache_usage_ratio"), metric("ferry_kv_cache_fragmentation_ratio")
+    if us > 0:
+        samples.append((us, fr))
+    time.sleep(0.05)
+for t in ts:
+    t.join()
+if samples:
+    wmean = sum(us * fr for us, fr in samples) / sum(us for us, _ in samples)
+    print("KV fragmentation, 32 mixed-length requests (%d samples): mean %.2f%% (usage-weighted "
+          "%.2f%%), max %.2f%%  goal < 5%%: %s" % (
+              len(samples), 100 * statistics.mean(f for _, f in samples), 100 * wmean,
+              100 * max(f for _, f in samples), "met" if wmean < 0.05 else "NOT met"))
+EOF
+echo "load average $(cut -d' ' -f1-3 /proc/loadavg) at the end"
