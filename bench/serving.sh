@@ -9,7 +9,8 @@
 #
 # Usage: bench/serving.sh [FERRY_BIN] [OUT_DIR]
 #   env RUNS=N (default 1): runs per concurrency, the median is reported
-#   env CONC="1 4 8 16 32", GEN=128, PROMPT_WORDS=19 (~64 tokens with the
+#   env CONC="1 4 8 16 32", NREQ (requests per point; default 2 x concurrency,
+#   at least 4), GEN=128, PROMPT_WORDS=19 (~64 tokens with the
 #   built-in tokenizer and the chat template), KV_TYPE=f16|q8_0
 # Prints one row per concurrency and the goals of issue 4 against the
 # llama.cpp server figures quoted there (61/82/96/100 tok/s at 1/4/8/16).
@@ -54,7 +55,7 @@ echo "model: smollm-135m shape, q8_0 weights, $kvtype KV; prompts $words words, 
     --output-len 8 --ignore-eos --temperature 0 >/dev/null
 
 for c in $conc; do
-    n=$(( c * 2 > 4 ? c * 2 : 4 ))
+    n=${NREQ:-$(( c * 2 > 4 ? c * 2 : 4 ))}
     for r in $(seq "$runs"); do
         "$bin" bench --url "$url" --model smollm --concurrency "$c" --num-requests "$n" \
             --input-len "$words" --output-len "$gen" --ignore-eos --temperature 0 \
@@ -74,9 +75,9 @@ for c in conc:
     for r in range(1, runs + 1):
         j = json.load(open("%s/c%d-r%d.json" % (tmp, c, r)))
         pts.append(j["points"][0])
-    tps = statistics.median(p["output_tokens_per_s"] for p in pts)
-    p50 = statistics.median(p["ttft_ms"]["p50"] for p in pts) / 1e3
-    p99 = statistics.median(p["ttft_ms"]["p99"] for p in pts) / 1e3
+    tps = statistics.median(p["output_tokens_per_s"] or 0 for p in pts)
+    p50 = statistics.median(p["ttft_ms"]["p50"] or 0 for p in pts) / 1e3
+    p99 = statistics.median(p["ttft_ms"]["p99"] or 0 for p in pts) / 1e3
     ok = sum(p["requests"]["ok"] for p in pts)
     prompt = sum(p["tokens"]["input"] for p in pts) / max(1, ok)
     rows[c] = (tps, p50, p99)
@@ -87,7 +88,7 @@ for c in conc:
     for p in pts:
         if p["requests"]["failed"]:
             print("      %d failed: %s" % (p["requests"]["failed"], p["errors"]))
-if 1 in rows and 16 in rows:
+if 1 in rows and 16 in rows and rows[1][0] > 0:
     s = rows[16][0] / rows[1][0]
     print("goal c16 >= 4x c1:            %.1fx  %s" % (s, "met" if s >= 4 else "NOT met"))
     s = rows[16][0] / LLAMA_CPP[16]
