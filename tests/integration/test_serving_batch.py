@@ -9,7 +9,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from servingutil import (Server, complete, make_model, metric, model_dir,  # noqa: E402
-                         run_concurrently, words)
+                         run_concurrently, wait_for, words)
 
 N = 16
 GEN = 24
@@ -42,13 +42,17 @@ def main():
         alone = [tokens_of(complete(srv, body(i), "/v1/chat/completions")) for i in range(N)]
         assert all(len(a[1]) == GEN for a in alone), [len(a[1]) for a in alone]
         assert len(set(a[0] for a in alone)) > 1, "prompts should give different answers"
+        # the scheduler publishes its counters once per step, after the answers went out:
+        # wait until they show the alone phase completely before taking the baseline
+        gen_of = lambda: metric(srv, "ferry_generation_tokens_total", model="tiny")  # noqa: E731
+        gen0 = wait_for(lambda: gen_of() == N * GEN and gen_of(), what="generation counter")
         steps0 = metric(srv, "ferry_scheduler_steps_total", model="tiny")
-        gen0 = metric(srv, "ferry_generation_tokens_total", model="tiny")
         together = run_concurrently(
             [lambda i=i: tokens_of(complete(srv, body(i), "/v1/chat/completions"))
              for i in range(N)])
+        wait_for(lambda: gen_of() >= gen0 + N * GEN, what="generation counter")
+        gen = gen_of() - gen0
         steps = metric(srv, "ferry_scheduler_steps_total", model="tiny") - steps0
-        gen = metric(srv, "ferry_generation_tokens_total", model="tiny") - gen0
         for i in range(N):
             assert together[i] == alone[i], "request %d differs batched:\n%r\n%r" % (
                 i, together[i], alone[i])
