@@ -170,6 +170,18 @@ static void *thread_main(void *arg)
     return NULL;
 }
 
+/* Frees q's memory and sync objects (its thread is not running). */
+static void destroy(embq *q)
+{
+    free(q->bt);
+    free(q->bl);
+    free(q->bn);
+    free(q->bo);
+    pthread_cond_destroy(&q->cv);
+    pthread_mutex_destroy(&q->mu);
+    free(q);
+}
+
 int embq_new(const embq_config *cfg, embq_fn fn, void *fn_ctx, embq **out, err_msg *e)
 {
     *out = NULL;
@@ -213,13 +225,7 @@ int embq_new(const embq_config *cfg, embq_fn fn, void *fn_ctx, embq **out, err_m
     if (rc == 0 && pthread_create(&q->thread, NULL, thread_main, q) != 0)
         rc = err_set(e, ERR_IO, "embedding queue: cannot start its thread: %s", strerror(errno));
     if (rc < 0) {
-        free(q->bt);
-        free(q->bl);
-        free(q->bn);
-        free(q->bo);
-        pthread_cond_destroy(&q->cv);
-        pthread_mutex_destroy(&q->mu);
-        free(q);
+        destroy(q);
         return rc;
     }
     LOG_INFO("embq", "embedding queue for %s: batches of up to %zu texts", q->name,
@@ -246,13 +252,7 @@ void embq_free(embq *q)
         next = j->next;
         finish(j, ERR_CANCELLED, &e);
     }
-    free(q->bt);
-    free(q->bl);
-    free(q->bn);
-    free(q->bo);
-    pthread_cond_destroy(&q->cv);
-    pthread_mutex_destroy(&q->mu);
-    free(q);
+    destroy(q);
 }
 
 int embq_submit(embq *q, const char *const *texts, const size_t *lens, size_t n, float *out,
