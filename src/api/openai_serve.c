@@ -258,7 +258,7 @@ typedef struct req_ctx {
     atomic_int refs; // handler + sink
     pthread_mutex_t mu; // orders the handler's attach against sink callbacks
     api_kind kind;
-    bool is_stream, include_usage, want_lp, has_rag;
+    bool is_stream, include_usage, want_lp;
     gw *gw;
     gw_run *run; // set by gw_submit before the first callback can run
     char id[48];
@@ -486,7 +486,8 @@ static void stream_close_events(req_ctx *c)
         rc = api_sse_chunk(&c->chunk, c->kind, &m, false, "", 0, NULL, 0, finish_name(c->why),
                            c->include_usage);
     }
-    if (!rc && c->has_rag && !c->is_error)
+    // asked of the run: a short answer can end before gw_submit has returned
+    if (!rc && gw_run_has_rag(c->run) && !c->is_error)
         rc = sse_citations(c, &c->chunk);
     if (!rc && c->include_usage) {
         api_usage u = usage_of(c);
@@ -526,7 +527,8 @@ static int build_answer(req_ctx *c)
     int rc = api_response(&c->chunk, c->kind, &m, c->text.data ? c->text.data : "", c->text.len,
                           lp, c->n_lp, finish_name(c->why), &u);
     free(lp);
-    if (!rc && c->has_rag && c->chunk.len > 0 && c->chunk.data[c->chunk.len - 1] == '}') {
+    if (!rc && gw_run_has_rag(c->run) && c->chunk.len > 0 &&
+        c->chunk.data[c->chunk.len - 1] == '}') {
         // the response object gains "ferry": {"citations": [...]} as its last member
         size_t n;
         const gw_citation *ct = gw_run_citations(c->run, &n);
@@ -725,7 +727,6 @@ static void job_run(void *arg)
         free(j);
         return;
     }
-    c->has_rag = gw_run_has_rag(c->run);
     pthread_mutex_lock(&c->mu);
     if (c->is_stream) {
         http_async *as = c->async;
@@ -831,7 +832,6 @@ static int h_generate(http_req *r, api_app *app, api_kind kind)
         ctx_unref(c);
         return respond_refusal(r, app->gw, rc, &why, e->text, kind);
     }
-    c->has_rag = gw_run_has_rag(c->run);
 
     pthread_mutex_lock(&c->mu);
     rc = 0;
