@@ -24,21 +24,7 @@
 #include "model/gguf.h"
 #include "model/llama.h"
 #include "model/tensor.h"
-
-static char g_path[1024];
-
-static bool have_model(void)
-{
-    const char *sh = getenv("FERRY_SHARED");
-    if (!sh)
-        sh = "../shared";
-    snprintf(g_path, sizeof g_path, "%s/models/stories260K/stories260K.gguf", sh);
-    if (access(g_path, R_OK) != 0) {
-        fprintf(stderr, "skipping: %s not found\n", g_path);
-        return false;
-    }
-    return true;
-}
+#include "stories_fx.h"
 
 /* llama_forward_hidden's last row · output matrix == llama_forward's logits. */
 static void test_hidden_gives_logits(void **state)

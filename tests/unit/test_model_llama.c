@@ -18,65 +18,14 @@
 
 #include "base/pool.h"
 #include "model/llama.h"
-
-static char g_path[1024];
-
-static bool have_model(void)
-{
-    const char *sh = getenv("FERRY_SHARED");
-    if (!sh)
-        sh = "../shared";
-    snprintf(g_path, sizeof g_path, "%s/models/stories260K/stories260K.gguf", sh);
-    if (access(g_path, R_OK) != 0) {
-        fprintf(stderr, "skipping: %s not found\n", g_path);
-        return false;
-    }
-    return true;
-}
+#include "stories_fx.h"
 
 /* Identity block tables: sequence s owns blocks [s*per, (s+1)*per). */
 enum { NSEQ = 4, BT = 16, PER = 8 };  // 8 blocks of 16 = 128 positions per sequence
 
-typedef struct fixture {
-    model *m;
-    llama_kv *kv;
-    llama_ctx *c;
-    int32_t table[NSEQ][PER];
-    size_t V;
-} fixture;
-
 static void fx_init(fixture *f, pool *p, size_t max_batch)
 {
-    err_msg e;
-    memset(f, 0, sizeof *f);
-    assert_int_equal(model_load(g_path, &f->m, &e), 0);
-    assert_int_equal(llama_kv_new(f->m, NSEQ * PER, BT, &f->kv, &e), 0);
-    llama_config cfg = llama_config_default();
-    cfg.max_batch_tokens = max_batch;
-    cfg.max_logits = max_batch < 64 ? max_batch : 64;
-    cfg.max_ctx = PER * BT;
-    cfg.pool = p;
-    assert_int_equal(llama_ctx_new(f->m, &cfg, &f->c, &e), 0);
-    for (int s = 0; s < NSEQ; s++)
-        for (int b = 0; b < PER; b++)
-            f->table[s][b] = s * PER + b;
-    f->V = model_hparams(f->m)->n_vocab;
-}
-
-static void fx_free(fixture *f)
-{
-    llama_ctx_free(f->c);
-    llama_kv_free(f->kv);
-    model_unref(f->m);
-}
-
-static int32_t argmax(const float *l, size_t n)
-{
-    size_t b = 0;
-    for (size_t i = 1; i < n; i++)
-        if (l[i] > l[b])
-            b = i;
-    return (int32_t)b;
+    fx_open(f, NSEQ, PER, BT, LLAMA_KV_F16, max_batch, max_batch < 64 ? max_batch : 64, p);
 }
 
 static void test_greedy_matches_reference(void **state)
