@@ -224,13 +224,15 @@ static int chunked_body(http_head *h, const char *p, size_t n, size_t i,
             return n - i > 1024 ? fail(h, ERR_FORMAT, "malformed chunked body: chunk "
                                                       "extension too long")
                                 : HTTP_HEAD_MORE;
+        if (rc < 0) // a stray CR: ls and ll were not set
+            return fail(h, ERR_FORMAT, "malformed chunked body: bad chunk size line");
         /* The rest of the size line: BWS and chunk extensions. */
         const char *x = p + ls, *xe = p + ls + ll;
         while (x < xe && hexval((unsigned char)*x) >= 0)
             x++;
         while (x < xe && (*x == ' ' || *x == '\t'))
             x++;
-        if (rc < 0 || (x < xe && *x != ';'))
+        if (x < xe && *x != ';')
             return fail(h, ERR_FORMAT, "malformed chunked body: bad chunk size line");
         for (; x < xe; x++)
             if (!is_value_char((unsigned char)*x))
@@ -331,5 +333,7 @@ more:
         return fail(h, ERR_HEADERS_TOO_LARGE,
                     "the request line and headers are over %llu bytes, the limit",
                     (unsigned long long)lim->max_header_bytes);
+    if (is_complete_view) // nothing more will be seen: e.g. a view padded with empty lines
+        return fail(h, ERR_FORMAT, "the request head does not end within the bytes received");
     return HTTP_HEAD_MORE;
 }

@@ -166,6 +166,12 @@ static void test_head_check(void **state)
          HTTP_HEAD_ERROR, ERR_TOO_LARGE}, // 2 + 999 > 1000
         {"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\nbad trailer\r\n\r\n",
          HTTP_HEAD_ERROR, ERR_FORMAT},
+        /* a stray CR in a chunk size line (found by fuzz_http_head: was a read
+         * through an unset line offset) */
+        {"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n0\rl\nlheo\r\n0\r\n\r\n",
+         HTTP_HEAD_ERROR, ERR_FORMAT},
+        {"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n5\r;x\nhello\r\n", HTTP_HEAD_ERROR,
+         ERR_FORMAT},
     };
     http_head_limits lim = {200, 1000};
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
@@ -211,6 +217,11 @@ static void test_head_check(void **state)
     assert_string_equal(hd.path, "/v1/x?q=1");
     assert_string_equal(hd.request_id, "abcd");
     assert_true(hd.is_chunked);
+    /* A complete view that ends inside the head is an error, never MORE. */
+    static const char part[] = "\r\n\r\nGET / HTTP/1.1\r\nHost: a\r\n";
+    assert_int_equal(http_head_check(part, strlen(part), true, &lim, &hd), HTTP_HEAD_ERROR);
+    assert_int_equal(hd.code, ERR_FORMAT);
+    assert_int_equal(http_head_check(part, strlen(part), false, &lim, &hd), HTTP_HEAD_MORE);
 }
 
 int main(void)
