@@ -39,6 +39,13 @@ for two correct implementations as much as for ferry and the reference.
    quantization differs from its description fails every prompt. Scalar vs AVX2
    greedy decisions over ferry's tokens (teacher-forced): every disagreement a near
    tie. Free-running agreement is printed for information.
+3. The issue's criterion without any exception on the trained models: at each of the
+   64 generated positions, the plain reference (dequantized weights, float64) given
+   ferry's prefix picks ferry's token at least MIN_AGREE times of 64 (greedy
+   decisions, teacher-forced, so one near tie costs one position, not the rest of
+   the continuation). On the random-weight models (flat logits: the top two are
+   often within 0.3% of the range) the same count is printed and must reach
+   MIN_AGREE unless every disagreement is a near tie (<= TIE).
 Measured figures: docs/reference.md.
 """
 import json
@@ -111,7 +118,16 @@ def trained(d, label, path, typ, prompts):
         ids, toks = res["prompt_ids"], res["tokens"]
         agree, first, gap, want = free_agreement(emu, ids, toks)
         e_emu = rel_err(rows, want)
-        e_plain = rel_err(rows, plain.forward(ids + toks[:-1]))
+        prow = plain.forward(ids + toks[:-1])
+        e_plain = rel_err(rows, prow)
+        # the issue's criterion, with no near-tie exception: at each of the 64 positions
+        # the plain reference (dequantized weights, float64) given ferry's prefix picks
+        # ferry's token
+        dec_p, gap_p = decisions(prow, len(ids) - 1, toks)
+        print("%-16s %-5s prompt %d: greedy decisions vs plain reference %d/64 (need %d, worst "
+              "gap %.1e) %s" % (label, typ, n, dec_p, MIN_AGREE, gap_p, expect(
+                  dec_p >= MIN_AGREE, "%s %s prompt %d: decisions vs plain %d/64" % (
+                      label, typ, n, dec_p))))
         res_s, rows_s = H.generate(path, prompt=prompt, n=64, env={"FERRY_SIMD": "scalar"},
                                    dump=os.path.join(d, "ts.logits"))
         toks_s = res_s["tokens"]
@@ -147,7 +163,9 @@ def random_model(d, arch, shape, typ):
     ids = H.prompt_ids(emu.vocab, 32)
     res, rows = H.generate(path, ids=ids, n=64, dump=os.path.join(d, "r.logits"))
     toks = res["tokens"]
-    e_plain = rel_err(rows, plain.forward(ids + toks[:-1]))
+    prow = plain.forward(ids + toks[:-1])
+    e_plain = rel_err(rows, prow)
+    dec_p, gap_p = decisions(prow, len(ids) - 1, toks)
     free, _, _, _ = free_agreement(emu, ids, toks)
     # short prompts against the emulated reference
     exact, worst = 0, 0.0
@@ -165,7 +183,8 @@ def random_model(d, arch, shape, typ):
     need = 0 if typ == "q4_0" else MIN_EXACT  # Q4_0 embeddings: ties by construction
     print("%-16s %-5s logits vs plain %.1e (limit %.0e) %s; short prompts exact vs emulated "
           "%d/12 (need %d, worst %.1e, limit %.0e) %s; scalar vs avx2 decisions %d/64 (worst gap "
-          "%.1e) %s; free-running vs emulated %d/64 (information)" % (
+          "%.1e) %s; greedy decisions vs plain %d/64 (need %d, worst gap %.1e) %s; "
+          "free-running vs emulated %d/64 (information)" % (
               "%s %s" % (arch, shape), typ, e_plain, TOL_PLAIN[typ],
               expect(e_plain <= TOL_PLAIN[typ], "%s: plain %.1e" % (tag, e_plain)),
               exact, need, worst, TOL_EMUL,
@@ -173,6 +192,10 @@ def random_model(d, arch, shape, typ):
                   tag, exact, worst)),
               agree_s, gap_s, expect(gap_s <= TIE, "%s: scalar decisions %d gap %.1e" % (
                   tag, agree_s, gap_s)),
+              dec_p, MIN_AGREE, gap_p, expect(dec_p >= MIN_AGREE or gap_p <= TIE,
+                                              "%s: decisions vs plain %d/64, gap %.1e" % (
+                                                  tag, dec_p, gap_p)) + (
+                  "" if dec_p >= MIN_AGREE else " (each a near tie: flat random logits)"),
               free))
 
 
