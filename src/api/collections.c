@@ -381,40 +381,80 @@ int api_h_coll_list(http_req *r, void *ctx)
     return respond(r, 200, json_pack("{s:s, s:o}", "object", "list", "data", data));
 }
 
-/* Looks up {c} with the lock held; answers 404 and returns NULL when absent. */
-static rag_collection *coll_of(http_req *r, int64_t *idx)
+/* What the handlers of /v1/collections/{c}/... share once coll_enter succeeded. */
+typedef struct coll_call {
+    json_t *body;      // the parsed body (COLL_BODY), else NULL; owned
+    rag_collection *c; // the collection {c}; kb.mu is held
+    int64_t idx;       // its slot in kb.c
+    char doc_id[RAG_DOC_ID_MAX + 1]; // the path's {id} (COLL_DOC_ID)
+    bool has_doc_id;   // {id} is present and short enough to name a document
+} coll_call;
+
+enum { COLL_BODY = 1, COLL_DOC_ID = 2 };
+
+/*
+ * The prologue of every handler on one collection: parses the body as a JSON
+ * object (COLL_BODY), copies the {id} path parameter (COLL_DOC_ID), takes
+ * kb.mu and looks up {c}. Returns true with kb.mu held (release with
+ * coll_leave); false once it has answered (400 bad body, 404 no such
+ * collection) with the lock released and nothing left to free.
+ */
+static bool coll_enter(http_req *r, unsigned need, coll_call *cc)
 {
+    memset(cc, 0, sizeof *cc);
+    if ((need & COLL_BODY) && !(cc->body = body_object(r)))
+        return false;
+    if (need & COLL_DOC_ID)
+        cc->has_doc_id = param(r, "id", cc->doc_id, sizeof cc->doc_id);
     char name[RAG_NAME_MAX + 1];
-    int64_t i = param(r, "c", name, sizeof name) ? kb_find(name) : -1;
-    if (i < 0) {
+    pthread_mutex_lock(&kb.mu);
+    cc->idx = param(r, "c", name, sizeof name) ? kb_find(name) : -1;
+    if (cc->idx < 0) {
+        pthread_mutex_unlock(&kb.mu);
         str s = http_req_param(r, "c");
         api_fail(r, ERR_NOT_FOUND, NULL, "collection \"%.*s\" does not exist",
                  (int)MIN(s.n, 128), s.p);
-        return NULL;
+        json_decref(cc->body);
+        return false;
     }
-    if (idx)
-        *idx = i;
-    return kb.c[i];
+    cc->c = kb.c[cc->idx];
+    return true;
+}
+
+/* Ends what coll_enter began: releases kb.mu and the body. Returns rc. */
+static int coll_leave(coll_call *cc, int rc)
+{
+    pthread_mutex_unlock(&kb.mu);
+    json_decref(cc->body);
+    return rc;
+}
+
+/* The 404 of a document id absent from the collection. */
+static int doc_not_found(http_req *r, const rag_collection *c)
+{
+    return api_fail(r, ERR_NOT_FOUND, NULL, "document not found in collection \"%s\"",
+                    rag_collection_name(c));
 }
 
 int api_h_coll_get(http_req *r, void *ctx)
 {
     (void)ctx;
-    pthread_mutex_lock(&kb.mu);
-    rag_collection *c = coll_of(r, NULL);
-    int rc = c ? respond(r, 200, coll_json(c)) : 0;
-    pthread_mutex_unlock(&kb.mu);
-    return rc;
+    coll_call cc;
+    if (!coll_enter(r, 0, &cc))
+        return 0;
+    return coll_leave(&cc, respond(r, 200, coll_json(cc.c)));
 }
 
 int api_h_coll_delete(http_req *r, void *ctx)
 {
     (void)ctx;
-    pthread_mutex_lock(&kb.mu);
-    int64_t i;
-    rag_collection *c = coll_of(r, &i);
+    coll_call cc;
+    if (!coll_enter(r, 0, &cc))
+        return 0;
+    rag_collection *c = cc.c;
+    int64_t i = cc.idx;
     int rc = 0;
-    if (c) {
+    {
         if (kb.dir[0]) {
             char p[4300];
             snprintf(p, sizeof p, "%s/%s.docs", kb.dir, rag_collection_name(c));
@@ -429,8 +469,7 @@ int api_h_coll_delete(http_req *r, void *ctx)
         kb.n--;
         rc = respond(r, 200, v);
     }
-    pthread_mutex_unlock(&kb.mu);
-    return rc;
+    return coll_leave(&cc, rc);
 }
 
 /* ---------------------------------------------------------------- documents */
@@ -482,14 +521,12 @@ static bool upsert_one(http_req *r, rag_collection *c, json_t *d, size_t i, json
 int api_h_docs_upsert(http_req *r, void *ctx)
 {
     (void)ctx;
-    json_t *b = body_object(r);
-    if (!b)
+    coll_call cc;
+    if (!coll_enter(r, COLL_BODY, &cc))
         return 0;
+    json_t *b = cc.body;
+    rag_collection *c = cc.c;
     int rc = 0;
-    pthread_mutex_lock(&kb.mu);
-    rag_collection *c = coll_of(r, NULL);
-    if (!c)
-        goto out;
     json_t *docs = json_object_get(b, "documents");
     json_t *data = json_array();
     size_t tok = 0;
@@ -521,49 +558,39 @@ int api_h_docs_upsert(http_req *r, void *ctx)
                                    "documents", (json_int_t)json_array_size(data), "tokens",
                                    (json_int_t)tok));
 out:
-    pthread_mutex_unlock(&kb.mu);
-    json_decref(b);
-    return rc;
+    return coll_leave(&cc, rc);
 }
 
 int api_h_doc_get(http_req *r, void *ctx)
 {
     (void)ctx;
-    pthread_mutex_lock(&kb.mu);
-    rag_collection *c = coll_of(r, NULL);
-    int rc = 0;
-    if (c) {
-        char id[RAG_DOC_ID_MAX + 1];
-        rag_doc_view v;
-        if (!param(r, "id", id, sizeof id) || rag_collection_get(c, id, &v) != 0)
-            rc = api_fail(r, ERR_NOT_FOUND, NULL, "document not found in collection \"%s\"",
-                          rag_collection_name(c));
-        else
-            rc = respond(r, 200, doc_json(&v));
-    }
-    pthread_mutex_unlock(&kb.mu);
-    return rc;
+    coll_call cc;
+    if (!coll_enter(r, COLL_DOC_ID, &cc))
+        return 0;
+    rag_doc_view v;
+    int rc;
+    if (!cc.has_doc_id || rag_collection_get(cc.c, cc.doc_id, &v) != 0)
+        rc = doc_not_found(r, cc.c);
+    else
+        rc = respond(r, 200, doc_json(&v));
+    return coll_leave(&cc, rc);
 }
 
 int api_h_doc_delete(http_req *r, void *ctx)
 {
     (void)ctx;
-    pthread_mutex_lock(&kb.mu);
-    rag_collection *c = coll_of(r, NULL);
-    int rc = 0;
-    if (c) {
-        char id[RAG_DOC_ID_MAX + 1];
-        if (!param(r, "id", id, sizeof id) || rag_collection_delete(c, id) != 0)
-            rc = api_fail(r, ERR_NOT_FOUND, NULL, "document not found in collection \"%s\"",
-                          rag_collection_name(c));
-        else if (kb_save(c) != 0)
-            rc = ERR_IO;
-        else
-            rc = respond(r, 200, json_pack("{s:s, s:s, s:b}", "object", "document.deleted", "id",
-                                           id, "deleted", 1));
-    }
-    pthread_mutex_unlock(&kb.mu);
-    return rc;
+    coll_call cc;
+    if (!coll_enter(r, COLL_DOC_ID, &cc))
+        return 0;
+    int rc;
+    if (!cc.has_doc_id || rag_collection_delete(cc.c, cc.doc_id) != 0)
+        rc = doc_not_found(r, cc.c);
+    else if (kb_save(cc.c) != 0)
+        rc = ERR_IO;
+    else
+        rc = respond(r, 200, json_pack("{s:s, s:s, s:b}", "object", "document.deleted", "id",
+                                       cc.doc_id, "deleted", 1));
+    return coll_leave(&cc, rc);
 }
 
 /* ---------------------------------------------------------------- query */
@@ -591,15 +618,13 @@ static bool meta_filter(void *ctx, const rag_doc_view *d)
 int api_h_coll_query(http_req *r, void *ctx)
 {
     (void)ctx;
-    json_t *b = body_object(r);
-    if (!b)
+    coll_call cc;
+    if (!coll_enter(r, COLL_BODY, &cc))
         return 0;
+    json_t *b = cc.body;
+    rag_collection *c = cc.c;
     int rc = 0;
     rag_result *res = NULL;
-    pthread_mutex_lock(&kb.mu);
-    rag_collection *c = coll_of(r, NULL);
-    if (!c)
-        goto out;
     json_t *jq = json_object_get(b, "query");
     if (!jq)
         jq = json_object_get(b, "text");
@@ -654,10 +679,8 @@ int api_h_coll_query(http_req *r, void *ctx)
                                    rag_collection_name(c), "mode", rag_mode_name(mode), "data",
                                    data));
 out:
-    pthread_mutex_unlock(&kb.mu);
     free(res);
-    json_decref(b);
-    return rc;
+    return coll_leave(&cc, rc);
 }
 
 int api_kb_retrieve(void *ctx, const char *collection, const char *query, size_t len,

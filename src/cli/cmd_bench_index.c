@@ -257,11 +257,12 @@ int cli_cmd_bench_index(int argc, char **argv)
             char *c = strchr(p, ',');
             if (c)
                 *c = '\0';
-            if (nef == BENCH_EF_MAX_COUNT ||
-                parse_size_arg("--ef", p, 1, HNSW_EF_MAX, &efs[nef++]) != 0) {
+            if (nef == BENCH_EF_MAX_COUNT) {
                 cli_errorf("--ef wants at most %d comma-separated values", BENCH_EF_MAX_COUNT);
                 return 2;
             }
+            if (parse_size_arg("--ef", p, 1, HNSW_EF_MAX, &efs[nef++]) != 0)
+                return 2; // named by parse_size_arg
             if (!c)
                 break;
             p = c + 1;

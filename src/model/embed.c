@@ -3,12 +3,20 @@
  * (contract and pooling rule in embed.h).
  *
  * A decoder embedder holds, besides the model: a llama_ctx for max_batch_tokens
- * tokens and max_ctx positions, KV storage for one sequence of max_ctx
- * positions (identity block table), the hidden rows of one step
- * (max_batch_tokens, dim) and a double accumulator (dim). A text is fed from
- * position 0 in chunks; each chunk's hidden rows are added to the accumulator
- * in token order, so the sum, and the vector, do not depend on the chunk size
- * beyond the forward pass's own batch invariance (bitwise).
+ * tokens and max_ctx positions, KV storage of max_ctx positions in blocks of
+ * EMBED_KV_BLOCK (identity block table), the hidden rows of one step
+ * (max_batch_tokens, dim), a double accumulator (dim) and a span array
+ * (max_batch_tokens).
+ *
+ * Texts that fit one step (at most max_batch_tokens tokens) are packed: as
+ * many consecutive ones as fit the step's tokens and the pool's blocks run
+ * as the spans of one forward step, each from position 0 on its own run of
+ * blocks. A longer text runs alone, fed from position 0 in chunks. Either way
+ * a text's hidden rows are added to the accumulator in token order, so the
+ * sum, and the vector, do not depend on the chunk size or on the texts
+ * packed beside it beyond the forward pass's own batch invariance (every row
+ * of a step is computed by the same kernels whatever the other rows are):
+ * the vectors are bitwise those of one text per call (unit test).
  */
 #include "model/embed.h"
 
@@ -40,6 +48,9 @@ struct embed_model {
     size_t max_batch;
     float *hidden;   // (max_batch, dim) hidden rows of one step
     double *acc;     // (dim) running sum of a text's hidden rows
+    llama_span *spans; // (max_batch) the texts packed into one step
+    uint32_t n_vocab;
+    size_t steps;      // forward steps run (embed_forward_steps)
 };
 
 embed_config embed_config_default(void)
@@ -105,7 +116,9 @@ static int load_decoder(embed_model *m, const char *path, const embed_config *cf
     m->table = malloc(m->n_blocks * sizeof *m->table);
     m->hidden = malloc(hidden_n);
     m->acc = malloc(m->dim * sizeof *m->acc);
-    if (!m->table || !m->hidden || !m->acc)
+    m->spans = malloc(m->max_batch * sizeof *m->spans);
+    m->n_vocab = hp->n_vocab;
+    if (!m->table || !m->hidden || !m->acc || !m->spans)
         return err_set(e, ERR_NOMEM, "embed: out of memory for a batch of %zu tokens",
                        m->max_batch);
     for (size_t b = 0; b < m->n_blocks; b++)
@@ -159,6 +172,7 @@ void embed_free(embed_model *m)
     free(m->table);
     free(m->hidden);
     free(m->acc);
+    free(m->spans);
     free(m);
 }
 
@@ -194,32 +208,36 @@ const struct tok_vocab *embed_vocab(const embed_model *m)
     return m->is_decoder ? m->vocab : bert_model_vocab(m->bm);
 }
 
+size_t embed_forward_steps(const embed_model *m)
+{
+    return m->steps;
+}
+
 const struct gguf_file *embed_gguf(const embed_model *m)
 {
     return m->is_decoder ? model_gguf(m->dm) : bert_model_gguf(m->bm);
 }
 
-/* One decoder text: mean of its final-norm hidden rows, unit norm, into out (dim). */
-static int dec_one(embed_model *m, size_t idx, const int32_t *ids, size_t n, float *out,
-                   err_msg *e)
+/* Zeroes the accumulator of one text. */
+static void acc_clear(embed_model *m)
+{
+    for (size_t d = 0; d < m->dim; d++)
+        m->acc[d] = 0.0;
+}
+
+/* Adds rows h (n, dim) to the accumulator, in row order, in double. */
+static void acc_add(embed_model *m, const float *h, size_t n)
 {
     const size_t dim = m->dim;
-    if (n == 0 || n > m->n_ctx)
-        return err_set(e, ERR_INVAL, "embed: sequence %zu has %zu tokens (1..%zu allowed)", idx,
-                       n, m->n_ctx);
-    for (size_t d = 0; d < dim; d++)
-        m->acc[d] = 0.0;
-    for (size_t pos = 0; pos < n; pos += m->max_batch) {
-        llama_span sp = {ids + pos, MIN(m->max_batch, n - pos), pos, m->table, m->n_blocks, 0};
-        err_msg fe;
-        err_clear(&fe);
-        int rc = llama_forward_hidden(m->dc, m->kv, &sp, 1, m->hidden, &fe);
-        if (rc < 0)
-            return err_set(e, rc, "embed: sequence %zu: %s", idx, fe.text);
-        for (size_t t = 0; t < sp.n; t++)
-            for (size_t d = 0; d < dim; d++)
-                m->acc[d] += (double)m->hidden[t * dim + d];
-    }
+    for (size_t t = 0; t < n; t++)
+        for (size_t d = 0; d < dim; d++)
+            m->acc[d] += (double)h[t * dim + d];
+}
+
+/* out (dim) = (acc / n) / ||acc / n||: the pooled vector of a text of n tokens. */
+static void acc_finish(embed_model *m, size_t n, float *out)
+{
+    const size_t dim = m->dim;
     double ss = 0.0;
     for (size_t d = 0; d < dim; d++) {
         m->acc[d] /= (double)n;
@@ -228,6 +246,90 @@ static int dec_one(embed_model *m, size_t idx, const int32_t *ids, size_t n, flo
     double inv = ss > 0.0 ? 1.0 / sqrt(ss) : 0.0;
     for (size_t d = 0; d < dim; d++)
         out[d] = (float)(m->acc[d] * inv);
+}
+
+/* One decoder text longer than a step, alone, in chunks of max_batch tokens. */
+static int dec_long(embed_model *m, size_t idx, const int32_t *ids, size_t n, float *out,
+                    err_msg *e)
+{
+    acc_clear(m);
+    for (size_t pos = 0; pos < n; pos += m->max_batch) {
+        llama_span sp = {ids + pos, MIN(m->max_batch, n - pos), pos, m->table, m->n_blocks, 0};
+        err_msg fe;
+        err_clear(&fe);
+        int rc = llama_forward_hidden(m->dc, m->kv, &sp, 1, m->hidden, &fe);
+        m->steps++;
+        if (rc < 0)
+            return err_set(e, rc, "embed: sequence %zu: %s", idx, fe.text);
+        acc_add(m, m->hidden, sp.n);
+    }
+    acc_finish(m, n, out);
+    return 0;
+}
+
+/*
+ * Texts first..: packs as many consecutive texts of at most max_batch tokens as
+ * fit one step (tokens and KV blocks), runs them as the spans of one forward
+ * step and pools each. Returns the number of texts done (>= 1) or an error.
+ */
+static int dec_packed(embed_model *m, size_t first, const int32_t *const *ids,
+                      const size_t *lens, size_t n, float *out, err_msg *e)
+{
+    size_t tok = 0, blk = 0, k = first;
+    while (k < n && lens[k] <= m->max_batch) {
+        size_t nb = (lens[k] + EMBED_KV_BLOCK - 1) / EMBED_KV_BLOCK;
+        if (tok + lens[k] > m->max_batch || blk + nb > m->n_blocks)
+            break;
+        m->spans[k - first] = (llama_span){ids[k], lens[k], 0, m->table + blk, nb, 0};
+        tok += lens[k];
+        blk += nb;
+        k++;
+    }
+    if (NEVER(k == first))
+        return ERR_INTERNAL;
+    err_msg fe;
+    err_clear(&fe);
+    int rc = llama_forward_hidden(m->dc, m->kv, m->spans, k - first, m->hidden, &fe);
+    m->steps++;
+    if (rc < 0)
+        return err_set(e, rc, "embed: sequences %zu..%zu: %s", first, k - 1, fe.text);
+    const float *h = m->hidden;
+    for (size_t i = first; i < k; i++) {
+        acc_clear(m);
+        acc_add(m, h, lens[i]);
+        acc_finish(m, lens[i], out + i * m->dim);
+        h += lens[i] * m->dim;
+    }
+    return (int)(k - first);
+}
+
+/* Decoder texts: checks every sequence, then runs them packed (or alone when long). */
+static int dec_ids(embed_model *m, const int32_t *const *ids, const size_t *lens, size_t n,
+                   float *out, err_msg *e)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (lens[i] == 0 || lens[i] > m->n_ctx)
+            return err_set(e, ERR_INVAL, "embed: sequence %zu has %zu tokens (1..%zu allowed)",
+                           i, lens[i], m->n_ctx);
+        for (size_t j = 0; j < lens[i]; j++)
+            if (ids[i][j] < 0 || (uint32_t)ids[i][j] >= m->n_vocab)
+                return err_set(e, ERR_INVAL, "embed: sequence %zu: token id %d at %zu is "
+                               "outside the vocabulary of %u", i, (int)ids[i][j], j, m->n_vocab);
+    }
+    size_t i = 0;
+    while (i < n) {
+        if (lens[i] > m->max_batch) {
+            int rc = dec_long(m, i, ids[i], lens[i], out + i * m->dim, e);
+            if (rc < 0)
+                return rc;
+            i++;
+            continue;
+        }
+        int done = dec_packed(m, i, ids, lens, n, out, e);
+        if (done < 0)
+            return done;
+        i += (size_t)done;
+    }
     return 0;
 }
 
@@ -236,12 +338,7 @@ int embed_ids(embed_model *m, const int32_t *const *ids, const size_t *lens, siz
 {
     if (!m->is_decoder)
         return bert_embed_ids(m->bc, ids, lens, n, out, e);
-    for (size_t i = 0; i < n; i++) {
-        int rc = dec_one(m, i, ids[i], lens[i], out + i * m->dim, e);
-        if (rc < 0)
-            return rc;
-    }
-    return 0;
+    return dec_ids(m, ids, lens, n, out, e);
 }
 
 int embed_texts(embed_model *m, const char *const *texts, const size_t *lens, size_t n,
@@ -249,29 +346,41 @@ int embed_texts(embed_model *m, const char *const *texts, const size_t *lens, si
 {
     if (!m->is_decoder)
         return bert_embed_texts(m->bc, texts, lens, n, out, n_tokens, n_cut, e);
-    size_t cut = 0;
     int rc = 0;
-    tok_list tl;
-    tok_list_init(&tl, TOK_MAX_TEXT_BYTES);
+    size_t cut = 0, nn = n ? n : 1;
+    tok_list *lists = calloc(nn, sizeof *lists);
+    const int32_t **ids = calloc(nn, sizeof *ids);
+    size_t *nl = calloc(nn, sizeof *nl);
+    if (!lists || !ids || !nl) {
+        rc = err_set(e, ERR_NOMEM, "embed: out of memory for %zu texts", n);
+        goto out;
+    }
+    // tokenize all first, so the texts can be packed into forward steps
     for (size_t i = 0; i < n; i++) {
-        tl.n = 0;
-        if ((rc = tok_tokenize(m->vocab, texts[i], lens[i], TOK_ADD_SPECIAL, &tl, e)) < 0)
-            break;
-        if (tl.n == 0) {
+        tok_list_init(&lists[i], TOK_MAX_TEXT_BYTES);
+        if ((rc = tok_tokenize(m->vocab, texts[i], lens[i], TOK_ADD_SPECIAL, &lists[i], e)) < 0)
+            goto out;
+        if (lists[i].n == 0) {
             rc = err_set(e, ERR_INVAL, "embed: text %zu has no tokens", i);
-            break;
+            goto out;
         }
-        if (tl.n > m->n_ctx) {
-            tl.n = m->n_ctx;
+        if (lists[i].n > m->n_ctx) {
+            lists[i].n = m->n_ctx;
             cut++;
         }
+        ids[i] = lists[i].ids;
+        nl[i] = lists[i].n;
         if (n_tokens)
-            n_tokens[i] = tl.n;
-        if ((rc = dec_one(m, i, tl.ids, tl.n, out + i * m->dim, e)) < 0)
-            break;
+            n_tokens[i] = lists[i].n;
     }
-    tok_list_free(&tl);
-    if (rc == 0 && n_cut)
+    if ((rc = dec_ids(m, ids, nl, n, out, e)) == 0 && n_cut)
         *n_cut = cut;
+out:
+    if (lists)
+        for (size_t i = 0; i < n; i++)
+            tok_list_free(&lists[i]);
+    free(lists);
+    free(ids);
+    free(nl);
     return rc;
 }

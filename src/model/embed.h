@@ -9,10 +9,11 @@
  * final-norm hidden rows of all its tokens (llama_forward_hidden: the residual
  * stream after the last layer times output_norm, what the output matrix would
  * read) are averaged in double in token order, then scaled to unit L2 norm.
- * A text longer than the context is cut to its first n_ctx tokens. Texts run
- * one after another (each from an empty cache), in chunks of at most
- * max_batch_tokens tokens, so a text's vector never depends on the other
- * texts of the call.
+ * A text longer than the context is cut to its first n_ctx tokens. Texts of
+ * at most max_batch_tokens tokens are packed several to a forward step (each
+ * its own sequence from position 0); a longer text runs alone in chunks of
+ * max_batch_tokens. A text's vector never depends on the other texts of the
+ * call or on the chunk size: it is bitwise the vector of that text alone.
  *
  * Objects: an embed_model owns the loaded model, the forward buffers and the
  * tokenizer; it is used by one thread at a time (callers that share one lock
@@ -68,6 +69,8 @@ const char *embed_pooling(const embed_model *m);
 const char *embed_arch(const embed_model *m);
 /* The tokenizer; borrowed, valid until embed_free; thread-safe to use. */
 const struct tok_vocab *embed_vocab(const embed_model *m);
+/* Forward steps run so far (decoders; bert: 0). For tests and benchmarks. */
+size_t embed_forward_steps(const embed_model *m);
 /* The GGUF file (metadata); borrowed like embed_vocab. */
 const struct gguf_file *embed_gguf(const embed_model *m);
 

@@ -197,6 +197,84 @@ static void test_decoder_embed(void **state)
     embed_free(b);
 }
 
+/* Embeds texts[0..n) one call each into alone (n, dim). */
+static void embed_each(embed_model *m, const char *const *texts, const size_t *lens, size_t n,
+                       float *alone)
+{
+    err_msg e;
+    size_t dim = embed_dim(m);
+    for (size_t i = 0; i < n; i++)
+        assert_int_equal(embed_texts(m, &texts[i], &lens[i], 1, alone + i * dim, NULL, NULL, &e),
+                         0);
+}
+
+/*
+ * Packing: many texts in one call run several to a forward step (fewer steps
+ * than texts), and every vector is bitwise the one of that text alone; with a
+ * small context the KV blocks, not the tokens, end a step, and texts longer
+ * than a step run alone in chunks among the packed ones.
+ */
+static void test_decoder_packed(void **state)
+{
+    (void)state;
+    if (!have_model())
+        return;
+    enum { N = 40 };
+    static const char *words[] = {"Once", "upon", "a", "time", "Lily", "saw", "a", "big",
+                                  "red", "ball", "in", "the", "park", "and", "she", "was",
+                                  "happy."};
+    char *buf[N];
+    const char *texts[N];
+    size_t lens[N];
+    for (size_t i = 0; i < N; i++) {
+        // lengths 1..~140 words: texts 7, 19, 31 are longer than 64 tokens
+        size_t nw = (i % 12 == 7) ? 40 + i : 1 + (i * 7) % 11;
+        buf[i] = calloc(nw * 8 + 1, 1);
+        size_t o = 0;
+        for (size_t w = 0; w < nw; w++)
+            o += (size_t)snprintf(buf[i] + o, 8, "%s ", words[(i + w * 3) % 17]);
+        texts[i] = buf[i];
+        lens[i] = o;
+    }
+    err_msg e;
+    embed_config cfg[2] = {embed_config_default(), embed_config_default()};
+    cfg[1].max_batch_tokens = 64; // steps of 64 tokens, 8 KV blocks of 16
+    cfg[1].max_ctx = 128;
+    float *ref = NULL;
+    for (int c = 0; c < 2; c++) {
+        embed_model *m;
+        assert_int_equal(embed_load(g_path, &cfg[c], &m, &e), 0);
+        size_t dim = embed_dim(m);
+        float *all = malloc(N * dim * sizeof(float)), *alone = malloc(N * dim * sizeof(float));
+        size_t ntok[N], cut = 99, longest = 0;
+        size_t s0 = embed_forward_steps(m);
+        assert_int_equal(embed_texts(m, texts, lens, N, all, ntok, &cut, &e), 0);
+        size_t steps = embed_forward_steps(m) - s0;
+        assert_int_equal(cut, 0);
+        for (size_t i = 0; i < N; i++)
+            longest = MAX(longest, ntok[i]);
+        if (c == 1)
+            assert_true(longest > 64 && longest <= 128);
+        // packed: far fewer steps than texts (one step per text before packing)
+        assert_true(steps < (c == 0 ? N / 4 : N / 2));
+        s0 = embed_forward_steps(m);
+        embed_each(m, texts, lens, N, alone);
+        assert_true(embed_forward_steps(m) - s0 >= N);
+        assert_memory_equal(all, alone, N * dim * sizeof(float));
+        if (c == 0)
+            ref = all;
+        else {
+            assert_memory_equal(all, ref, N * dim * sizeof(float)); // and across step sizes
+            free(all);
+        }
+        free(alone);
+        embed_free(m);
+    }
+    free(ref);
+    for (size_t i = 0; i < N; i++)
+        free(buf[i]);
+}
+
 static void test_load_errors(void **state)
 {
     (void)state;
@@ -228,6 +306,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_hidden_gives_logits),
         cmocka_unit_test(test_decoder_embed),
+        cmocka_unit_test(test_decoder_packed),
         cmocka_unit_test(test_load_errors),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
