@@ -38,13 +38,10 @@
 #include "base/base.h"
 #include "base/clock.h"
 #include "base/str.h"
+#include "cli/benchargs.h"
 #include "cli/cli.h"
 #include "http/httpc.h"
 
-#define BENCH_PROMPTS_MAX 1000000
-#define BENCH_LINE_MAX ((size_t)4 << 20)
-#define BENCH_LEN_MAX 1000000.0
-#define BENCH_CONC_MAX 4096
 #define BENCH_RUN_MS 100 // longest wait of the loop between looks at the Ctrl-C flag
 
 static volatile sig_atomic_t g_stop;
@@ -135,105 +132,11 @@ static int add_words(buf *b, uint64_t *s, size_t n)
     return 0;
 }
 
-/* ------------------------------------------------------------- prompts -- */
-
-typedef struct prompt_file {
-    json_t **msgs;       // (n) arrays of chat messages (owned)
-    int64_t *max_tokens; // (n) per line, 0 when not given
-    size_t n;
-} prompt_file;
-
-static void prompt_file_free(prompt_file *pf)
-{
-    for (size_t i = 0; i < pf->n; i++)
-        json_decref(pf->msgs[i]);
-    free(pf->msgs);
-    free(pf->max_tokens);
-}
-
-static int prompt_file_load(const char *path, prompt_file *pf)
-{
-    FILE *f = fopen(path, "r");
-    if (!f) {
-        cli_errorf("bench: cannot open --prompts %s: %s", path, strerror(errno));
-        return ERR_IO;
-    }
-    char *line = NULL;
-    size_t cap = 0, lineno = 0, capn = 0;
-    ssize_t len;
-    int rc = 0;
-    while ((len = getline(&line, &cap, f)) >= 0) {
-        lineno++;
-        if ((size_t)len > BENCH_LINE_MAX) {
-            cli_errorf("bench: %s:%zu: line longer than %zu bytes", path, lineno, BENCH_LINE_MAX);
-            rc = ERR_TOO_LARGE;
-            break;
-        }
-        str t = str_trim((str){line, (size_t)len});
-        while (t.n && (t.p[t.n - 1] == '\n' || t.p[t.n - 1] == '\r'))
-            t.n--;
-        if (t.n == 0)
-            continue;
-        json_error_t je;
-        json_t *v = json_loadb(t.p, t.n, 0, &je);
-        json_t *m = json_object_get(v, "messages");
-        json_t *p = json_object_get(v, "prompt");
-        json_t *mt = json_object_get(v, "max_tokens");
-        json_t *msgs = NULL;
-        if (json_is_array(m) && json_array_size(m) > 0)
-            msgs = json_incref(m);
-        else if (json_is_string(p))
-            msgs = json_pack("[{s:s,s:O}]", "role", "user", "content", p);
-        if (!msgs || (mt && (!json_is_integer(mt) || json_integer_value(mt) < 1))) {
-            cli_errorf("bench: %s:%zu: %s", path, lineno,
-                       !v     ? je.text
-                       : msgs ? "\"max_tokens\" must be a positive integer"
-                              : "expected {\"messages\": [...]} or {\"prompt\": \"...\"}");
-            json_decref(msgs);
-            json_decref(v);
-            rc = ERR_FORMAT;
-            break;
-        }
-        if (pf->n == BENCH_PROMPTS_MAX) {
-            cli_errorf("bench: %s: more than %d prompts", path, BENCH_PROMPTS_MAX);
-            json_decref(msgs);
-            json_decref(v);
-            rc = ERR_TOO_LARGE;
-            break;
-        }
-        if (pf->n == capn) {
-            capn = capn ? capn * 2 : 64;
-            json_t **nm = realloc(pf->msgs, capn * sizeof *nm);
-            if (nm)
-                pf->msgs = nm;
-            int64_t *nt = realloc(pf->max_tokens, capn * sizeof *nt);
-            if (nt)
-                pf->max_tokens = nt;
-            if (!nm || !nt) {
-                json_decref(msgs);
-                json_decref(v);
-                rc = ERR_NOMEM;
-                break;
-            }
-        }
-        pf->msgs[pf->n] = msgs;
-        pf->max_tokens[pf->n++] = mt ? json_integer_value(mt) : 0;
-        json_decref(v);
-    }
-    free(line);
-    fclose(f);
-    if (!rc && pf->n == 0) {
-        cli_errorf("bench: %s holds no prompt", path);
-        rc = ERR_FORMAT;
-    }
-    return rc;
-}
-
 /* --------------------------------------------------------------- state -- */
 
 typedef struct bench {
     bench_run *run;
-    prompt_file pf;
+    benchargs_prompts pf;
     char *shared; // the shared system prompt, or NULL
     char chat_url[2048], models_url[2048];
     httpc *hc;
@@ -651,104 +554,6 @@ static void fetch_models(bench *b)
 
 /* -------------------------------------------------------------- flags -- */
 
-static int parse_len(const char *flag, const char *v, double *mean, double *sd)
-{
-    char tmp[64];
-    snprintf(tmp, sizeof tmp, "%s", v);
-    char *colon = strchr(tmp, ':');
-    if (colon)
-        *colon = 0;
-    *sd = 0;
-    if (parse_f64(tmp, mean) || !(*mean >= 1 && *mean <= BENCH_LEN_MAX) ||
-        (colon && (parse_f64(colon + 1, sd) || !(*sd >= 0 && *sd <= BENCH_LEN_MAX)))) {
-        cli_errorf("bench: %s wants LEN or MEAN:STDDEV with 1 <= LEN <= %.0f, got \"%s\"", flag,
-                   BENCH_LEN_MAX, v);
-        return ERR_INVAL;
-    }
-    return 0;
-}
-
-/* Ends tok at its first comma; returns what follows it, or NULL. */
-static char *split_comma(char *tok)
-{
-    char *c = strchr(tok, ',');
-    if (!c)
-        return NULL;
-    *c = 0;
-    return c + 1;
-}
-
-static int parse_list(const char *flag, const char *v, bool integers, bench_cfg *c)
-{
-    char tmp[1024];
-    if (strlen(v) >= sizeof tmp)
-        goto bad;
-    snprintf(tmp, sizeof tmp, "%s", v);
-    c->n_loads = 0;
-    for (char *tok = tmp, *next; tok; tok = next) {
-        next = split_comma(tok);
-        double x;
-        if (c->n_loads == BENCH_POINTS_MAX || parse_f64(tok, &x) || !(x > 0) ||
-            (integers && (x != floor(x) || x > BENCH_CONC_MAX)) || (!integers && x > 1e6))
-            goto bad;
-        c->loads[c->n_loads++] = x;
-    }
-    if (c->n_loads)
-        return 0;
-bad:
-    cli_errorf("bench: %s wants a comma-separated list of at most %d %s, got \"%s\"", flag,
-               BENCH_POINTS_MAX, integers ? "integers in 1..4096" : "positive rates", v);
-    return ERR_INVAL;
-}
-
-static int parse_slo(const char *v, bench_slo *s)
-{
-    char tmp[256];
-    if (strlen(v) >= sizeof tmp)
-        goto bad;
-    snprintf(tmp, sizeof tmp, "%s", v);
-    s->ttft_ms = s->tpot_ms = s->e2e_ms = NAN;
-    size_t n = 0;
-    for (char *tok = tmp, *next; tok; tok = next) {
-        next = split_comma(tok);
-        char *eq = strchr(tok, '=');
-        uint64_t ns;
-        if (!eq)
-            goto bad;
-        *eq = 0;
-        if (parse_duration_ns(eq + 1, &ns))
-            goto bad;
-        double ms = (double)ns / 1e6;
-        if (strcmp(tok, "ttft") == 0)
-            s->ttft_ms = ms;
-        else if (strcmp(tok, "tpot") == 0)
-            s->tpot_ms = ms;
-        else if (strcmp(tok, "e2e") == 0)
-            s->e2e_ms = ms;
-        else
-            goto bad;
-        n++;
-    }
-    if (n == 0)
-        goto bad;
-    s->is_set = true;
-    return 0;
-bad:
-    cli_errorf("bench: --slo wants ttft=DUR,tpot=DUR,e2e=DUR (any of them; DUR like 500ms, 2s), "
-               "got \"%s\"",
-               v);
-    return ERR_INVAL;
-}
-
-static int parse_money(const char *flag, const char *v, double *out)
-{
-    if (parse_f64(v, out) || !(*out >= 0)) {
-        cli_errorf("bench: %s wants a non-negative number, got \"%s\"", flag, v);
-        return ERR_INVAL;
-    }
-    return 0;
-}
-
 static char *join_argv(int argc, char **argv)
 {
     buf b;
@@ -797,6 +602,7 @@ static int parse_flags(int argc, char **argv, bench_cfg *c, const char **json_pa
     c->price_in = c->price_out = c->hourly = c->temperature = NAN;
     c->slo.ttft_ms = c->slo.tpot_ms = c->slo.e2e_ms = NAN;
     bool have_conc = false, have_rate = false;
+    err_msg e;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
@@ -826,13 +632,13 @@ static int parse_flags(int argc, char **argv, bench_cfg *c, const char **json_pa
         } else if (strcmp(a, "--api-key") == 0) {
             c->api_key = v;
         } else if (strcmp(a, "--concurrency") == 0) {
-            if (parse_list(a, v, true, c))
-                return ERR_INVAL;
+            if (benchargs_loads(a, v, true, c->loads, &c->n_loads, &e))
+                goto bad;
             have_conc = true;
             c->is_open = false;
         } else if (strcmp(a, "--rate") == 0) {
-            if (parse_list(a, v, false, c))
-                return ERR_INVAL;
+            if (benchargs_loads(a, v, false, c->loads, &c->n_loads, &e))
+                goto bad;
             have_rate = true;
             c->is_open = true;
         } else if (strcmp(a, "--num-requests") == 0) {
@@ -849,11 +655,11 @@ static int parse_flags(int argc, char **argv, bench_cfg *c, const char **json_pa
             }
             *(strcmp(a, "--duration") == 0 ? &c->duration_s : &c->timeout_s) = (double)ns / 1e9;
         } else if (strcmp(a, "--input-len") == 0) {
-            if (parse_len(a, v, &c->in_mean, &c->in_sd))
-                return ERR_INVAL;
+            if (benchargs_len(a, v, &c->in_mean, &c->in_sd, &e))
+                goto bad;
         } else if (strcmp(a, "--output-len") == 0) {
-            if (parse_len(a, v, &c->out_mean, &c->out_sd))
-                return ERR_INVAL;
+            if (benchargs_len(a, v, &c->out_mean, &c->out_sd, &e))
+                goto bad;
         } else if (strcmp(a, "--seed") == 0) {
             if (parse_i64(v, 0, INT64_MAX, &n)) {
                 cli_errorf("bench: --seed wants a non-negative integer, got \"%s\"", v);
@@ -870,17 +676,17 @@ static int parse_flags(int argc, char **argv, bench_cfg *c, const char **json_pa
             }
             c->shared_prefix = (size_t)n;
         } else if (strcmp(a, "--slo") == 0) {
-            if (parse_slo(v, &c->slo))
-                return ERR_INVAL;
+            if (benchargs_slo(v, &c->slo, &e))
+                goto bad;
         } else if (strcmp(a, "--price-in") == 0) {
-            if (parse_money(a, v, &c->price_in))
-                return ERR_INVAL;
+            if (benchargs_money(a, v, &c->price_in, &e))
+                goto bad;
         } else if (strcmp(a, "--price-out") == 0) {
-            if (parse_money(a, v, &c->price_out))
-                return ERR_INVAL;
+            if (benchargs_money(a, v, &c->price_out, &e))
+                goto bad;
         } else if (strcmp(a, "--hourly-cost") == 0) {
-            if (parse_money(a, v, &c->hourly))
-                return ERR_INVAL;
+            if (benchargs_money(a, v, &c->hourly, &e))
+                goto bad;
         } else if (strcmp(a, "--temperature") == 0) {
             if (parse_f64(v, &c->temperature) || !(c->temperature >= 0 && c->temperature <= 2)) {
                 cli_errorf("bench: --temperature wants a number in [0, 2], got \"%s\"", v);
@@ -923,6 +729,9 @@ static int parse_flags(int argc, char **argv, bench_cfg *c, const char **json_pa
     if (!c->num_requests && c->duration_s == 0)
         c->num_requests = 50;
     return 0;
+bad:
+    cli_errorf("bench: %s", e.text);
+    return ERR_INVAL;
 }
 
 /* ---------------------------------------------------------------- main -- */
@@ -977,8 +786,10 @@ int cli_cmd_bench(int argc, char **argv)
     }
     redact_key(run->command, run->cfg.api_key);
     clock_rfc3339_ms(clock_wall_ns(), run->started_at, sizeof run->started_at);
-    if (run->cfg.prompts_file && prompt_file_load(run->cfg.prompts_file, &b.pf)) {
-        prompt_file_free(&b.pf);
+    err_msg e;
+    if (run->cfg.prompts_file && benchargs_prompts_load(&b.pf, run->cfg.prompts_file, &e)) {
+        cli_errorf("bench: %s", e.text);
+        benchargs_prompts_free(&b.pf);
         run_free(run);
         return 2;
     }
@@ -988,7 +799,7 @@ int cli_cmd_bench(int argc, char **argv)
         uint64_t seed = run->cfg.seed ^ 0x5EED5EED5EED5EEDull;
         if (add_words(&s, &seed, run->cfg.shared_prefix)) {
             buf_deinit(&s);
-            prompt_file_free(&b.pf);
+            benchargs_prompts_free(&b.pf);
             run_free(run);
             cli_errorf("bench: out of memory");
             return 1;
@@ -1005,11 +816,10 @@ int cli_cmd_bench(int argc, char **argv)
     httpc_config hc;
     httpc_config_default(&hc);
     hc.timeout_ms = (uint64_t)(run->cfg.timeout_s * 1000);
-    err_msg e;
     if (httpc_new(&hc, &b.hc, &e)) {
         cli_errorf("bench: %s", e.text);
         free(b.shared);
-        prompt_file_free(&b.pf);
+        benchargs_prompts_free(&b.pf);
         run_free(run);
         return 1;
     }
@@ -1029,7 +839,7 @@ int cli_cmd_bench(int argc, char **argv)
     sigaction(SIGINT, &old_sa, NULL);
     httpc_free(b.hc);
     free(b.shared);
-    prompt_file_free(&b.pf);
+    benchargs_prompts_free(&b.pf);
 
     bench_print_table(run, stdout);
     int wrc = write_reports(run, json_path, html_path);

@@ -2,6 +2,7 @@
  * cli/cmd_bench — internals shared by the files of `ferry bench`
  * (docs/bench.md is the user guide and the JSON schema):
  *   cmd_bench.c          flags, prompts, the load loop (closed and open), SIGINT
+ *   benchargs.c          the parsers of flag values and of --prompts (fuzzed alone)
  *   cmd_bench_out.c      per-point statistics, console table, JSON and HTML output
  *   cmd_bench_compare.c  `ferry bench compare A.json B.json ...`
  *
@@ -17,8 +18,8 @@
 #include <stdint.h>
 
 #include "base/buf.h"
+#include "cli/benchargs.h"
 
-#define BENCH_POINTS_MAX 64
 #define BENCH_ITL_MAX ((size_t)20 << 20) // gaps kept per point (160 MiB of doubles)
 
 /* Why a request did not count as a success (the JSON "errors" keys). */
@@ -64,11 +65,6 @@ typedef struct bench_point {
     size_t n_itl, cap_itl;
     bool itl_truncated;
 } bench_point;
-
-typedef struct bench_slo {
-    bool is_set;
-    double ttft_ms, tpot_ms, e2e_ms; // NaN: no bound on that metric
-} bench_slo;
 
 typedef struct bench_cfg {
     const char *url, *model, *api_key;

@@ -1,0 +1,135 @@
+// FUZZ_MODULES: base
+// FUZZ_SOURCES: src/cli/benchargs.c
+// FUZZ_SECONDS: 10
+// FUZZ_LIBS: jansson
+/*
+ * The parsers of `ferry bench` (src/cli/benchargs.h) on arbitrary bytes. The
+ * first byte (mod 5) picks the parser, the rest is its input:
+ *   0  the --prompts JSONL parser (benchargs_prompts_parse)
+ *   1  a length spec "L" / "MEAN:STDDEV" (benchargs_len)
+ *   2  a --concurrency list (benchargs_loads, integers)
+ *   3  a --rate list (benchargs_loads, rates)
+ *   4  an --slo spec (benchargs_slo)
+ * Each must refuse bad input with an error code and a message, never crash,
+ * leak or read out of bounds, and what it accepts must satisfy the documented
+ * bounds (checked below). Only benchargs.c is linked (the cli module is the
+ * whole program).
+ */
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli/benchargs.h"
+
+static void check(bool ok)
+{
+    if (!ok)
+        __builtin_trap();
+}
+
+static void fuzz_prompts(const char *d, size_t n)
+{
+    benchargs_prompts pf = {0};
+    err_msg e = {0};
+    int rc = benchargs_prompts_parse(&pf, "fuzz.jsonl", d, n, &e);
+    if (rc != 0) {
+        check(rc < 0 && e.text[0] != 0);
+    } else {
+        check(pf.n >= 1 && pf.n <= BENCH_PROMPTS_MAX);
+    }
+    // Accepted lines (all of them on success, those before the bad one on error).
+    for (size_t i = 0; i < pf.n; i++) {
+        json_t *m = pf.msgs[i];
+        check(json_is_array(m) && json_array_size(m) >= 1 &&
+              json_array_size(m) <= BENCH_MESSAGES_MAX);
+        for (size_t k = 0; k < json_array_size(m); k++)
+            check(json_is_string(json_object_get(json_array_get(m, k), "role")));
+        check(pf.max_tokens[i] >= 0 && pf.max_tokens[i] <= (int64_t)BENCH_LEN_MAX);
+        // What make_body does with it: copy and serialize.
+        json_t *c = json_copy(m);
+        char *s = json_dumps(c, JSON_COMPACT);
+        check(c != NULL && s != NULL);
+        free(s);
+        json_decref(c);
+    }
+    benchargs_prompts_free(&pf);
+    check(pf.n == 0 && pf.msgs == NULL && pf.max_tokens == NULL);
+}
+
+static void fuzz_len(const char *v)
+{
+    double m = -3, sd = -3;
+    err_msg e = {0};
+    if (benchargs_len("--input-len", v, &m, &sd, &e) != 0) {
+        check(m == -3 && sd == -3 && e.text[0] != 0);
+        return;
+    }
+    check(m >= 1 && m <= BENCH_LEN_MAX && sd >= 0 && sd <= BENCH_LEN_MAX);
+}
+
+static void fuzz_loads(const char *v, bool is_integer)
+{
+    double l[BENCH_POINTS_MAX];
+    size_t n = 12345;
+    err_msg e = {0};
+    if (benchargs_loads(is_integer ? "--concurrency" : "--rate", v, is_integer, l, &n, &e) != 0) {
+        check(n == 12345 && e.text[0] != 0);
+        return;
+    }
+    check(n >= 1 && n <= BENCH_POINTS_MAX);
+    for (size_t i = 0; i < n; i++) {
+        check(l[i] > 0 && isfinite(l[i]));
+        if (is_integer)
+            check(l[i] == floor(l[i]) && l[i] <= BENCH_CONC_MAX);
+        else
+            check(l[i] <= BENCH_RATE_MAX);
+    }
+}
+
+static void fuzz_slo(const char *v)
+{
+    bench_slo s = {.is_set = false, .ttft_ms = 1, .tpot_ms = 2, .e2e_ms = 3};
+    err_msg e = {0};
+    if (benchargs_slo(v, &s, &e) != 0) {
+        check(!s.is_set && s.ttft_ms == 1 && e.text[0] != 0);
+        return;
+    }
+    check(s.is_set);
+    size_t given = 0;
+    double b[3] = {s.ttft_ms, s.tpot_ms, s.e2e_ms};
+    for (int i = 0; i < 3; i++) {
+        if (isnan(b[i]))
+            continue;
+        given++;
+        check(b[i] >= 0 && b[i] <= 86400e3);
+    }
+    check(given >= 1);
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    if (size == 0)
+        return 0;
+    int mode = data[0] % 5;
+    data++;
+    size--;
+    if (mode == 0) {
+        fuzz_prompts((const char *)data, size);
+        return 0;
+    }
+    // The flag parsers take NUL-terminated text, as argv gives (a NUL inside ends it).
+    char *t = malloc(size + 1);
+    if (!t)
+        return 0;
+    memcpy(t, data, size);
+    t[size] = 0;
+    if (mode == 1)
+        fuzz_len(t);
+    else if (mode == 2 || mode == 3)
+        fuzz_loads(t, mode == 2);
+    else
+        fuzz_slo(t);
+    free(t);
+    return 0;
+}
