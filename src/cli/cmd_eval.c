@@ -1,9 +1,10 @@
 /*
  * cli/cmd_eval — `ferry eval`: run a JSONL data set against one or more
  * OpenAI-compatible targets, judge every answer with its assertions, and
- * report pass rates (Wilson 95% intervals), latency, tokens, cost, a per-tag
- * breakdown, a paired comparison of targets (won/lost/tied, McNemar's exact
- * test, bootstrap interval of the pass-rate difference) and go/no-go gates.
+ * report pass rates (Wilson 95% intervals, clustered by case with --repeat),
+ * latency, tokens, cost, a per-tag breakdown, a paired comparison of targets
+ * (won/lost/tied, McNemar's exact test, bootstrap interval of the pass-rate
+ * difference) and go/no-go gates.
  * User guide: docs/eval.md. Pieces: cmd_eval.h.
  *
  * Execution: one thread, one httpc (libcurl multi). A run is (case, target,
@@ -733,21 +734,21 @@ static json_t *target_json(const eval *ev, size_t t, const eval_target_sum *ts)
     for (size_t i = 0; i < ts->n_tags; i++) {
         const eval_tag_sum *g = &ts->tags[i];
         json_object_set_new(tags, g->tag,
-                            json_pack("{s:I, s:I, s:f, s:[f, f]}", "runs", (json_int_t)g->runs,
+                            json_pack("{s:I, s:I, s:f, s:[f, f], s:f}", "runs", (json_int_t)g->runs,
                                       "passed", (json_int_t)g->passed, "pass_rate", g->rate, "ci95",
-                                      g->lo, g->hi));
+                                      g->lo, g->hi, "ci95_n_eff", g->n_eff));
     }
     json_t *o = json_pack(
-        "{s:s, s:s, s:s, s:I, s:I, s:I, s:f, s:[f, f], s:{s:o, s:o, s:o}, s:{s:I, s:I},"
-        " s:{s:f, s:f, s:f, s:f, s:f}, s:o}",
+        "{s:s, s:s, s:s, s:I, s:I, s:I, s:f, s:[f, f], s:s, s:f, s:{s:o, s:o, s:o},"
+        " s:{s:I, s:I}, s:{s:f, s:f, s:f, s:f, s:f}, s:o}",
         "name", p->name, "url", p->url, "model", p->model, "runs", (json_int_t)ts->runs, "passed",
         (json_int_t)ts->passed, "errors", (json_int_t)ts->errors, "pass_rate", ts->rate, "ci95",
-        ts->lo, ts->hi, "latency_ms", "p50", num_or_null(ts->p50_ms), "p99",
-        num_or_null(ts->p99_ms), "mean", num_or_null(ts->mean_ms), "tokens", "prompt",
-        (json_int_t)ts->prompt_tokens, "completion", (json_int_t)ts->completion_tokens, "cost",
-        "total", ts->cost, "per_1k", ts->cost_per_1k, "per_case", ts->cost_per_case,
-        "price_in_per_m", price_of(ev, t)->in_per_m, "price_out_per_m", price_of(ev, t)->out_per_m,
-        "tags", tags);
+        ts->lo, ts->hi, "ci95_method", ev->repeat > 1 ? "wilson-clustered" : "wilson", "ci95_n_eff",
+        ts->n_eff, "latency_ms", "p50", num_or_null(ts->p50_ms), "p99", num_or_null(ts->p99_ms),
+        "mean", num_or_null(ts->mean_ms), "tokens", "prompt", (json_int_t)ts->prompt_tokens,
+        "completion", (json_int_t)ts->completion_tokens, "cost", "total", ts->cost, "per_1k",
+        ts->cost_per_1k, "per_case", ts->cost_per_case, "price_in_per_m", price_of(ev, t)->in_per_m,
+        "price_out_per_m", price_of(ev, t)->out_per_m, "tags", tags);
     return o;
 }
 

@@ -190,12 +190,14 @@ typedef struct eval_run {
 typedef struct eval_tag_sum {
     char *tag; // borrowed from the set
     size_t runs, passed;
-    double rate, lo, hi;
+    double rate, lo, hi; // pass rate and its 95% interval (as the target's)
+    double n_eff;        // effective sample size of the interval
 } eval_tag_sum;
 
 typedef struct eval_target_sum {
     size_t runs, passed, errors;
-    double rate, lo, hi;            // pass rate and its Wilson 95% interval
+    double rate, lo, hi;            // pass rate and its 95% interval, clustered by case
+    double n_eff;                   // effective sample size behind lo, hi (runs when repeat 1)
     double p50_ms, p99_ms, mean_ms; // over runs that got an answer
     int64_t prompt_tokens, completion_tokens;
     double cost, cost_per_1k, cost_per_case;

@@ -1,6 +1,7 @@
 /*
  * cli/cmd_eval_sum — the numbers of an eval report, from the runs alone:
- * per target (pass rate and its Wilson interval, latency percentiles,
+ * per target (pass rate and its interval, clustered by case when cases are
+ * repeated: evalstats_cluster_ci; latency percentiles,
  * tokens, cost), per tag, and the paired comparison of two targets.
  * Formulas: cli/evalstats.h; definitions: docs/eval.md.
  */
@@ -64,14 +65,45 @@ static bool has_tag(const eval_case *c, const char *tag)
     return false;
 }
 
+/*
+ * The pass rate's interval over the cases selected by tag (all when NULL):
+ * per case its passes k[c] of its finished runs n[c] (scratch of s->n each),
+ * then evalstats_cluster_ci, which reduces to Wilson over the runs when each
+ * case ran once.
+ */
+static void case_ci(const eval_set *s, const eval_run *runs, size_t nt, size_t t, size_t repeat,
+                    const char *tag, size_t *k, size_t *n, double *n_eff, double *lo, double *hi)
+{
+    size_t m = 0;
+    for (size_t c = 0; c < s->n; c++) {
+        if (tag && !has_tag(&s->cases[c], tag))
+            continue;
+        k[m] = n[m] = 0;
+        for (size_t r = 0; r < repeat; r++) {
+            const eval_run *x = run_at(runs, nt, c, t, repeat, r);
+            n[m] += x->done;
+            k[m] += x->done && x->pass;
+        }
+        m++;
+    }
+    double p;
+    evalstats_cluster_ci(k, n, m, EVALSTATS_Z95, &p, n_eff, lo, hi);
+}
+
 int eval_summarize_target(const eval_set *s, const eval_run *runs, size_t nt, size_t t,
                           size_t repeat, const eval_prices *price, eval_target_sum *out)
 {
     memset(out, 0, sizeof *out);
     size_t total = s->n * repeat;
     double *lat = malloc((total ? total : 1) * sizeof *lat);
-    if (!lat)
+    size_t *ck = malloc((s->n ? s->n : 1) * sizeof *ck);
+    size_t *cn = malloc((s->n ? s->n : 1) * sizeof *cn);
+    if (!lat || !ck || !cn) {
+        free(lat);
+        free(ck);
+        free(cn);
         return ERR_NOMEM;
+    }
     size_t nlat = 0;
     double lat_sum = 0;
     for (size_t c = 0; c < s->n; c++) {
@@ -94,7 +126,7 @@ int eval_summarize_target(const eval_set *s, const eval_run *runs, size_t nt, si
         }
     }
     out->rate = out->runs ? (double)out->passed / (double)out->runs : 0.0;
-    evalstats_wilson(out->passed, out->runs, EVALSTATS_Z95, &out->lo, &out->hi);
+    case_ci(s, runs, nt, t, repeat, NULL, ck, cn, &out->n_eff, &out->lo, &out->hi);
     if (nlat) {
         out->mean_ms = lat_sum / (double)nlat;
         out->p99_ms = evalstats_quantile(lat, nlat, 0.99);
@@ -112,12 +144,17 @@ int eval_summarize_target(const eval_set *s, const eval_run *runs, size_t nt, si
 
     char **tags;
     size_t ntags;
-    if (distinct_tags(s, &tags, &ntags) != 0)
+    if (distinct_tags(s, &tags, &ntags) != 0) {
+        free(ck);
+        free(cn);
         return ERR_NOMEM;
+    }
     if (ntags) {
         out->tags = calloc(ntags, sizeof *out->tags);
         if (!out->tags) {
             free(tags);
+            free(ck);
+            free(cn);
             return ERR_NOMEM;
         }
         out->n_tags = ntags;
@@ -128,15 +165,18 @@ int eval_summarize_target(const eval_set *s, const eval_run *runs, size_t nt, si
                 if (!has_tag(&s->cases[c], tags[i]))
                     continue;
                 for (size_t r = 0; r < repeat; r++) {
-                    ts->runs++;
-                    ts->passed += run_at(runs, nt, c, t, repeat, r)->pass;
+                    const eval_run *x = run_at(runs, nt, c, t, repeat, r);
+                    ts->runs += x->done; // as for the target: finished runs only
+                    ts->passed += x->done && x->pass;
                 }
             }
             ts->rate = ts->runs ? (double)ts->passed / (double)ts->runs : 0.0;
-            evalstats_wilson(ts->passed, ts->runs, EVALSTATS_Z95, &ts->lo, &ts->hi);
+            case_ci(s, runs, nt, t, repeat, tags[i], ck, cn, &ts->n_eff, &ts->lo, &ts->hi);
         }
     }
     free(tags);
+    free(ck);
+    free(cn);
     return 0;
 }
 

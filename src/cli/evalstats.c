@@ -25,6 +25,57 @@ void evalstats_wilson(size_t k, size_t n, double z, double *lo, double *hi)
     *hi = centre + half > 1.0 ? 1.0 : centre + half;
 }
 
+void evalstats_wilson_p(double p, double n, double z, double *lo, double *hi)
+{
+    if (!(n > 0) || !(p >= 0.0 && p <= 1.0)) {
+        *lo = 0.0;
+        *hi = 1.0;
+        return;
+    }
+    double z2 = z * z, d = 1.0 + z2 / n;
+    double centre = (p + z2 / (2.0 * n)) / d;
+    double half = z * sqrt(p * (1.0 - p) / n + z2 / (4.0 * n * n)) / d;
+    *lo = centre - half < 0.0 ? 0.0 : centre - half;
+    *hi = centre + half > 1.0 ? 1.0 : centre + half;
+}
+
+void evalstats_cluster_ci(const size_t *k, const size_t *n, size_t m, double z, double *p,
+                          double *n_eff, double *lo, double *hi)
+{
+    double nn = 0, kk = 0;
+    size_t used = 0;
+    for (size_t c = 0; c < m; c++) {
+        ASSERT(k[c] <= n[c]);
+        if (n[c] == 0)
+            continue;
+        nn += (double)n[c];
+        kk += (double)k[c];
+        used++;
+    }
+    if (used == 0) {
+        *p = 0.0;
+        *n_eff = 0.0;
+        *lo = 0.0;
+        *hi = 1.0;
+        return;
+    }
+    double pp = kk / nn, ss = 0;
+    for (size_t c = 0; c < m; c++) {
+        double r = (double)k[c] - pp * (double)n[c];
+        ss += r * r;
+    }
+    double v = ss / (nn * nn), pq = pp * (1.0 - pp), ne;
+    if (kk == 0 || kk == nn)
+        ne = (double)used;
+    else if (v <= 0 || pq / v > nn) // no spread between clusters: as if independent
+        ne = nn;
+    else
+        ne = pq / v < 1.0 ? 1.0 : pq / v;
+    *p = pp;
+    *n_eff = ne;
+    evalstats_wilson_p(pp, ne, z, lo, hi);
+}
+
 double evalstats_quantile(double *v, size_t n, double q)
 {
     if (n == 0)

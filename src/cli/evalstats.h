@@ -32,6 +32,32 @@
 void evalstats_wilson(size_t k, size_t n, double z, double *lo, double *hi);
 
 /*
+ * The Wilson interval above for a proportion p observed with an effective
+ * sample size n > 0 that need not be whole (the same formulas with k/n = p).
+ * n <= 0 or p outside [0, 1] gives [0, 1].
+ */
+void evalstats_wilson_p(double p, double n, double z, double *lo, double *hi);
+
+/*
+ * Pass rate and 95%-style interval when the runs come in clusters (the
+ * repeats of one case, which are not independent): cluster c has k[c] passes
+ * out of n[c] runs, c in [0, m); clusters with n[c] == 0 are skipped. With
+ * N = sum n[c], K = sum k[c], p = K / N and m' the clusters with runs:
+ *   V     = sum_c (k[c] - p n[c])^2 / N^2     (between-cluster variance of p,
+ *                                              ratio estimator, divisor m')
+ *   n_eff = p (1 - p) / V, clamped to [1, N]  (Kish's effective sample size)
+ *         = m' when p is 0 or 1 (no spread to estimate; the clusters count
+ *           as the independent units)
+ *   [lo, hi] = evalstats_wilson_p(p, n_eff, z).
+ * With one run per cluster n_eff = N and the result is evalstats_wilson(K, N).
+ * Repeats that always agree give n_eff = m' (Wilson over cases); repeats that
+ * vary independently of the case give n_eff near N. Writes p, n_eff, lo, hi;
+ * no run at all gives p = 0, n_eff = 0, [0, 1].
+ */
+void evalstats_cluster_ci(const size_t *k, const size_t *n, size_t m, double z, double *p,
+                          double *n_eff, double *lo, double *hi);
+
+/*
  * The q-quantile (q in [0, 1]) of v[0..n) by linear interpolation between
  * closest ranks (Hyndman and Fan type 7, numpy's default): with v sorted,
  * h = (n-1) q, result = v[floor h] + (h - floor h)(v[floor h + 1] - v[floor h]).

@@ -21,6 +21,9 @@ from those answers, so that every outcome is known before eval runs:
   2 * (1 + 7) / 2^7 = 0.125), Wilson intervals (hand values in the unit test), per-tag
   numbers, cost from the token counts, and the bootstrap interval recomputed here from the
   documented algorithm (splitmix64 -> xoshiro256**, numpy linear quantiles);
+- --repeat 3 at temperature 0 (repeats agree): the pass-rate interval, clustered by case,
+  must stay Wilson over the 10 cases (n_eff 10), not Wilson(9, 30); per target and per tag
+  it is recomputed here from the runs with the documented formula;
 - gates: a failing gate exits 1 and names the gate and target; passing gates exit 0;
 - a bad data line exits 2 naming file and line.
 """
@@ -182,6 +185,45 @@ def bootstrap(a, b, resamples, seed):
             s += a[i] - b[i]
         d.append(s / n)
     return quantile(d, 0.025), quantile(d, 0.975)
+
+
+# ------------------------------------------------------------------ intervals
+
+Z95 = 1.959963984540054
+
+
+def wilson(k, n, z=Z95):
+    """Wilson score interval; n may be fractional (an effective sample size)."""
+    p = k / n
+    d = 1 + z * z / n
+    c = (p + z * z / (2 * n)) / d
+    h = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / d
+    return max(0.0, c - h), min(1.0, c + h)
+
+
+def cluster_ci(runs, target):
+    """docs/eval.md: Wilson with Kish's effective sample size from the between-case
+    variance of the ratio estimator; n_eff = cases when p is 0 or 1."""
+    per = {}
+    for x in runs:
+        if x["target"] == target:
+            k, n = per.get(x["case"], (0, 0))
+            per[x["case"]] = (k + (1 if x["pass"] else 0), n + 1)
+    big_n = sum(n for _, n in per.values())
+    p = sum(k for k, _ in per.values()) / big_n
+    v = sum((k - p * n) ** 2 for k, n in per.values()) / big_n ** 2
+    if p in (0.0, 1.0):
+        ne = len(per)
+    elif v <= 0 or p * (1 - p) / v > big_n:
+        ne = big_n
+    else:
+        ne = max(1.0, p * (1 - p) / v)
+    lo, hi = wilson(p * ne, ne)
+    return lo, hi, ne
+
+
+def cases_of(path):
+    return [json.loads(line) for line in open(path) if line.strip()]
 
 
 # ------------------------------------------------------------------ the test
@@ -442,6 +484,28 @@ def paired(s, url, work):
     check(abs(c["bootstrap"]["ci95"][0] - lo) < 1e-9 and abs(c["bootstrap"]["ci95"][1] - hi) <
           1e-9, (c["bootstrap"], lo, hi))
     check("won 6, lost 1, tied 3" in text and "McNemar exact p = 0.125" in text, text)
+
+    # --repeat 3 at temperature 0: the repeats of a case agree, so they add no information
+    # and the interval (clustered by case) must stay that of the 10 cases, not shrink to
+    # Wilson(9, 30); recomputed here from the runs with the documented formula
+    rep3 = os.path.join(work, "paired3.json")
+    run_eval(["--data", data, "--target", "A=%s,a" % url, "--max-tokens", "8", "--repeat", "3",
+              "--json", rep3, "--quiet"], expect_rc=0)
+    r3 = json.load(open(rep3))
+    t3 = r3["targets"][0]
+    check(t3["runs"] == 30 and t3["passed"] == 9 and t3["ci95_method"] == "wilson-clustered", t3)
+    check(abs(t3["ci95_n_eff"] - 10) < 1e-9, t3)
+    check(abs(t3["ci95"][0] - 0.107791) < 1e-5 and abs(t3["ci95"][1] - 0.603222) < 1e-5, t3)
+    naive = wilson(9, 30)
+    check(t3["ci95"][0] < naive[0] - 0.05, (t3["ci95"], naive))
+    lo, hi, ne = cluster_ci(r3["runs"], "A")
+    check(abs(t3["ci95"][0] - lo) < 1e-9 and abs(t3["ci95"][1] - hi) < 1e-9, (t3, lo, hi))
+    for tag in ("even", "odd"):
+        g = t3["tags"][tag]
+        cases = {c["id"] for c in cases_of(data) if tag in c["tags"]}
+        lo, hi, ne = cluster_ci([x for x in r3["runs"] if x["case"] in cases], "A")
+        check(abs(g["ci95"][0] - lo) < 1e-9 and abs(g["ci95_n_eff"] - ne) < 1e-9, (tag, g, lo))
+    check(ta["ci95_method"] == "wilson" and abs(ta["ci95_n_eff"] - 10) < 1e-9, ta)
 
     # gates: failing ones exit 1 and are named with the target; passing ones exit 0
     rc, text, err = run_eval(["--data", data, "--target", "A=%s,a" % url,

@@ -43,6 +43,72 @@ static void test_wilson(void **state)
     near(hi, 1.0, 0);
 }
 
+static void test_cluster_ci(void **state)
+{
+    (void)state;
+    double p, ne, lo, hi;
+    /* 4 cases x 3 repeats, passes k = 3 3 0 1: N = 12, K = 7, p = 7/12 = 0.583333;
+     * residuals k - p n = 1.25 1.25 -1.75 -0.75, squares 1.5625 1.5625 3.0625 0.5625,
+     * sum 6.75; V = 6.75 / 144 = 0.046875; n_eff = p(1-p)/V = 0.243056/0.046875 =
+     * 5.185185 (of 12 runs). Wilson at n = 5.185185: z^2/n = 0.740853, d = 1.740853,
+     * centre = (0.583333 + 0.370427)/d = 0.547870; half = z sqrt(0.046875 +
+     * 3.841459/(4 n^2) = 0.035720)/d = 1.959964 * 0.287393 / 1.740853 = 0.323566 ->
+     * [0.224304, 0.871436]: wider than Wilson over the 12 runs as if independent,
+     * [0.319511, 0.806740]. */
+    size_t k1[] = {3, 3, 0, 1}, n1[] = {3, 3, 3, 3};
+    evalstats_cluster_ci(k1, n1, 4, EVALSTATS_Z95, &p, &ne, &lo, &hi);
+    near(p, 7.0 / 12.0, 1e-12);
+    near(ne, 5.185185, 1e-6);
+    near(lo, 0.224304, 2e-6);
+    near(hi, 0.871435, 2e-6);
+    evalstats_wilson(7, 12, EVALSTATS_Z95, &lo, &hi);
+    near(lo, 0.319511, 2e-6);
+    near(hi, 0.806740, 2e-6);
+    /* one run per case: n_eff = N and exactly the Wilson interval of the runs (8 of 10) */
+    size_t k2[] = {1, 1, 1, 1, 1, 1, 1, 1, 0, 0}, n2[] = {1, 1, 1, 1, 1, 1, 1, 1, 1, 1};
+    evalstats_cluster_ci(k2, n2, 10, EVALSTATS_Z95, &p, &ne, &lo, &hi);
+    near(ne, 10.0, 1e-9);
+    near(lo, 0.490162, 2e-6);
+    near(hi, 0.943318, 2e-6);
+    /* 5 cases x 3 repeats all passing: no spread, the cases are the units: n_eff = 5,
+     * lo = 1 - (z^2/5)/(1 + z^2/5) = 1 - 0.768292/1.768292 = 0.565518 (runs: 0.796117) */
+    size_t k3[] = {3, 3, 3, 3, 3}, n3[] = {3, 3, 3, 3, 3};
+    evalstats_cluster_ci(k3, n3, 5, EVALSTATS_Z95, &p, &ne, &lo, &hi);
+    near(p, 1.0, 0);
+    near(ne, 5.0, 0);
+    near(lo, 0.565518, 2e-6);
+    near(hi, 1.0, 0);
+    /* every case passes exactly 1 of 2: V = 0, as if the 8 runs were independent:
+     * Wilson(4, 8) = 0.5 -+ z sqrt(1/32 + z^2/256)/(1 + z^2/8) = 0.5 -+ 0.284784 */
+    size_t k4[] = {1, 1, 1, 1}, n4[] = {2, 2, 2, 2};
+    evalstats_cluster_ci(k4, n4, 4, EVALSTATS_Z95, &p, &ne, &lo, &hi);
+    near(ne, 8.0, 0);
+    near(lo, 0.215216, 2e-6);
+    near(hi, 0.784784, 2e-6);
+    /* unequal clusters (an interrupted run): one case 10 of 10, nine cases 0 of 1, one
+     * case not run (skipped): p = 10/19; residuals 10 - 100/19 = 90/19 and nine of
+     * -10/19: sum of squares (8100 + 900)/361 = 24.930748; V = 24.930748/361 = 0.069060;
+     * n_eff = (10/19)(9/19)/V = 0.249307/0.069060 = 3.61 -- the big case dominates */
+    size_t k5[] = {10, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0}, n5[] = {10, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0};
+    evalstats_cluster_ci(k5, n5, 11, EVALSTATS_Z95, &p, &ne, &lo, &hi);
+    near(p, 10.0 / 19.0, 1e-12);
+    near(ne, 3.61, 1e-9);
+    near(lo, 0.153988, 2e-6);
+    near(hi, 0.871511, 2e-6);
+    /* nothing run */
+    size_t z0[] = {0, 0};
+    evalstats_cluster_ci(z0, z0, 2, EVALSTATS_Z95, &p, &ne, &lo, &hi);
+    assert_true(p == 0 && ne == 0 && lo == 0 && hi == 1);
+    /* wilson_p with a fractional n matches the integer form at whole n */
+    double lo2, hi2;
+    evalstats_wilson_p(0.3, 10, EVALSTATS_Z95, &lo, &hi);
+    evalstats_wilson(3, 10, EVALSTATS_Z95, &lo2, &hi2);
+    near(lo, lo2, 1e-15);
+    near(hi, hi2, 1e-15);
+    evalstats_wilson_p(0.5, 0, EVALSTATS_Z95, &lo, &hi);
+    assert_true(lo == 0 && hi == 1);
+}
+
 static void test_quantile(void **state)
 {
     (void)state;
@@ -146,9 +212,10 @@ static void test_cosine(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_wilson),    cmocka_unit_test(test_quantile),
-        cmocka_unit_test(test_mcnemar),   cmocka_unit_test(test_rng),
-        cmocka_unit_test(test_bootstrap), cmocka_unit_test(test_cosine),
+        cmocka_unit_test(test_wilson),   cmocka_unit_test(test_cluster_ci),
+        cmocka_unit_test(test_quantile), cmocka_unit_test(test_mcnemar),
+        cmocka_unit_test(test_rng),      cmocka_unit_test(test_bootstrap),
+        cmocka_unit_test(test_cosine),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
