@@ -25,6 +25,8 @@ from those answers, so that every outcome is known before eval runs:
   must stay Wilson over the 10 cases (n_eff 10), not Wilson(9, 30); per target and per tag
   it is recomputed here from the runs with the documented formula;
 - gates: a failing gate exits 1 and names the gate and target; passing gates exit 0;
+- SIGINT mid-run exits 130 and writes both reports, marked interrupted, covering the
+  finished runs;
 - a bad data line exits 2 naming file and line.
 """
 import http.server
@@ -32,9 +34,11 @@ import json
 import math
 import os
 import shutil
+import signal
 import subprocess
 import tempfile
 import threading
+import time
 
 from ferryserver import BIN, Server
 
@@ -258,6 +262,7 @@ def run(work):
         assertions(s, url, judge, work)
         seeds(s, url, work)
         paired(s, url, work)
+        interrupt(url, work)
         usage_errors(url, work)
     finally:
         judge.shutdown()
@@ -520,6 +525,35 @@ def paired(s, url, work):
                               "--gate", "pass_rate>=0.8,pass_rate_lo>=0.49,errors<=0"],
                              expect_rc=0)
     check("gates:" in text and "FAILED" not in text and err == "", (text, err))
+
+
+def interrupt(url, work):
+    """SIGINT mid-run: exit 130 within seconds, reports written, covering the finished
+    runs only and marked interrupted; the pass-rate arithmetic holds on the partial set."""
+    data = os.path.join(work, "long.jsonl")
+    write_jsonl(data, [{"id": "l%d" % i, "prompt": "Story number %d:" % i,
+                        "assert": [{"type": "not-contains", "value": "qqzzqq"}]}
+                       for i in range(400)])
+    rep, html = os.path.join(work, "int.json"), os.path.join(work, "int.html")
+    proc = subprocess.Popen([BIN, "eval", "--data", data, "--target", "A=%s,a" % url,
+                             "--target", "B=%s,b" % url, "--max-tokens", "48",
+                             "--concurrency", "2", "--json", rep, "--html", html],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(1.5)
+    check(proc.poll() is None, "eval finished 800 runs in 1.5 s: interrupt not exercised")
+    t0 = time.time()
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    check(proc.returncode == 130 and time.time() - t0 < 10, (proc.returncode, out, err))
+    check("INTERRUPTED" in out, out)
+    r = json.load(open(rep))
+    check(r["interrupted"] is True, r["interrupted"])
+    done = len(r["runs"])
+    check(0 < done < 800, done)
+    for t in r["targets"]:
+        mine = [x for x in r["runs"] if x["target"] == t["name"]]
+        check(t["runs"] == len(mine) and t["passed"] == sum(x["pass"] for x in mine), t)
+    check("INTERRUPTED" in open(html).read(), "the HTML report says interrupted")
 
 
 def usage_errors(url, work):
