@@ -12,6 +12,11 @@ fails. Other OpenAI-compatible servers differ, and bench's definitions depend on
 - errors by kind: HTTP 500 -> `http` with `http_status` {"500": n}; an error object inside
   the stream -> `stream_error`; a data line that is not JSON -> `parse`; no answer within
   --timeout -> `timeout`; failed requests are in no latency statistic;
+- the requests themselves: synthetic prompt and max_tokens lengths follow --input-len /
+  --output-len MEAN:SD, the shared prefix is one identical system message, the same flags
+  and seed send the same prompts and another seed others; --temperature, --ignore-eos,
+  stream_options, the API key (starred out in the report), --no-stream;
+- --duration: no request starts after it;
 - open loop: the requests start on the Poisson schedule documented in docs/bench.md (gaps
   -ln(u)/R from splitmix64 seeded with seed ^ 0xA5A5A5A5DEADBEEF), recomputed here: never
   early, and late by no more than the loop's scheduling slack; the schedule's gaps have
@@ -64,6 +69,15 @@ class Handler(http.server.BaseHTTPRequestHandler):
     def do_POST(self):
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         model, n = body["model"], body["max_tokens"]
+        with self.server.lock:
+            self.server.seen.append({"path": self.path, "body": body,
+                                     "auth": self.headers.get("Authorization")})
+        if not body.get("stream"):
+            usage = {"prompt_tokens": 11, "completion_tokens": n, "total_tokens": n + 11}
+            return self.send(200, json.dumps({
+                "id": "x", "object": "chat.completion", "model": model, "usage": usage,
+                "choices": [{"index": 0, "finish_reason": "length",
+                             "message": {"role": "assistant", "content": "w " * n}}]}))
         if model == "http500":
             return self.send(500, json.dumps({"error": {"message": "boom"}}))
         if model == "slow":
@@ -103,6 +117,8 @@ class Fake(http.server.ThreadingHTTPServer):
 
     def __init__(self):
         super().__init__(("127.0.0.1", 0), Handler)
+        self.lock = threading.Lock()
+        self.seen = []
         threading.Thread(target=self.serve_forever, daemon=True).start()
 
     @property
@@ -158,6 +174,88 @@ def ks_exponential(gaps, rate):
         f = 1 - math.exp(-rate * v)
         d = max(d, (i + 1) / n - f, f - i / n)
     return d
+
+
+def take(fake):
+    with fake.lock:
+        out, fake.seen = fake.seen, []
+    return out
+
+
+def requests_sent(tmp, fake, url):
+    """What bench puts in its requests, from the endpoint's side."""
+    take(fake)
+    rc, out, err, r = bench(tmp, "sent", "--url", url, "--model", "usage", "--concurrency", "3",
+                            "--num-requests", "60", "--input-len", "40:10", "--output-len",
+                            "12:4", "--seed", "9", "--shared-prefix-len", "25",
+                            "--temperature", "0.7", "--ignore-eos", "--api-key", "sk-secret-1")
+    check(rc == 0, (rc, out, err))
+    seen = take(fake)
+    check(len(seen) == 60 and all(q["path"] == "/v1/chat/completions" for q in seen), seen[:1])
+    check("sk-secret-1" not in r["command"] and "--api-key" in r["command"], r["command"])
+    words, outs, systems = [], [], set()
+    for q in seen:
+        b = q["body"]
+        check(q["auth"] == "Bearer sk-secret-1", q["auth"])
+        check(b["stream"] is True and b["stream_options"] == {"include_usage": True} and
+              b["ignore_eos"] is True and b["temperature"] == 0.7 and b["model"] == "usage", b)
+        sysm, user = b["messages"]
+        check(sysm["role"] == "system" and user["role"] == "user", b["messages"])
+        systems.add(sysm["content"])
+        check(len(sysm["content"].split(" ")) == 25, sysm)
+        words.append(len(user["content"].split(" ")))
+        outs.append(b["max_tokens"])
+    check(len(systems) == 1, "the shared prefix differs between requests")
+
+    def mean_sd(v):
+        m = sum(v) / len(v)
+        return m, math.sqrt(sum((x - m) ** 2 for x in v) / (len(v) - 1))
+
+    # lengths drawn from normal(mean, sd), rounded, at least 1: 60 draws
+    m, sd = mean_sd(words)
+    check(abs(m - 40) < 4 and 6 < sd < 14 and min(words) >= 1, (m, sd, words))
+    m, sd = mean_sd(outs)
+    check(abs(m - 12) < 2 and 2 < sd < 6 and min(outs) >= 1, (m, sd, outs))
+    # the server's usage is what the report counts
+    p = r["points"][0]
+    check(p["tokens"]["output"] == sum(o + 2 for o in outs), p["tokens"])
+    # the same flags send the same requests (prompt and max_tokens by request index, in
+    # whatever order they complete); another seed sends other prompts
+    bench(tmp, "sent2", "--url", url, "--model", "usage", "--concurrency", "6",
+          "--num-requests", "60", "--input-len", "40:10", "--output-len", "12:4", "--seed", "9",
+          "--shared-prefix-len", "25", "--temperature", "0.7", "--ignore-eos")
+    again = take(fake)
+
+    def sig(q):
+        return json.dumps([q["body"]["messages"], q["body"]["max_tokens"]])
+
+    check(sorted(map(sig, again)) == sorted(map(sig, seen)), "not a function of the seed")
+    bench(tmp, "sent3", "--url", url, "--model", "usage", "--num-requests", "5",
+          "--input-len", "40:10", "--output-len", "2", "--seed", "10")
+    other = {q["body"]["messages"][-1]["content"] for q in take(fake)}
+    check(len(other) == 5 and not other & {q["body"]["messages"][-1]["content"] for q in seen},
+          "seed ignored")
+
+    # --no-stream: a plain request; TTFT is the whole answer
+    rc, out, err, r = bench(tmp, "plain", "--url", url, "--model", "usage", "--num-requests",
+                            "3", "--no-stream", "--output-len", "4")
+    seen = take(fake)
+    check(rc == 0 and all(q["body"]["stream"] is False and "stream_options" not in q["body"]
+                          for q in seen), seen)
+    p = r["points"][0]
+    check(p["tokens"]["output"] == 12 and p["itl_ms"]["n"] == 0, p)
+
+    # --duration bounds the submitting: nothing starts after it, the point ends when the
+    # requests in flight have finished
+    rc, out, err, r = bench(tmp, "dur", "--url", url, "--model", "instant", "--concurrency",
+                            "2", "--duration", "700ms", "--output-len", "1", "--input-len", "2")
+    check(rc == 0, (rc, out, err))
+    p = r["points"][0]
+    starts = [q["t_start_ms"] for q in p["request_log"]]
+    check(len(starts) >= 10 and max(starts) < 700, (len(starts), max(starts)))
+    check(0.7 <= p["duration_s"] < 0.7 + 2, p["duration_s"])
+    check(r["config"]["duration_s"] == 0.7 and r["config"]["num_requests"] is None, r["config"])
+    take(fake)
 
 
 def run(tmp, url):
@@ -235,6 +333,7 @@ def main():
     fake = Fake()
     try:
         run(tmp, fake.url)
+        requests_sent(tmp, fake, fake.url)
     finally:
         fake.shutdown()
         shutil.rmtree(tmp, ignore_errors=True)
