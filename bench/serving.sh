@@ -45,6 +45,11 @@ for l in open(sys.argv[1]):
     sleep 0.1
 done
 [[ -n $port ]] || { echo "serving.sh: ferry serve did not start" >&2; exit 1; }
+# the model loads after the server is up: wait for /readyz
+for _ in $(seq 600); do
+    curl -fs "http://127.0.0.1:$port/readyz" >/dev/null 2>&1 && break
+    sleep 0.1
+done
 url="http://127.0.0.1:$port/v1"
 echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)," \
      "load average $(cut -d' ' -f1-3 /proc/loadavg) at start"

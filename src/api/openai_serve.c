@@ -718,7 +718,8 @@ static void job_run(void *arg)
         buf_init(&b, 8192);
         int status;
         if (refusal_body(c->gw, rc, &why, e.text, c->kind, &status, &b) == 0)
-            http_async_respond(c->async, status, "application/json", b.data, b.len);
+            http_async_respond_headers(c->async, status, "application/json", b.data, b.len,
+                                       rc == ERR_RATE_LIMIT ? "Retry-After: 1" : NULL);
         else
             http_async_error(c->async, ERR_NOMEM, NULL, NULL);
         buf_deinit(&b);

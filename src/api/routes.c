@@ -8,6 +8,9 @@
 #include "api/collections.h"
 #include "api/openai_serve.h"
 
+/* A JSON endpoint that needs what loads after the server is up. */
+#define JSON_LOADED (HTTP_ROUTE_JSON | HTTP_ROUTE_LOADED)
+
 /* Every JSON route's trampoline context; filled at router construction. */
 static api_json_route g_debug_echo;
 
@@ -18,21 +21,23 @@ http_router *api_router_new(api_app *app, err_msg *e)
      * outlive this call; ctx fields are filled below. */
     static http_route routes[] = {
         // method, pattern, handler, ctx, flags
+        /* HTTP_ROUTE_LOADED: needs the models, the pipeline or the collections,
+         * which load after the server is up (503 model_loading until then). */
         {"GET", "/healthz", api_h_healthz, NULL, HTTP_ROUTE_PROBE},
         {"GET", "/readyz", api_h_readyz, NULL, HTTP_ROUTE_PROBE},
         {"GET", "/metrics", api_h_metrics, NULL, HTTP_ROUTE_PROBE},
-        {"GET", "/v1/models", api_h_models, NULL, 0},
-        {"POST", "/v1/chat/completions", api_h_chat, NULL, HTTP_ROUTE_JSON},
-        {"POST", "/v1/completions", api_h_completions, NULL, HTTP_ROUTE_JSON},
-        {"POST", "/v1/embeddings", api_h_embeddings, NULL, HTTP_ROUTE_JSON},
-        {"POST", "/v1/collections", api_h_coll_create, NULL, HTTP_ROUTE_JSON},
-        {"GET", "/v1/collections", api_h_coll_list, NULL, 0},
-        {"GET", "/v1/collections/{c}", api_h_coll_get, NULL, 0},
-        {"DELETE", "/v1/collections/{c}", api_h_coll_delete, NULL, 0},
-        {"POST", "/v1/collections/{c}/documents", api_h_docs_upsert, NULL, HTTP_ROUTE_JSON},
-        {"GET", "/v1/collections/{c}/documents/{id}", api_h_doc_get, NULL, 0},
-        {"DELETE", "/v1/collections/{c}/documents/{id}", api_h_doc_delete, NULL, 0},
-        {"POST", "/v1/collections/{c}/query", api_h_coll_query, NULL, HTTP_ROUTE_JSON},
+        {"GET", "/v1/models", api_h_models, NULL, HTTP_ROUTE_LOADED},
+        {"POST", "/v1/chat/completions", api_h_chat, NULL, JSON_LOADED},
+        {"POST", "/v1/completions", api_h_completions, NULL, JSON_LOADED},
+        {"POST", "/v1/embeddings", api_h_embeddings, NULL, JSON_LOADED},
+        {"POST", "/v1/collections", api_h_coll_create, NULL, JSON_LOADED},
+        {"GET", "/v1/collections", api_h_coll_list, NULL, HTTP_ROUTE_LOADED},
+        {"GET", "/v1/collections/{c}", api_h_coll_get, NULL, HTTP_ROUTE_LOADED},
+        {"DELETE", "/v1/collections/{c}", api_h_coll_delete, NULL, HTTP_ROUTE_LOADED},
+        {"POST", "/v1/collections/{c}/documents", api_h_docs_upsert, NULL, JSON_LOADED},
+        {"GET", "/v1/collections/{c}/documents/{id}", api_h_doc_get, NULL, HTTP_ROUTE_LOADED},
+        {"DELETE", "/v1/collections/{c}/documents/{id}", api_h_doc_delete, NULL, HTTP_ROUTE_LOADED},
+        {"POST", "/v1/collections/{c}/query", api_h_coll_query, NULL, JSON_LOADED},
         /* Debug routes (debug_routes: true only; tests): keep them last. */
         {"POST", "/debug/sleep", api_h_debug_sleep, NULL, 0},
         {"GET", "/debug/stream", api_h_debug_stream, NULL, 0},

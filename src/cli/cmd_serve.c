@@ -2,13 +2,25 @@
  * cli/cmd_serve — `ferry serve`: configuration, logging, the HTTP server, the
  * store, readiness and signals.
  *
+ * Start-up order: configuration and logging; the HTTP server (health,
+ * readiness and metrics answer at once; routes marked HTTP_ROUTE_LOADED
+ * answer 503 model_loading with Retry-After); then a loader thread loads the
+ * models, the pipeline, the store and the collections, with /readyz saying
+ * which step runs ("not ready: models: loading tiny"), and finally opens the
+ * model routes and turns /readyz 200. A failed step is logged, shown by
+ * /readyz, printed as one line on stderr, and the process exits non-zero
+ * (2 for bad input such as a model file, 1 for a store it cannot open).
+ *
  * Signals are blocked in every thread (the mask is set before any thread
  * starts) and taken synchronously by the main thread with sigwait, so no
  * work happens in a signal handler: SIGHUP reopens the log file;
  * SIGTERM/SIGINT drain (listener closed, /readyz 503 at once), wait up to
  * shutdown_grace_s for in-flight requests, then exit 0.
  */
+#include <errno.h>
+#include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,6 +29,7 @@
 #include "api/api.h"
 #include "api/openai_serve.h"
 #include "engine/sched.h"
+#include "base/clock.h"
 #include "base/log.h"
 #include "cli/cli.h"
 #include "cli/config.h"
@@ -230,6 +243,171 @@ static int build_pipeline(const ferry_config *cfg, api_app *app, gw_judge **judg
     return rc;
 }
 
+/* ------------------------------------------------------------ loader -- */
+
+/* What loads after the server is up (models, pipeline, store, collections),
+ * on its own thread, and how it ended. The main thread reads the results
+ * after joining it. */
+typedef struct loader {
+    const ferry_config *cfg;
+    api_app *app;
+    const api_model_spec *specs;
+    sched_metrics *sm;
+    sched_config sc;
+    http_server *srv;
+    uint64_t delay_ms;        // FERRY_TEST_LOAD_DELAY_MS (tests only)
+    pthread_t main_thread, thread;
+    _Atomic bool stop;        // SIGTERM while loading: skip the steps left
+    _Atomic bool is_done;
+    int exit_rc;              // 0 loaded (or stopped), else the exit code
+    store *st;
+    gw_judge *judge;
+    guard_engine *ge;
+    bool has_kb;
+} loader;
+
+#define TEST_LOAD_DELAY_MAX_MS 600000
+
+/* FERRY_TEST_LOAD_DELAY_MS: the loader sleeps this long before loading, so
+ * tests can watch the loading phase (readyz 503, model routes 503) of a
+ * tiny model that would load in milliseconds. Returns 0 or 2 (bad value). */
+static int test_load_delay(uint64_t *ms)
+{
+    *ms = 0;
+    const char *v = getenv("FERRY_TEST_LOAD_DELAY_MS");
+    int64_t x;
+    if (!v || !*v)
+        return 0;
+    if (parse_i64(v, 0, TEST_LOAD_DELAY_MAX_MS, &x) != 0) {
+        cli_errorf("serve: FERRY_TEST_LOAD_DELAY_MS \"%s\" is not 0..%d", v,
+                   TEST_LOAD_DELAY_MAX_MS);
+        return 2;
+    }
+    *ms = (uint64_t)x;
+    return 0;
+}
+
+/* Records a failed step: /readyz shows why, the log has it, stderr gets the
+ * one line (already printed when printed is set). */
+static void load_failed(loader *ld, int exit_rc, const char *why, bool printed)
+{
+    char reason[300];
+    snprintf(reason, sizeof reason, "load failed: %s", why);
+    api_set_ready(ld->app, reason);
+    LOG_ERROR("serve", "%s", reason);
+    if (!printed)
+        cli_errorf("serve: %s", why);
+    ld->exit_rc = exit_rc;
+}
+
+static bool load_step(loader *ld, const char *reason)
+{
+    if (atomic_load(&ld->stop))
+        return false;
+    api_set_ready(ld->app, reason);
+    return true;
+}
+
+static void load_all(loader *ld)
+{
+    const ferry_config *cfg = ld->cfg;
+    api_app *app = ld->app;
+    err_msg e;
+    err_clear(&e);
+    char reason[CONFIG_STR_MAX + 64];
+    uint64_t t0 = clock_mono_ns();
+    if (cfg->n_models > 0) {
+        size_t k = (size_t)snprintf(reason, sizeof reason, "models: loading");
+        for (int i = 0; i < cfg->n_models && k < sizeof reason; i++)
+            k += (size_t)snprintf(reason + k, sizeof reason - k, "%s %s", i ? "," : "",
+                                  ld->specs[i].name);
+        if (!load_step(ld, reason))
+            return;
+    }
+    for (uint64_t slept = 0; slept < ld->delay_ms && !atomic_load(&ld->stop); slept += 10)
+        usleep(10000);
+    if (cfg->n_models > 0) {
+        if (!load_step(ld, reason))
+            return;
+        if (api_models_load(ld->specs, (size_t)cfg->n_models, &ld->sc, &app->models, &e) != 0) {
+            /* Some reader errors name no file ("gguf: unsupported version 0"):
+             * then say which model was loading. */
+            bool named = false;
+            for (int i = 0; i < cfg->n_models && !named; i++)
+                named = strstr(e.text, ld->specs[i].path) != NULL;
+            char why[ERR_MSG_MAX + CONFIG_STR_MAX];
+            if (named || cfg->n_models != 1)
+                snprintf(why, sizeof why, "%s", e.text);
+            else
+                snprintf(why, sizeof why, "model %s (%s): %s", ld->specs[0].name,
+                         ld->specs[0].path, e.text);
+            load_failed(ld, 2, why, false);
+            return;
+        }
+    }
+    /* The pipeline: guard (policy file, optional judge), retrieval, RAG options. */
+    if (!load_step(ld, "pipeline: loading the guard policy and RAG options"))
+        return;
+    int rc = build_pipeline(cfg, app, &ld->judge, &ld->ge);
+    if (rc) {
+        load_failed(ld, rc, "the pipeline configuration was refused (see stderr)", true);
+        return;
+    }
+    snprintf(reason, sizeof reason, "store: opening %s", cfg->data);
+    if (!load_step(ld, reason))
+        return;
+    ld->st = store_open(cfg->data, &e);
+    if (!ld->st) {
+        load_failed(ld, 1, e.text, false);
+        return;
+    }
+    LOG_INFO("serve", "store ready: %s (schema %d)", store_path(ld->st),
+             store_schema_version(ld->st));
+    // collections persist under DATA/collections; embeddings use the configured model
+    if (!load_step(ld, cfg->embedding_model[0] ? "collections: loading the embedding model"
+                                               : "collections: loading"))
+        return;
+    if (api_kb_init(cfg->data, cfg->embedding_model, app->metrics, &e) != 0) {
+        load_failed(ld, 2, e.text, false);
+        return;
+    }
+    ld->has_kb = true;
+    http_server_set_loaded(ld->srv); // publishes app->models, app->gw and the collections
+    api_set_ready(app, NULL);
+    char fields[64];
+    snprintf(fields, sizeof fields, "\"load_ms\":%.1f", (double)(clock_mono_ns() - t0) * 1e-6);
+    log_write_fields(LOG_LEVEL_INFO, "serve", "ready", fields);
+}
+
+static void *load_main(void *arg)
+{
+    loader *ld = arg;
+    load_all(ld);
+    atomic_store(&ld->is_done, true);
+    pthread_kill(ld->main_thread, SIGUSR1); // sigwait in the main thread takes it
+    return NULL;
+}
+
+/* Frees what the loader made (after the schedulers stopped). */
+static void loader_free(loader *ld)
+{
+    store_close(ld->st);
+    ld->st = NULL;
+    if (ld->has_kb)
+        api_kb_free();
+    ld->has_kb = false;
+    api_models_free(ld->app->models);
+    ld->app->models = NULL;
+    gw_free(ld->app->gw);
+    ld->app->gw = NULL;
+    guard_engine_free(ld->ge);
+    ld->ge = NULL;
+    gw_judge_free(ld->judge);
+    ld->judge = NULL;
+    sched_metrics_free(ld->sm);
+    ld->sm = NULL;
+}
+
 int cli_cmd_serve(int argc, char **argv)
 {
     ferry_config cfg;
@@ -264,6 +442,15 @@ int cli_cmd_serve(int argc, char **argv)
         if (tpls[i][0])
             specs[i].chat_template = tpls[i];
     }
+    /* A model file that cannot be opened is refused before the server
+     * starts (the common typo, one line, nothing else printed); what is
+     * wrong inside a file shows when the loader reads it. */
+    for (int i = 0; i < cfg.n_models; i++) {
+        if (access(specs[i].path, R_OK) != 0) {
+            cli_errorf("serve: gguf: cannot open %s: %s", specs[i].path, strerror(errno));
+            return 2;
+        }
+    }
     /* chat_template NAME=FAMILY must name a served model. */
     for (const char *p = cfg.chat_template; *p;) {
         const char *comma = strchr(p, ','), *eq = strchr(p, '=');
@@ -296,12 +483,14 @@ int cli_cmd_serve(int argc, char **argv)
     }
 
     /* Block the signals we wait for before any thread exists, so every
-     * thread inherits the mask and only sigwait below sees them. */
+     * thread inherits the mask and only sigwait below sees them. SIGUSR1 is
+     * the loader's "done" (loaded, or failed). */
     sigset_t set;
     sigemptyset(&set);
     sigaddset(&set, SIGTERM);
     sigaddset(&set, SIGINT);
     sigaddset(&set, SIGHUP);
+    sigaddset(&set, SIGUSR1);
     pthread_sigmask(SIG_BLOCK, &set, NULL);
     signal(SIGPIPE, SIG_IGN);
 
@@ -310,14 +499,18 @@ int cli_cmd_serve(int argc, char **argv)
         cli_errorf("serve: %s", e.text);
         return 1;
     }
-    sched_metrics *sm = NULL;
+    static loader ld;
+    memset(&ld, 0, sizeof ld);
+    ld.cfg = &cfg;
+    ld.app = &app;
+    ld.specs = specs;
     if (cfg.n_models > 0) {
-        if (sched_metrics_new(app.metrics, &sm, &e) != 0) {
+        if (sched_metrics_new(app.metrics, &ld.sm, &e) != 0) {
             cli_errorf("serve: %s", e.text);
             return 1;
         }
         sched_config sc = sched_config_default();
-        sc.metrics = sm;
+        sc.metrics = ld.sm;
         sc.kv_cache_mb = (size_t)cfg.kv_cache_mb;
         sc.kv_type = strcmp(cfg.kv_cache_type, "q8_0") == 0 ? KV_TYPE_Q8_0 : KV_TYPE_F16;
         sc.max_batch_tokens = (size_t)cfg.max_batch_tokens;
@@ -328,15 +521,9 @@ int cli_cmd_serve(int argc, char **argv)
                        sc.max_batch_tokens);
             return 2;
         }
-        if (api_models_load(specs, (size_t)cfg.n_models, &sc, &app.models, &e) != 0) {
-            cli_errorf("serve: %s", e.text);
-            return 2;
-        }
+        ld.sc = sc;
     }
-    /* The pipeline: guard (policy file, optional judge), retrieval, RAG options. */
-    gw_judge *judge = NULL;
-    guard_engine *ge = NULL;
-    if ((rc = build_pipeline(&cfg, &app, &judge, &ge)) != 0)
+    if ((rc = test_load_delay(&ld.delay_ms)) != 0)
         return rc;
     http_router *rt = api_router_new(&app, &e);
     if (!rt) {
@@ -356,13 +543,18 @@ int cli_cmd_serve(int argc, char **argv)
     hc.read_timeout_s = (unsigned)cfg.read_timeout_s;
     hc.on_complete = api_on_complete;
     hc.hook_ctx = &app;
+    hc.is_loading = true; // model routes answer 503 model_loading until the loader is done
     api_set_ready(&app, "starting");
+    /* The server first: /healthz, /readyz and /metrics answer while the
+     * models and stores load (the issue: readyz 503 with the reason until
+     * everything configured is loaded). */
     http_server *srv = http_server_start(&hc, rt, &e);
     if (!srv) {
         cli_errorf("serve: %s", e.text);
         return 1;
     }
     app.srv = srv;
+    ld.srv = srv;
     char fields[512];
     snprintf(fields, sizeof fields,
              "\"host\":\"%s\",\"port\":%u,\"threads\":%u,\"max_connections\":%u,"
@@ -371,27 +563,13 @@ int cli_cmd_serve(int argc, char **argv)
              FERRY_COMMIT, cfg.debug_routes ? "true" : "false");
     log_write_fields(LOG_LEVEL_INFO, "serve", "listening", fields);
 
-    /* Readiness waits for the store (and, later, models). */
-    char reason[CONFIG_STR_MAX + 32];
-    snprintf(reason, sizeof reason, "store: opening %s", cfg.data);
-    api_set_ready(&app, reason);
-    store *st = store_open(cfg.data, &e);
-    if (!st) {
-        LOG_ERROR("serve", "%s", e.text);
-        cli_errorf("serve: %s", e.text);
+    ld.main_thread = pthread_self();
+    bool loading = pthread_create(&ld.thread, NULL, load_main, &ld) == 0;
+    if (!loading) {
+        cli_errorf("serve: cannot start the loader thread");
         http_server_stop(srv, 0);
         return 1;
     }
-    LOG_INFO("serve", "store ready: %s (schema %d)", store_path(st), store_schema_version(st));
-    // collections persist under DATA/collections; embeddings use the configured model
-    if (api_kb_init(cfg.data, cfg.embedding_model, app.metrics, &e) != 0) {
-        LOG_ERROR("serve", "%s", e.text);
-        cli_errorf("serve: %s", e.text);
-        http_server_stop(srv, 0);
-        store_close(st);
-        return 2;
-    }
-    api_set_ready(&app, NULL);
 
     for (;;) {
         int sig = 0;
@@ -402,6 +580,22 @@ int cli_cmd_serve(int argc, char **argv)
             LOG_INFO("serve", "SIGHUP: log reopened%s", r ? " (failed; kept the old file)" : "");
             continue;
         }
+        if (sig == SIGUSR1) {
+            if (!loading || !atomic_load(&ld.is_done))
+                continue;
+            pthread_join(ld.thread, NULL);
+            loading = false;
+            if (ld.exit_rc == 0)
+                continue;
+            /* Load failed: the loader printed the one-line reason and /readyz
+             * says it; nothing was served from what did not load. */
+            http_server_stop(srv, 0);
+            app.srv = NULL;
+            loader_free(&ld);
+            http_router_free(rt);
+            api_app_free(&app);
+            return ld.exit_rc;
+        }
         break; // SIGTERM or SIGINT
     }
     int64_t n = http_server_in_flight(srv);
@@ -409,6 +603,12 @@ int cli_cmd_serve(int argc, char **argv)
     snprintf(fields, sizeof fields, "\"in_flight\":%lld,\"grace_s\":%lld", (long long)n,
              (long long)cfg.shutdown_grace_s);
     log_write_fields(LOG_LEVEL_INFO, "serve", "draining", fields);
+    if (loading) {
+        /* Stopped while loading: the step under way finishes (a model load
+         * cannot be interrupted), the rest is skipped. */
+        atomic_store(&ld.stop, true);
+        pthread_join(ld.thread, NULL);
+    }
     /* Generations end before the server goes: their sinks write to live
      * streams and deferred answers. Wait out the grace period for them, then
      * stop the schedulers (what is left ends with 503). */
@@ -424,15 +624,7 @@ int cli_cmd_serve(int argc, char **argv)
     app.srv = NULL;
     snprintf(fields, sizeof fields, "\"cut_short\":%d", cut);
     log_write_fields(LOG_LEVEL_INFO, "serve", "stopped", fields);
-    store_close(st);
-    api_kb_free();
-    api_models_free(app.models);
-    app.models = NULL;
-    gw_free(app.gw);
-    app.gw = NULL;
-    guard_engine_free(ge);
-    gw_judge_free(judge);
-    sched_metrics_free(sm);
+    loader_free(&ld);
     http_router_free(rt);
     api_app_free(&app);
     return 0;

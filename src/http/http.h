@@ -60,6 +60,10 @@ enum {
     HTTP_ROUTE_JSON = 1u << 0,   // body required, Content-Type application/json (else 415)
     HTTP_ROUTE_PROBE = 1u << 1,  // still served while draining (health, readiness, metrics)
     HTTP_ROUTE_QUIET = 1u << 2,  // request logged at debug level only
+    /* Needs what loads after the server is up (models, stores): until
+     * http_server_set_loaded, answered 503 code "model_loading" with
+     * Retry-After, before the body is read. */
+    HTTP_ROUTE_LOADED = 1u << 3,
 };
 
 typedef struct http_route {
@@ -120,6 +124,7 @@ typedef struct http_config {
     uint64_t max_header_bytes; // request line + headers; larger gets 431
     unsigned read_timeout_s;   // deadline to receive a request (408); idle keep-alive timeout; 0 = none
     size_t arena_bytes;        // ceiling of each request arena
+    bool is_loading;           // start with HTTP_ROUTE_LOADED routes answering 503
     /* Called once per finished request on a pool thread (metrics). May be NULL. */
     void (*on_complete)(void *ctx, const http_req_info *info);
     void *hook_ctx;
@@ -146,6 +151,15 @@ int64_t http_server_in_flight(const http_server *s);
  */
 void http_server_drain(http_server *s);
 bool http_server_draining(const http_server *s);
+/*
+ * Ends the loading phase (http_config.is_loading): HTTP_ROUTE_LOADED routes
+ * are served from now on. Whatever the caller wrote before this call (the
+ * loaded models, stores) is visible to the handlers that run after it
+ * (release/acquire). Idempotent. Thread: any.
+ */
+void http_server_set_loaded(http_server *s);
+/* Seconds a "model_loading" 503 asks the client to wait (Retry-After). */
+#define HTTP_LOADING_RETRY_AFTER_S 1
 /*
  * Waits until no request is in flight or grace_ms pass, then answers any
  * still-deferred request with 503, ends open streams, and stops the server
@@ -257,6 +271,12 @@ http_async *http_defer(http_req *r);
  * the server already answered it (shutdown); either way the handle is spent. */
 int http_async_respond(http_async *a, int status, const char *ctype, const char *body,
                        size_t n);
+/* http_async_respond with extra headers ("Name: value" lines separated by
+ * "\n", as in http_respond; NULL for none), e.g. Retry-After on a 429. */
+int http_async_respond_headers(http_async *a, int status, const char *ctype, const char *body,
+                               size_t n, const char *headers);
+/* Answers the OpenAI-style error of code (as http_respond_error); a 429 gets
+ * "Retry-After: 1". */
 int http_async_error(http_async *a, int code, const char *msg, const char *param);
 /* Gives the handle back without answering: the client gets a 500. */
 void http_async_release(http_async *a);

@@ -87,6 +87,7 @@ struct http_server {
     uint16_t port;
     _Atomic int64_t in_flight;
     _Atomic bool draining;
+    _Atomic bool loading; // HTTP_ROUTE_LOADED routes answer 503 model_loading
     bool quiesced;
     pthread_mutex_t async_mu; // guards asyncs list
     http_async *asyncs;
@@ -389,8 +390,14 @@ static int async_answer_locked(http_async *a, int status, const char *ctype, con
 
 int http_async_respond(http_async *a, int status, const char *ctype, const char *body, size_t n)
 {
+    return http_async_respond_headers(a, status, ctype, body, n, NULL);
+}
+
+int http_async_respond_headers(http_async *a, int status, const char *ctype, const char *body,
+                               size_t n, const char *headers)
+{
     pthread_mutex_lock(&a->mu);
-    int rc = async_answer_locked(a, status, ctype, body, n, NULL);
+    int rc = async_answer_locked(a, status, ctype, body, n, headers);
     if (rc == ERR_NOMEM || rc == ERR_INTERNAL) {
         /* Do not leave the client hanging: try the small canned answer. */
         static const char fallback[] =
@@ -413,7 +420,10 @@ int http_async_error(http_async *a, int code, const char *msg, const char *param
         http_async_release(a);
         return rc;
     }
-    rc = http_async_respond(a, err_http_status(code), "application/json", b.data, b.len);
+    /* A 429 always says when to come back (the producer has no other way
+     * to add the header through this call). */
+    rc = http_async_respond_headers(a, err_http_status(code), "application/json", b.data, b.len,
+                                    err_http_status(code) == 429 ? "Retry-After: 1" : NULL);
     buf_deinit(&b);
     return rc;
 }
@@ -734,6 +744,24 @@ static bool begin(http_req *r)
     if (atomic_load(&s->draining) && !(flags & HTTP_ROUTE_PROBE)) {
         http_respond_error(r, ERR_UNAVAILABLE, "the server is shutting down", NULL,
                            "shutting_down", "Connection: close");
+        return true;
+    }
+    if ((flags & HTTP_ROUTE_LOADED) &&
+        atomic_load_explicit(&s->loading, memory_order_acquire)) {
+        /* Built here, not by http_respond_error, which hides 5xx messages:
+         * this one tells the client what to do. Before the body: a client
+         * retrying a large upload sends it once more, not twice. */
+        buf b;
+        buf_init(&b, 1024);
+        char hdr[64];
+        snprintf(hdr, sizeof hdr, "Retry-After: %d%s", HTTP_LOADING_RETRY_AFTER_S,
+                 method_has_body(r->method) ? "\nConnection: close" : "");
+        if (http_error_json(&b, ERR_UNAVAILABLE,
+                            "the server is still loading its models and stores; retry "
+                            "shortly (GET /readyz says what is loading)",
+                            NULL, "model_loading") == 0)
+            http_respond(r, 503, "application/json", b.data, b.len, hdr);
+        buf_deinit(&b);
         return true;
     }
     const char *cl = http_req_header(r, "Content-Length");
@@ -1181,6 +1209,7 @@ http_server *http_server_start(const http_config *c, const http_router *rt, err_
     s->cfg = *c;
     s->rt = rt;
     s->port = port;
+    atomic_init(&s->loading, c->is_loading);
     pthread_mutex_init(&s->async_mu, NULL);
     /* libmicrohttpd keeps the request line and headers in the connection's
      * memory pool: room for a head at our limit (HTTP_HEADERS_MAX lines of
@@ -1249,6 +1278,11 @@ void http_server_drain(http_server *s)
 bool http_server_draining(const http_server *s)
 {
     return atomic_load(&s->draining);
+}
+
+void http_server_set_loaded(http_server *s)
+{
+    atomic_store_explicit(&s->loading, false, memory_order_release);
 }
 
 static void sleep_ms(unsigned ms)

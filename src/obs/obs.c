@@ -128,10 +128,13 @@ static bool valid_name(const char *s, bool allow_colon)
     return true;
 }
 
-obs_family *obs_family_new(obs_registry *r, obs_type t, const char *name, const char *help,
-                           const char *const *label_names, size_t n_labels,
-                           const double *buckets, size_t n_buckets, size_t max_series,
-                           err_msg *e)
+/* obs_family_new under r->scrape_lock: families may be created while the
+ * registry is scraped (models load after the server is up), and a scrape
+ * walks fams[] under that lock. */
+static obs_family *family_new_locked(obs_registry *r, obs_type t, const char *name,
+                                     const char *help, const char *const *label_names,
+                                     size_t n_labels, const double *buckets, size_t n_buckets,
+                                     size_t max_series, err_msg *e)
 {
     if (!valid_name(name, true)) {
         err_set(e, ERR_INVAL, "metrics: \"%s\" is not a valid metric name", name ? name : "");
@@ -210,6 +213,18 @@ nomem:
     family_free(f);
     err_set(e, ERR_NOMEM, "metrics: out of memory registering %s", name);
     return NULL;
+}
+
+obs_family *obs_family_new(obs_registry *r, obs_type t, const char *name, const char *help,
+                           const char *const *label_names, size_t n_labels,
+                           const double *buckets, size_t n_buckets, size_t max_series,
+                           err_msg *e)
+{
+    pthread_mutex_lock(&r->scrape_lock);
+    obs_family *f = family_new_locked(r, t, name, help, label_names, n_labels, buckets,
+                                      n_buckets, max_series, e);
+    pthread_mutex_unlock(&r->scrape_lock);
+    return f;
 }
 
 static uint64_t hash_values(size_t n, const char *const *v)
@@ -351,12 +366,17 @@ void obs_hist_observe(obs_series *s, double v)
 
 int obs_add_collector(obs_registry *r, void (*fn)(void *ctx), void *ctx)
 {
-    if (r->n_coll >= COLLECTORS_MAX)
-        return ERR_TOO_LARGE;
-    r->coll[r->n_coll].fn = fn;
-    r->coll[r->n_coll].ctx = ctx;
-    r->n_coll++;
-    return 0;
+    int rc = 0;
+    pthread_mutex_lock(&r->scrape_lock); // a scrape may be running the collectors
+    if (r->n_coll >= COLLECTORS_MAX) {
+        rc = ERR_TOO_LARGE;
+    } else {
+        r->coll[r->n_coll].fn = fn;
+        r->coll[r->n_coll].ctx = ctx;
+        r->n_coll++;
+    }
+    pthread_mutex_unlock(&r->scrape_lock);
+    return rc;
 }
 
 /* ------------------------------------------------------------ exposition -- */

@@ -17,8 +17,9 @@
  *    unbounded label (a client-chosen value) can never grow memory.
  *  - Series are never removed; pointers stay valid until obs_registry_free.
  *  - Families and series are exposed in creation order.
- *  - Families must be created before the registry is shared between threads
- *    (at start-up); series may be created from any thread at any time.
+ *  - Families and collectors may be added while the registry is scraped
+ *    (they take the scrape lock; models and stores load after the server
+ *    is up); series may be created from any thread at any time.
  *
  * Exposition (https://prometheus.io/docs/instrumenting/exposition_formats/):
  *   # HELP <name> <help, with \ and newline escaped>
@@ -62,7 +63,7 @@ void obs_registry_free(obs_registry *r);
  * implied. max_series is the cardinality cap (1..OBS_SERIES_MAX). Strings are
  * copied. Returns the family (owned by r) or NULL with e set: ERR_INVAL for a
  * bad name, duplicate family, bad buckets or limits; ERR_NOMEM.
- * Thread: start-up only (not concurrent with anything else on r).
+ * Thread: any (takes the scrape lock; not from inside a collector).
  */
 obs_family *obs_family_new(obs_registry *r, obs_type t, const char *name, const char *help,
                            const char *const *label_names, size_t n_labels,
@@ -94,7 +95,7 @@ double obs_value(const obs_series *s);
 /*
  * Registers fn(ctx) to run at the start of every obs_expose, to refresh
  * values read from elsewhere (process metrics). Returns 0 or ERR_NOMEM /
- * ERR_TOO_LARGE (at most 16 collectors). Thread: start-up only.
+ * ERR_TOO_LARGE (at most 16 collectors). Thread: any but a collector.
  */
 int obs_add_collector(obs_registry *r, void (*fn)(void *ctx), void *ctx) MUST_USE;
 
