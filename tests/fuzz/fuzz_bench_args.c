@@ -4,12 +4,13 @@
 // FUZZ_LIBS: jansson
 /*
  * The parsers of `ferry bench` (src/cli/benchargs.h) on arbitrary bytes. The
- * first byte (mod 5) picks the parser, the rest is its input:
+ * first byte (mod 6) picks the parser, the rest is its input:
  *   0  the --prompts JSONL parser (benchargs_prompts_parse)
  *   1  a length spec "L" / "MEAN:STDDEV" (benchargs_len)
  *   2  a --concurrency list (benchargs_loads, integers)
  *   3  a --rate list (benchargs_loads, rates)
  *   4  an --slo spec (benchargs_slo)
+ *   5  a price (benchargs_money)
  * Each must refuse bad input with an error code and a message, never crash,
  * leak or read out of bounds, and what it accepts must satisfy the documented
  * bounds (checked below). Only benchargs.c is linked (the cli module is the
@@ -107,11 +108,22 @@ static void fuzz_slo(const char *v)
     check(given >= 1);
 }
 
+static void fuzz_money(const char *v)
+{
+    double x = -5;
+    err_msg e = {0};
+    if (benchargs_money("--price-in", v, &x, &e) != 0) {
+        check(x == -5 && e.text[0] != 0);
+        return;
+    }
+    check(x >= 0 && isfinite(x));
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     if (size == 0)
         return 0;
-    int mode = data[0] % 5;
+    int mode = data[0] % 6;
     data++;
     size--;
     if (mode == 0) {
@@ -128,8 +140,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         fuzz_len(t);
     else if (mode == 2 || mode == 3)
         fuzz_loads(t, mode == 2);
-    else
+    else if (mode == 4)
         fuzz_slo(t);
+    else
+        fuzz_money(t);
     free(t);
     return 0;
 }

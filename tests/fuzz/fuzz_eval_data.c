@@ -12,7 +12,8 @@
  *   1  the --gate list (eval_gates_parse)
  *   2  a json-schema (first line) and a value (the rest): eval_schema_compile,
  *      then eval_schema_check when the schema is accepted
- *   3  the judge verdict reader (eval_judge_verdict)
+ *   3  the judge verdict reader (eval_judge_verdict), then the UTF-8-safe
+ *      cut of the reason it returns (eval_utf8_trim)
  * Each must refuse bad input with an error (message set), never crash,
  * leak or read out of bounds; the invariants below hold on success.
  * The cli module is not linked whole (it is the entire program): run.sh
@@ -122,6 +123,26 @@ static void fuzz_judge(const char *t, size_t n)
     int v = eval_judge_verdict(t, &reason);
     check(v >= -1 && v <= 1);
     check(reason != NULL && reason >= t && reason <= t + n);
+    // What on_judge keeps of the reason: at most 300 bytes, never a cut UTF-8
+    // sequence. The judge's text came through jansson, so it is valid UTF-8; then
+    // the kept prefix must be valid too and lose at most 3 bytes (json_stringn
+    // validates UTF-8). Other bytes: only a prefix, no crash.
+    size_t rl = strlen(reason);
+    char *kept = strndup(reason, rl > 300 ? 300 : rl);
+    if (!kept)
+        return;
+    size_t before = strlen(kept);
+    check(eval_utf8_trim(kept) == kept);
+    size_t after = strlen(kept);
+    check(after <= before && memcmp(kept, reason, after) == 0);
+    json_t *valid_in = json_stringn(reason, rl);
+    if (valid_in) {
+        json_t *valid_out = json_string(kept);
+        check(valid_out != NULL && before - after <= 3);
+        json_decref(valid_out);
+        json_decref(valid_in);
+    }
+    free(kept);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
