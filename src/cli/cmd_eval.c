@@ -42,7 +42,6 @@
 #define EVAL_TARGETS_MAX 16
 #define EVAL_CONCURRENCY_MAX 1024
 #define EVAL_REPEAT_MAX 1000
-#define EVAL_EMBED_DIM_MAX 65536
 #define EVAL_FAILURES_SHOWN 20
 #define EVAL_JUDGE_MAX_TOKENS 256
 #define EVAL_JUDGE_PROMPT_MAX ((size_t)16 << 20) // bytes of the judge's user message
@@ -154,44 +153,18 @@ static void endpoint_free(endpoint *p)
     memset(p, 0, sizeof *p);
 }
 
-/* Parses "URL,MODEL[,KEY]" (flag names the option in messages). */
+/* Parses "URL,MODEL[,KEY]" into p (flag names the option in messages). */
 static int parse_endpoint(const char *flag, const char *spec, endpoint *p)
 {
-    const char *c1 = strchr(spec, ',');
-    if (!c1 || c1 == spec) {
-        cli_errorf("eval: %s \"%s\": expected URL,MODEL[,KEY]", flag, spec);
+    eval_endpoint_spec sp;
+    err_msg e;
+    if (eval_endpoint_parse(flag, spec, &sp, &e) != 0) {
+        cli_errorf("eval: %s", e.text);
         return 2;
     }
-    const char *m = c1 + 1, *c2 = strchr(m, ',');
-    size_t ml = c2 ? (size_t)(c2 - m) : strlen(m);
-    if (ml == 0) {
-        cli_errorf("eval: %s \"%s\": the model is empty", flag, spec);
-        return 2;
-    }
-    size_t ul = (size_t)(c1 - spec);
-    while (ul > 0 && spec[ul - 1] == '/')
-        ul--;
-    if (strncmp(spec, "http://", 7) != 0 && strncmp(spec, "https://", 8) != 0) {
-        cli_errorf("eval: %s \"%s\": the URL must start with http:// or https://", flag, spec);
-        return 2;
-    }
-    p->url = strndup(spec, ul);
-    p->model = strndup(m, ml);
-    if (c2 && c2[1]) {
-        const char *k = c2 + 1;
-        if (k[0] == '$') {
-            k = getenv(k + 1);
-            if (!k || !*k) {
-                cli_errorf("eval: %s: environment variable %s is not set", flag, c2 + 2);
-                return 2;
-            }
-        }
-        p->key = strdup(k);
-    }
-    if (!p->url || !p->model || (c2 && c2[1] && !p->key)) {
-        cli_errorf("eval: out of memory");
-        return 2;
-    }
+    p->url = sp.url;
+    p->model = sp.model;
+    p->key = sp.key;
     return 0;
 }
 
@@ -201,20 +174,11 @@ static int parse_target(eval *ev, const char *spec)
         cli_errorf("eval: more than %d targets", EVAL_TARGETS_MAX);
         return 2;
     }
-    const char *eq = strchr(spec, '=');
-    size_t nl = eq ? (size_t)(eq - spec) : 0;
-    if (!eq || nl == 0 || nl >= sizeof ev->targets[0].name) {
-        cli_errorf("eval: --target \"%s\": expected NAME=URL,MODEL[,KEY] (NAME 1 to 63 bytes)",
-                   spec);
+    size_t nl;
+    err_msg e;
+    if (eval_target_name(spec, &nl, &e) != 0) {
+        cli_errorf("eval: %s", e.text);
         return 2;
-    }
-    for (size_t i = 0; i < nl; i++) {
-        char ch = spec[i];
-        if (!(ch == '-' || ch == '_' || ch == '.' || (ch >= '0' && ch <= '9') ||
-              (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z'))) {
-            cli_errorf("eval: --target \"%s\": NAME may hold letters, digits, - _ . only", spec);
-            return 2;
-        }
     }
     for (size_t t = 0; t < ev->nt; t++) {
         if (strlen(ev->targets[t].name) == nl && memcmp(ev->targets[t].name, spec, nl) == 0) {
@@ -226,7 +190,7 @@ static int parse_target(eval *ev, const char *spec)
     memcpy(p->name, spec, nl);
     p->name[nl] = 0;
     ev->nt++;
-    return parse_endpoint("--target", eq + 1, p);
+    return parse_endpoint("--target", spec + nl + 1, p);
 }
 
 static endpoint *find_target(eval *ev, const char *name, size_t nl)
@@ -237,29 +201,13 @@ static endpoint *find_target(eval *ev, const char *name, size_t nl)
     return NULL;
 }
 
-/* Parses a JSON object of extra request fields; reserved keys are refused. */
+/* Parses a JSON object of extra request fields into *out; reserved keys are refused. */
 static int parse_params_json(const char *flag, const char *text, json_t **out)
 {
-    json_error_t je;
-    json_t *v = json_loads(text, JSON_REJECT_DUPLICATES, &je);
-    if (!json_is_object(v)) {
-        cli_errorf("eval: %s: expected a JSON object (%s)", flag, v ? "not an object" : je.text);
-        json_decref(v);
+    err_msg e;
+    if (eval_params_parse(flag, text, out, &e) != 0) {
+        cli_errorf("eval: %s", e.text);
         return 2;
-    }
-    static const char *const reserved[] = {"model", "messages", "prompt", "stream", "n"};
-    for (size_t i = 0; i < ARRAY_LEN(reserved); i++) {
-        if (json_object_get(v, reserved[i])) {
-            cli_errorf("eval: %s may not set \"%s\" (eval sets it)", flag, reserved[i]);
-            json_decref(v);
-            return 2;
-        }
-    }
-    if (*out) {
-        json_object_update(*out, v);
-        json_decref(v);
-    } else {
-        *out = v;
     }
     return 0;
 }
@@ -286,18 +234,13 @@ static int apply_price(eval *ev, const char *spec)
 {
     const char *eq = strchr(spec, '=');
     endpoint *p = eq ? find_target(ev, spec, (size_t)(eq - spec)) : NULL;
-    const char *comma = eq ? strchr(eq, ',') : NULL;
-    char a[64], b[64];
-    if (!p || !comma || (size_t)(comma - eq - 1) >= sizeof a || strlen(comma + 1) >= sizeof b) {
+    err_msg e;
+    if (!p) {
         cli_errorf("eval: --price \"%s\": expected NAME=IN,OUT with a --target NAME", spec);
         return 2;
     }
-    memcpy(a, eq + 1, (size_t)(comma - eq - 1));
-    a[comma - eq - 1] = 0;
-    snprintf(b, sizeof b, "%s", comma + 1);
-    if (parse_f64(a, &p->price.in_per_m) || parse_f64(b, &p->price.out_per_m) ||
-        p->price.in_per_m < 0 || p->price.out_per_m < 0) {
-        cli_errorf("eval: --price \"%s\": prices must be numbers >= 0 (USD per 1M tokens)", spec);
+    if (eval_price_parse(eq + 1, &p->price.in_per_m, &p->price.out_per_m, &e) != 0) {
+        cli_errorf("eval: --price %s", e.text);
         return 2;
     }
     p->has_price = true;
@@ -325,25 +268,13 @@ static int real_opt(const char *flag, const char *v, double lo, double hi, doubl
 
 /* ------------------------------------------------------------ requests -- */
 
-static const char *json_error_message(const char *body, size_t len, char *out, size_t cap)
-{
-    json_t *v = json_loadb(body ? body : "", len, 0, NULL);
-    json_t *m = json_object_get(json_object_get(v, "error"), "message");
-    if (json_is_string(m))
-        snprintf(out, cap, "%s", json_string_value(m));
-    else
-        snprintf(out, cap, "%.*s", (int)(len > 200 ? 200 : len), body ? body : "");
-    json_decref(v);
-    return out;
-}
-
 /* One sentence for a failed request: "HTTP 404: model not found" or the transport error. */
 static char *request_error(const httpc_result *res)
 {
     char msg[400], inner[300];
     if (res->kind == HTTPC_HTTP)
         snprintf(msg, sizeof msg, "HTTP %ld: %s", res->status,
-                 json_error_message(res->body, res->body_len, inner, sizeof inner));
+                 eval_error_message(res->body, res->body_len, inner, sizeof inner));
     else
         snprintf(msg, sizeof msg, "%s: %s", httpc_kind_name(res->kind), res->error);
     return strdup(eval_utf8_trim(msg));
@@ -382,31 +313,15 @@ static void on_embed(void *ctx, const httpc_result *res)
     if (res->kind != HTTPC_OK) {
         s->note[b->ai] = request_error(res);
     } else {
-        json_t *v = json_loadb(res->body, res->body_len, 0, NULL);
-        json_t *data = json_object_get(v, "data");
-        json_t *vec[2] = {NULL, NULL};
-        for (size_t i = 0; i < json_array_size(data); i++) {
-            json_t *d = json_array_get(data, i);
-            json_int_t idx = json_integer_value(json_object_get(d, "index"));
-            if (idx >= 0 && idx < 2)
-                vec[idx] = json_object_get(d, "embedding");
-        }
-        size_t n = json_array_size(vec[0]);
-        if (!json_is_array(vec[0]) || !json_is_array(vec[1]) || n == 0 ||
-            n != json_array_size(vec[1]) || n > EVAL_EMBED_DIM_MAX) {
-            s->note[b->ai] = strdup("the embeddings answer lacks two vectors of one length");
+        float *x;
+        size_t n;
+        err_msg e;
+        if (eval_embeddings_parse(res->body, res->body_len, &x, &n, &e) != 0) {
+            s->note[b->ai] = strdup(e.text);
         } else {
-            float *x = malloc(2 * n * sizeof *x);
-            if (x) {
-                for (size_t i = 0; i < n; i++) {
-                    x[i] = (float)json_number_value(json_array_get(vec[0], i));
-                    x[n + i] = (float)json_number_value(json_array_get(vec[1], i));
-                }
-                s->score[b->ai] = evalstats_cosine(x, x + n, n);
-                free(x);
-            }
+            s->score[b->ai] = evalstats_cosine(x, x + n, n);
+            free(x);
         }
-        json_decref(v);
     }
     if (--s->pending == 0)
         finish_run(s);
@@ -421,21 +336,12 @@ static void on_judge(void *ctx, const httpc_result *res)
         s->verdict[b->ai] = -2;
         s->note[b->ai] = request_error(res);
     } else {
-        json_t *v = json_loadb(res->body, res->body_len, 0, NULL);
-        json_t *msg = json_object_get(json_array_get(json_object_get(v, "choices"), 0), "message");
-        const char *text = json_string_value(json_object_get(msg, "content"));
-        if (!text) {
+        err_msg e;
+        if (eval_judge_answer_parse(res->body, res->body_len, &s->verdict[b->ai], &s->note[b->ai],
+                                    &e) != 0) {
             s->verdict[b->ai] = -2;
-            s->note[b->ai] = strdup("the judge's answer has no message content");
-        } else {
-            const char *reason;
-            s->verdict[b->ai] = eval_judge_verdict(text, &reason);
-            size_t rl = strlen(reason);
-            s->note[b->ai] = strndup(reason, rl > 300 ? 300 : rl);
-            if (s->note[b->ai])
-                eval_utf8_trim(s->note[b->ai]);
+            s->note[b->ai] = strdup(e.text);
         }
-        json_decref(v);
     }
     if (--s->pending == 0)
         finish_run(s);
@@ -509,28 +415,17 @@ static void on_answer(void *ctx, const httpc_result *res)
         finish_run(s);
         return;
     }
-    json_t *v = json_loadb(res->body, res->body_len, 0, NULL);
-    json_t *ch = json_array_get(json_object_get(v, "choices"), 0);
-    json_t *text = c->messages ? json_object_get(json_object_get(ch, "message"), "content")
-                               : json_object_get(ch, "text");
-    if (!ch || (!json_is_string(text) && !json_is_null(text))) {
+    eval_answer ans;
+    err_msg pe;
+    if (eval_answer_parse(res->body, res->body_len, c->messages != NULL, &ans, &pe) != 0) {
         r->error = true;
-        r->fail_detail = strdup("the answer has no choices[0] text");
-        json_decref(v);
+        r->fail_detail = strdup(pe.text);
         finish_run(s);
         return;
     }
-    r->output = strdup(json_is_string(text) ? json_string_value(text) : "");
-    json_t *u = json_object_get(v, "usage");
-    json_t *pt = json_object_get(u, "prompt_tokens"), *ct = json_object_get(u, "completion_tokens");
-    r->prompt_tokens = json_is_integer(pt) ? json_integer_value(pt) : -1;
-    r->completion_tokens = json_is_integer(ct) ? json_integer_value(ct) : -1;
-    json_decref(v);
-    if (!r->output) {
-        r->error = true;
-        finish_run(s);
-        return;
-    }
+    r->output = ans.text;
+    r->prompt_tokens = ans.prompt_tokens;
+    r->completion_tokens = ans.completion_tokens;
     /* stage 2: one request per similar / judge assertion */
     s->pending = 1; // held while submitting, so a synchronous failure cannot finish early
     for (size_t i = 0; i < c->n_asserts && !ev->stopping; i++) {

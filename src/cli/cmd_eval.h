@@ -6,6 +6,9 @@
  *                      assertion checks that need no network
  *   cmd_eval_schema.c  the JSON Schema subset of `json-schema`
  *   cmd_eval_gate.c    --gate parsing and evaluation
+ *   cmd_eval_parse.c   flag values (endpoints, --params, --price) and the
+ *                      answers read from the network (completion, embeddings,
+ *                      judge, error body); fuzzed by tests/fuzz/fuzz_eval_args.c
  *   cmd_eval_sum.c     per-target, per-tag and paired summaries of the runs
  *   cmd_eval_html.c    the --html report, drawn from the JSON report
  *   cmd_eval.c         the command: targets, HTTP runs, similar and judge
@@ -35,6 +38,9 @@
 #define EVAL_TAG_BYTES 128              // bytes of one tag
 #define EVAL_SCHEMA_DEPTH 32            // nesting of a json-schema
 #define EVAL_DETAIL_MAX 320             // bytes of one assertion's explanation
+#define EVAL_NAME_MAX 63                // bytes of a --target NAME
+#define EVAL_EMBED_DIM_MAX 65536        // components of one embedding
+#define EVAL_REASON_MAX 300             // bytes of the judge's reason kept
 
 typedef enum eval_kind {
     EVAL_EQUALS,
@@ -138,6 +144,79 @@ char *eval_utf8_trim(char *s);
  * text after the verdict and separators (: - . , whitespace and marks).
  */
 int eval_judge_verdict(const char *text, const char **reason);
+
+/* --------------------------------------------------------- flag values -- */
+
+/* An endpoint spec "URL,MODEL[,KEY]" (--target after NAME=, --embed, --judge). */
+typedef struct eval_endpoint_spec {
+    char *url;   // API root, trailing '/' removed (owned)
+    char *model; // owned
+    char *key;   // owned; NULL when none
+} eval_endpoint_spec;
+
+/*
+ * Parses "URL,MODEL[,KEY]": URL http:// or https:// with a host, MODEL
+ * non-empty, KEY optional, "$VAR" reading the environment variable VAR
+ * (unset or empty is an error). flag names the option in e. Fills *out
+ * (free with eval_endpoint_spec_free; zeroed on error). Returns 0, ERR_INVAL
+ * or ERR_NOMEM.
+ */
+int eval_endpoint_parse(const char *flag, const char *spec, eval_endpoint_spec *out,
+                        err_msg *e) MUST_USE;
+void eval_endpoint_spec_free(eval_endpoint_spec *s);
+/*
+ * The NAME of "NAME=URL,MODEL[,KEY]": 1..EVAL_NAME_MAX bytes of letters,
+ * digits, '-', '_', '.'; its length in *name_len (the spec after it starts at
+ * spec + *name_len + 1). Returns 0 or ERR_INVAL.
+ */
+int eval_target_name(const char *spec, size_t *name_len, err_msg *e) MUST_USE;
+/*
+ * A JSON object of extra request fields (--params, --judge-params): no
+ * duplicate keys, none of model/messages/prompt/stream/n. Merged into *out
+ * (a new object when *out is NULL; *out owned by the caller). Returns 0,
+ * ERR_INVAL or ERR_NOMEM; *out unchanged on error.
+ */
+int eval_params_parse(const char *flag, const char *text, json_t **out, err_msg *e) MUST_USE;
+/* "IN,OUT": two prices in [0, 1e9] USD per 1M tokens. Returns 0 or ERR_INVAL. */
+int eval_price_parse(const char *spec, double *in, double *out, err_msg *e) MUST_USE;
+
+/* ------------------------------------------------------------- answers -- */
+
+typedef struct eval_answer {
+    char *text;                               // choices[0] text, "" for null (owned)
+    int64_t prompt_tokens, completion_tokens; // usage, -1 when absent or negative
+} eval_answer;
+
+/*
+ * A completion answer (is_chat: choices[0].message.content, else
+ * choices[0].text; a string or null) and its usage. Fills *out (out->text
+ * to free). Returns 0, ERR_FORMAT ("the answer has no choices[0] text") or
+ * ERR_NOMEM.
+ */
+int eval_answer_parse(const char *body, size_t len, bool is_chat, eval_answer *out,
+                      err_msg *e) MUST_USE;
+/*
+ * An /embeddings answer for [output, reference]: data[] items with index 0
+ * and 1 (each at most once; other indices ignored), two arrays of the same
+ * length 1..EVAL_EMBED_DIM_MAX of numbers within float range. *xy gets the
+ * 2n floats (x then y; malloc'd), *n the length. Returns 0, ERR_FORMAT or
+ * ERR_NOMEM.
+ */
+int eval_embeddings_parse(const char *body, size_t len, float **xy, size_t *n, err_msg *e) MUST_USE;
+/*
+ * The judge's chat answer: *verdict from eval_judge_verdict on
+ * choices[0].message.content, *reason its first EVAL_REASON_MAX bytes after
+ * the verdict, never a cut UTF-8 sequence (malloc'd). Returns 0, ERR_FORMAT
+ * (no message content) or ERR_NOMEM.
+ */
+int eval_judge_answer_parse(const char *body, size_t len, int *verdict, char **reason,
+                            err_msg *e) MUST_USE;
+/*
+ * The message of an HTTP error body: error.message when the body is such
+ * JSON, else the first 200 bytes of the body; valid UTF-8 either way (bad
+ * bytes become '?'), at most cap-1 bytes, in out. Returns out.
+ */
+const char *eval_error_message(const char *body, size_t len, char *out, size_t cap);
 
 /* ------------------------------------------------------------- gates -- */
 

@@ -113,6 +113,14 @@ class JudgeHandler(http.server.BaseHTTPRequestHandler):
     def do_POST(self):
         n = int(self.headers.get("Content-Length", "0"))
         body = json.loads(self.rfile.read(n))
+        if body["model"] == "latin1":  # a proxy's error page, not UTF-8
+            page = b"<html>Bad gateway \xe9t\xe9</html>"
+            self.send_response(502)
+            self.send_header("Content-Type", "text/html; charset=iso-8859-1")
+            self.send_header("Content-Length", str(len(page)))
+            self.end_headers()
+            self.wfile.write(page)
+            return
         with self.server.lock:
             self.server.requests.append({"path": self.path, "body": body,
                                          "auth": self.headers.get("Authorization")})
@@ -269,6 +277,12 @@ def run(work):
         s.stop()
 
 
+def data2_path(work):
+    path = os.path.join(work, "one.jsonl")
+    write_jsonl(path, [{"id": "one", "prompt": "Hello"}])
+    return path
+
+
 def assertions(s, url, judge, work):
     out = {p: complete(s, "a", p)[0] for p in PROMPTS[:4]}
     o0, o1 = out["Hello"], out["The cat"]
@@ -376,6 +390,15 @@ def assertions(s, url, judge, work):
     tags = r["targets"][0]["tags"]
     check(all(tags[t]["runs"] == 2 and tags[t]["passed"] == 1 for t in tags), tags)
     check(len(tags) == 11, tags)
+
+    # an error page that is not UTF-8 (a proxy's) is reported, sanitized, not dropped
+    rep3 = os.path.join(work, "latin1.json")
+    rc, text, err = run_eval(["--data", data2_path(work), "--target", "L=%s,latin1" % judge.url,
+                              "--json", rep3], expect_rc=0)
+    r3 = json.load(open(rep3))
+    check(r3["targets"][0]["runs"] == 1 and len(r3["runs"]) == 1, r3)
+    check(r3["runs"][0]["failure"] == "HTTP 502: <html>Bad gateway ?t?</html>", r3["runs"][0])
+    check("HTTP 502: <html>Bad gateway ?t?</html>" in text, text)
 
     # a real (tiny, random) model as judge answers neither PASS nor FAIL
     data2 = os.path.join(work, "judge2.jsonl")

@@ -27,6 +27,7 @@ import re
 import shutil
 import subprocess
 import tempfile
+import time
 
 from ferryserver import BIN, Server, skip
 
@@ -66,6 +67,30 @@ def gen_tokens(s, model):
         if line.startswith("ferry_generation_tokens_total{") and 'model="%s"' % model in line:
             total += float(line.rsplit(" ", 1)[1])
     return total
+
+
+def gen_tokens_settled(s, model, want, timeout=5.0):
+    """The counter once it reaches want (the scheduler may count a sequence's last
+    token just after its answer went out), or its value at the deadline."""
+    deadline = time.time() + timeout
+    while True:
+        v = gen_tokens(s, model)
+        if v >= want or time.time() > deadline:
+            time.sleep(0.05)  # and nothing more arrives
+            return gen_tokens(s, model)
+        time.sleep(0.02)
+
+
+def gen_tokens_stable(s, model):
+    """The counter once two reads 100 ms apart agree (all earlier requests counted)."""
+    v = gen_tokens(s, model)
+    for _ in range(50):
+        time.sleep(0.1)
+        w = gen_tokens(s, model)
+        if w == v:
+            return v
+        v = w
+    return v
 
 
 def run_eval(args, expect_rc=0):
@@ -123,13 +148,14 @@ def verdicts(s, url, work, t_pass, t_fail):
     case = {"id": "c", "prompt": "Once upon a time",
             "assert": [{"type": "judge", "value": "The story must start well."}]}
 
-    g0 = gen_tokens(s, "judge")
+    g0 = gen_tokens_stable(s, "judge")
     runs = eval_judge(url, work, "pass", [case], {"logit_bias": {str(t_pass): 100},
                                                  "max_tokens": 1})
     a = runs["c"]["assertions"][0]
     check(runs["c"]["pass"] and a["type"] == "judge" and a["pass"], runs["c"])
     check(a.get("reason", "") == "", a)
-    check(gen_tokens(s, "judge") - g0 == 1, "the judge model generated no token")
+    g1 = gen_tokens_settled(s, "judge", g0 + 1)
+    check(g1 - g0 == 1, ("the judge model generated one token", g0, g1))
 
     runs = eval_judge(url, work, "fail", [case], {"logit_bias": {str(t_fail): 100},
                                                  "max_tokens": 1})
@@ -185,9 +211,10 @@ def verdicts(s, url, work, t_pass, t_fail):
     cases = [{"id": "r%d" % k, "prompt": case["prompt"],
               "assert": [{"type": "judge", "value": rb}]} for k, rb in enumerate(rubrics)]
     bias = {"logit_bias": {str(t_pass): b_pass, str(t_fail): b_fail}, "max_tokens": 1}
-    g0 = gen_tokens(s, "judge")
+    g0 = gen_tokens_stable(s, "judge")
     runs = eval_judge(url, work, "both", cases, bias)
-    check(gen_tokens(s, "judge") - g0 == len(cases), "one judge token per case")
+    g1 = gen_tokens_settled(s, "judge", g0 + len(cases))
+    check(g1 - g0 == len(cases), ("one judge token per case", g0, g1))
     for k, rb in enumerate(rubrics):
         x = runs["r%d" % k]
         check(x["output"] == output, (x, output))
