@@ -1,13 +1,30 @@
 /*
- * base/pool — persistent workers, generation counter, futex sleep.
+ * base/pool — persistent workers, one packed job word, futex sleep.
  *
- * Protocol (all atomics seq_cst unless noted):
- *   caller: publish job fields; pending = workers; gen++; if sleepers: wake(gen).
- *   worker: wait until gen != seen (spin, then futex on gen); run chunks;
- *           pending--; the worker that brings it to 0 wakes the caller if it sleeps.
- *   caller: run chunks; wait until pending == 0 (spin, then futex on pending).
- * The sleepers / caller_sleeping flags and the futex value checks form a
- * Dekker pair with the gen / pending updates, so no wake-up is lost.
+ * The job word (64 bits) is seq:32 | nchunks:16 | next:16. A participant takes
+ * chunk `next` of job `seq` with one compare-and-swap that fails as soon as
+ * the caller has moved to another job, so a worker that wakes up late never
+ * runs (or reads the fields of) a job it did not claim, and the caller never
+ * waits for a worker that took no chunk: completion is counted in chunks
+ * (done == nchunks), not in workers. A worker that is descheduled while idle
+ * (a loaded machine) therefore costs the caller nothing; only a chunk that a
+ * descheduled worker holds does.
+ *
+ * Protocol (all atomics seq_cst):
+ *   caller: done = 0; write the job fields; word = (seq, nchunks, 0);
+ *           wake = seq; if sleepers: futex_wake(wake). Then claim chunks like
+ *           a worker and wait until done == nchunks (spin, then futex on done).
+ *   worker: wait until wake != seen (spin, then futex on wake); claim chunks of
+ *           that seq by CAS on the word; after each chunk done++, and the
+ *           increment that completes the job wakes the caller if it sleeps.
+ * A claimed chunk keeps its job alive (the caller waits for it), so the job
+ * fields read after a successful claim are that job's. The sleepers /
+ * caller_sleeping flags and the futex value checks form Dekker pairs with the
+ * wake / done updates, so no wake-up is lost.
+ *
+ * Spinning is bounded in time, not in PAUSE instructions: PAUSE takes ~300
+ * cycles on this machine's CPUs (and a hypervisor may trap PAUSE loops), so a
+ * count would mean very different waits on different hosts.
  */
 #include "base/pool.h"
 
@@ -18,6 +35,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <sys/syscall.h>
+#include <time.h>
 #include <unistd.h>
 
 #if defined(__x86_64__) || defined(__i386__)
@@ -27,24 +45,42 @@
 #define CPU_RELAX() ((void)0)
 #endif
 
-/* About 50-200 us of spinning depending on the CPU's pause latency. */
-#define SPIN_ITERS 4096
+/*
+ * How long an idle worker spins for the next job before it sleeps. A decode
+ * step hands the pool a job every few hundred microseconds with a few
+ * microseconds of serial work in between, so this covers the gaps inside a
+ * step, and a pool idle between steps sleeps within 0.1 ms.
+ */
+#define WORKER_SPIN_NS 100000
+/* How long the caller spins for the last chunks before it sleeps (a chunk
+ * held by a descheduled worker can take a whole time slice). */
+#define CALLER_SPIN_NS 50000
+/* Pauses between clock reads while spinning. */
+#define SPIN_CHECK 16
+
+/* Chunks per participant when no minimum chunk size limits them: enough to
+ * even out uneven progress, few enough that hand-out costs nothing. */
+#define CHUNKS_PER_THREAD 4
+/* The job word holds nchunks and next in 16 bits each. */
+#define CHUNKS_MAX 0xffffu
 
 struct pool {
-    int n;             /* participants incl. the caller */
+    int n;              /* participants incl. the caller */
     pthread_t *threads; /* n-1 workers */
 
-    _Atomic uint32_t gen;     /* job generation; futex word for workers */
-    _Atomic uint32_t pending; /* workers still in the current job; futex word for caller */
-    _Atomic int sleepers;     /* workers inside futex_wait on gen */
+    _Atomic uint64_t word;    /* seq:32 | nchunks:16 | next:16 */
+    _Atomic uint32_t wake;    /* seq of the latest job; futex word for workers */
+    _Atomic uint32_t done;    /* chunks finished in the current job; futex word for caller */
+    _Atomic int sleepers;     /* workers inside futex_wait on wake */
     _Atomic int caller_sleeping;
     _Atomic int stop;
+    uint32_t seq; /* caller-only copy of the current job's seq */
 
-    /* current job, written by the caller before gen++ and read after */
+    /* current job, written by the caller before word is published; read by a
+     * participant only after it has claimed a chunk of that job */
     pool_fn fn;
     void *arg;
-    size_t total, chunk, nchunks;
-    _Atomic size_t next; /* next chunk to take */
+    size_t total, chunk;
 };
 
 typedef struct worker_arg {
@@ -62,17 +98,36 @@ static void futex_wake(_Atomic uint32_t *addr, int n)
     syscall(SYS_futex, (uint32_t *)addr, FUTEX_WAKE_PRIVATE, n, NULL, NULL, 0);
 }
 
-static void run_chunks(pool *p, int tid)
+static uint64_t mono_ns(void)
 {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+#define WORD_SEQ(w) ((uint32_t)((w) >> 32))
+#define WORD_NCHUNKS(w) ((uint32_t)((w) >> 16) & 0xffffu)
+#define WORD_NEXT(w) ((uint32_t)(w) & 0xffffu)
+
+/* Claims and runs chunks of job seq until none is left (or another job is
+ * published). Returns at once for a stale seq. */
+static void run_chunks(pool *p, uint32_t seq, int tid)
+{
+    uint64_t w = atomic_load(&p->word);
     for (;;) {
-        size_t c = atomic_fetch_add_explicit(&p->next, 1, memory_order_relaxed);
-        if (c >= p->nchunks)
+        if (WORD_SEQ(w) != seq || WORD_NEXT(w) >= WORD_NCHUNKS(w))
             return;
-        size_t begin = c * p->chunk;
+        if (!atomic_compare_exchange_weak(&p->word, &w, w + 1))
+            continue; /* w was reloaded */
+        uint32_t nch = WORD_NCHUNKS(w);
+        size_t begin = (size_t)WORD_NEXT(w) * p->chunk;
         size_t end = begin + p->chunk;
         if (end > p->total)
             end = p->total;
         p->fn(p->arg, begin, end, tid);
+        if (atomic_fetch_add(&p->done, 1) + 1 == nch && atomic_load(&p->caller_sleeping))
+            futex_wake(&p->done, 1);
+        w = atomic_load(&p->word);
     }
 }
 
@@ -85,23 +140,27 @@ static void *worker_main(void *varg)
     uint32_t seen = 0;
     for (;;) {
         uint32_t g;
+        uint64_t t0 = 0;
         int spins = 0;
-        while ((g = atomic_load(&p->gen)) == seen) {
-            if (spins < SPIN_ITERS) {
-                spins++;
+        while ((g = atomic_load(&p->wake)) == seen) {
+            if (++spins % SPIN_CHECK) {
                 CPU_RELAX();
                 continue;
             }
+            uint64_t t = mono_ns();
+            if (t0 == 0)
+                t0 = t;
+            if (t - t0 < WORKER_SPIN_NS)
+                continue;
             atomic_fetch_add(&p->sleepers, 1);
-            futex_wait(&p->gen, seen);
+            futex_wait(&p->wake, seen);
             atomic_fetch_sub(&p->sleepers, 1);
+            t0 = 0;
         }
         seen = g;
         if (atomic_load(&p->stop))
             return NULL;
-        run_chunks(p, tid);
-        if (atomic_fetch_sub(&p->pending, 1) == 1 && atomic_load(&p->caller_sleeping))
-            futex_wake(&p->pending, 1);
+        run_chunks(p, g, tid);
     }
 }
 
@@ -148,8 +207,8 @@ void pool_free(pool *p)
         return;
     if (p->n > 1) {
         atomic_store(&p->stop, 1);
-        atomic_fetch_add(&p->gen, 1);
-        futex_wake(&p->gen, INT32_MAX);
+        atomic_fetch_add(&p->wake, 1);
+        futex_wake(&p->wake, INT32_MAX);
         for (int i = 1; i < p->n; i++)
             pthread_join(p->threads[i - 1], NULL);
     }
@@ -162,43 +221,68 @@ int pool_threads(const pool *p)
     return p ? p->n : 1;
 }
 
-void pool_for(pool *p, size_t total, size_t grain, pool_fn fn, void *arg)
+void pool_for_min(pool *p, size_t total, size_t grain, size_t min_chunk, pool_fn fn, void *arg)
 {
     if (total == 0)
         return;
     if (grain == 0)
         grain = 1;
-    if (!p || p->n == 1 || total <= grain) {
+    if (min_chunk < grain)
+        min_chunk = grain;
+    size_t want = p ? (size_t)p->n * CHUNKS_PER_THREAD : 1;
+    if (total / min_chunk < want)
+        want = total / min_chunk;
+    if (!p || p->n == 1 || want <= 1 || total <= grain) {
         fn(arg, 0, total, 0);
         return;
     }
-    size_t want = (size_t)p->n * 4;
     size_t chunk = (total + want - 1) / want;
     chunk = (chunk + grain - 1) / grain * grain;
+    if ((total + chunk - 1) / chunk > CHUNKS_MAX) { /* huge ranges: bigger chunks */
+        chunk = (total + CHUNKS_MAX - 1) / CHUNKS_MAX;
+        chunk = (chunk + grain - 1) / grain * grain;
+    }
+    uint32_t nch = (uint32_t)((total + chunk - 1) / chunk);
+    if (nch <= 1) {
+        fn(arg, 0, total, 0);
+        return;
+    }
     p->fn = fn;
     p->arg = arg;
     p->total = total;
     p->chunk = chunk;
-    p->nchunks = (total + chunk - 1) / chunk;
-    atomic_store_explicit(&p->next, 0, memory_order_relaxed);
-    atomic_store(&p->pending, (uint32_t)(p->n - 1));
-    atomic_fetch_add(&p->gen, 1); /* publishes the job (seq_cst) */
+    uint32_t seq = ++p->seq;
+    if (seq == 0) /* 0 is what a fresh worker has seen */
+        seq = ++p->seq;
+    atomic_store(&p->done, 0);
+    atomic_store(&p->word, (uint64_t)seq << 32 | (uint64_t)nch << 16); /* publishes the job */
+    atomic_store(&p->wake, seq);
     if (atomic_load(&p->sleepers) > 0)
-        futex_wake(&p->gen, INT32_MAX);
+        futex_wake(&p->wake, INT32_MAX);
 
-    run_chunks(p, 0);
+    run_chunks(p, seq, 0);
 
-    uint32_t left;
+    uint32_t d;
+    uint64_t t0 = 0;
     int spins = 0;
-    while ((left = atomic_load(&p->pending)) != 0) {
-        if (spins < SPIN_ITERS * 4) {
-            spins++;
+    while ((d = atomic_load(&p->done)) != nch) {
+        if (++spins % SPIN_CHECK) {
             CPU_RELAX();
             continue;
         }
+        uint64_t t = mono_ns();
+        if (t0 == 0)
+            t0 = t;
+        if (t - t0 < CALLER_SPIN_NS)
+            continue;
         atomic_store(&p->caller_sleeping, 1);
-        if (atomic_load(&p->pending) != 0)
-            futex_wait(&p->pending, left);
+        if (atomic_load(&p->done) == d)
+            futex_wait(&p->done, d);
         atomic_store(&p->caller_sleeping, 0);
     }
+}
+
+void pool_for(pool *p, size_t total, size_t grain, pool_fn fn, void *arg)
+{
+    pool_for_min(p, total, grain, grain, fn, arg);
 }

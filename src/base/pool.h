@@ -8,7 +8,11 @@
  * No thread is created and nothing is allocated per call.
  *
  * Idle workers spin briefly (so back-to-back ops in a decode step do not pay
- * a wake-up) and then sleep on a futex, so an idle pool uses no CPU.
+ * a wake-up) and then sleep on a futex, so an idle pool uses no CPU. The
+ * caller waits for chunks, not for workers: a worker that took no chunk of a
+ * job (descheduled, or still asleep) never delays it. pool_for_min sets a
+ * minimum chunk size so small jobs are not split finer than pays off (a job
+ * of one chunk runs on the calling thread, with no hand-off at all).
  *
  * Chunk boundaries depend only on (total, grain, thread count), never on timing,
  * and which thread runs a chunk is irrelevant to a correct fn: kernels that
@@ -56,3 +60,12 @@ int pool_threads(const pool *p);
  * once over the whole range on the calling thread.
  */
 void pool_for(pool *p, size_t total, size_t grain, pool_fn fn, void *arg);
+
+/*
+ * pool_for with chunks of at least min_chunk items (except the last): at most
+ * total/min_chunk chunks, so a job worth fewer than two chunks runs as one
+ * call fn(arg, 0, total, 0) on the calling thread. Callers pick min_chunk so
+ * one chunk is worth more than a hand-off (a few microseconds of work).
+ * min_chunk < grain counts as grain; otherwise as pool_for.
+ */
+void pool_for_min(pool *p, size_t total, size_t grain, size_t min_chunk, pool_fn fn, void *arg);

@@ -222,6 +222,13 @@ static void mm_rows(void *arg, size_t begin, size_t end, int tid)
 
 /* Weight rows per pool chunk are a multiple of this (keeps tiles whole). */
 #define MM_ROW_GRAIN 16
+/*
+ * Least work of one pool chunk, in weight bytes times activation rows: 32 KiB
+ * streams in about 3 us at a core's share of memory bandwidth, comfortably
+ * more than a hand-off (~1 us). Smaller jobs (the K and V of a small model, a
+ * tiny test model) run on fewer threads or on the caller alone.
+ */
+#define MM_CHUNK_WORK_MIN ((size_t)32 << 10)
 
 size_t kern_scratch_bytes_multi(const kern_mat *const *w, size_t n_mats, size_t n)
 {
@@ -268,8 +275,8 @@ void kern_matmul_multi(pool *p, const kern_mat *const *w, float *const *y, size_
         j.quant = f == ACT_Q8 ? im->quant_q8 : im->quant_q8K;
         j.q = qbase[f];
         j.q_stride = qstride[f];
-        // a single row is quicker to quantize than to hand out
-        pool_for(n > 1 ? p : NULL, n, 1, quant_rows, &j);
+        // at least ~16k elements per chunk: a single row is quicker to quantize than to hand out
+        pool_for_min(p, n, 1, ((size_t)16 << 10) / j.cols + 1, quant_rows, &j);
     }
     (void)left;
     j.row0[0] = 0;
@@ -284,7 +291,9 @@ void kern_matmul_multi(pool *p, const kern_mat *const *w, float *const *y, size_
     }
     if (j.row0[n_mats] == 0)
         return;
-    pool_for(p, j.row0[n_mats], MM_ROW_GRAIN, mm_rows, &j);
+    size_t row_work = w[0]->row_bytes * n; // the rows of all n_mats are alike enough
+    size_t min_rows = row_work ? MM_CHUNK_WORK_MIN / row_work + 1 : 1;
+    pool_for_min(p, j.row0[n_mats], MM_ROW_GRAIN, min_rows, mm_rows, &j);
 }
 
 void kern_matmul(pool *p, const kern_mat *w, const float *x, size_t n, float *y, void *scratch,

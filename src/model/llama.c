@@ -21,6 +21,8 @@
 
 /* Positions of a Q8_0 cache dequantized to f16 at a time by attention (per thread). */
 #define KV_STAGE_ROWS 64
+/* Least multiply-adds of attention per pool chunk (~5 us of work). */
+#define ATTN_CHUNK_WORK_MIN 16384
 
 /* ================================================================ the model */
 
@@ -696,9 +698,8 @@ const model *llama_ctx_model(const llama_ctx *c)
  */
 static void matmul(llama_ctx *c, const llama_weight *w, const float *X, size_t n, float *Y)
 {
-    // below ~64k multiply-adds a hand-off to other threads costs more than it saves
-    bool small = (uint64_t)w->n_out * w->n_in * n < 65536;
-    kern_matmul(small ? NULL : c->cfg.pool, &w->km, X, n, Y, c->mm_scratch, c->mm_scratch_bytes);
+    // kern sizes the pool chunks (small matrices stay on this thread)
+    kern_matmul(c->cfg.pool, &w->km, X, n, Y, c->mm_scratch, c->mm_scratch_bytes);
 }
 
 /*
@@ -711,13 +712,9 @@ static void matmul_group(llama_ctx *c, const llama_weight *const *w, float *cons
                          const float *X, size_t n)
 {
     const kern_mat *km[KERN_MULTI_MAX];
-    uint64_t work = 0;
-    for (size_t i = 0; i < k; i++) {
+    for (size_t i = 0; i < k; i++)
         km[i] = &w[i]->km;
-        work += (uint64_t)w[i]->n_out * w[i]->n_in * n;
-    }
-    kern_matmul_multi(work < 65536 ? NULL : c->cfg.pool, km, Y, k, X, n, c->mm_scratch,
-                      c->mm_scratch_bytes);
+    kern_matmul_multi(c->cfg.pool, km, Y, k, X, n, c->mm_scratch, c->mm_scratch_bytes);
 }
 
 /* out (n, dim) = x / sqrt(mean(x²) + eps) * g, per row. out may equal x. */
@@ -911,7 +908,11 @@ static void attention(llama_ctx *c, const llama_kv *kv, size_t l, const llama_sp
     uint64_t work = 0;  // multiply-adds: 2 * head_dim per (token, head, position)
     for (size_t t = 0; t < n; t++)
         work += 2 * (uint64_t)c->m->hp.dim * ((uint64_t)c->pos[t] + 1);
-    pool_for(work < 65536 ? NULL : c->cfg.pool, n * c->m->hp.n_head, 1, attention_items, &j);
+    // chunks of at least ATTN_CHUNK_WORK_MIN multiply-adds (a hand-off costs ~1 us)
+    size_t items = n * c->m->hp.n_head;
+    uint64_t per_item = work / items + 1;
+    size_t min_items = (size_t)(ATTN_CHUNK_WORK_MIN / per_item) + 1;
+    pool_for_min(c->cfg.pool, items, 1, min_items, attention_items, &j);
 }
 
 /*

@@ -77,6 +77,70 @@ static void test_pool_many_small_ops(void **state)
     check_pool(2, 64, 4, 5000);
 }
 
+typedef struct min_ctx {
+    size_t total, min_chunk;
+    _Atomic int calls, short_calls, bad_tid;
+    _Atomic int *hits;
+} min_ctx;
+
+static void min_visit(void *arg, size_t begin, size_t end, int tid)
+{
+    min_ctx *c = arg;
+    atomic_fetch_add(&c->calls, 1);
+    if (end - begin < c->min_chunk && end != c->total)
+        atomic_fetch_add(&c->short_calls, 1);
+    if (tid < 0 || tid >= 4)
+        atomic_store(&c->bad_tid, 1);
+    for (size_t i = begin; i < end; i++)
+        atomic_fetch_add(&c->hits[i], 1);
+}
+
+/* One pool_for_min call: every index once, at most total/min_chunk chunks, and
+ * none shorter than min_chunk but the last. Returns the number of calls. */
+static int run_min(pool *p, size_t total, size_t grain, size_t min_chunk)
+{
+    min_ctx c = {.total = total, .min_chunk = min_chunk < grain ? grain : min_chunk};
+    c.hits = calloc(total + 1, sizeof *c.hits);
+    assert_non_null(c.hits);
+    pool_for_min(p, total, grain, min_chunk, min_visit, &c);
+    for (size_t i = 0; i < total; i++)
+        if (atomic_load(&c.hits[i]) != 1)
+            fail_msg("total %zu min %zu: index %zu hit %d times", total, min_chunk, i,
+                     atomic_load(&c.hits[i]));
+    assert_int_equal(atomic_load(&c.short_calls), 0);
+    assert_int_equal(atomic_load(&c.bad_tid), 0);
+    int calls = atomic_load(&c.calls);
+    size_t most = total / c.min_chunk ? total / c.min_chunk : 1;
+    if ((size_t)calls > most)
+        fail_msg("total %zu min %zu: %d chunks, at most %zu allowed", total, min_chunk, calls,
+                 most);
+    free(c.hits);
+    return calls;
+}
+
+static void test_pool_min_chunk(void **state)
+{
+    (void)state;
+    pool *p = NULL;
+    assert_int_equal(pool_new(3, &p), 0);
+    /* below two chunks' worth: one call on the calling thread */
+    assert_int_equal(run_min(p, 100, 1, 100), 1);
+    assert_int_equal(run_min(p, 199, 1, 100), 1);
+    assert_int_equal(run_min(p, 1000, 1, 300), 3);
+    assert_int_equal(run_min(p, 1000, 16, 1), 11); /* 4 per thread: 84 -> 96 rows, 11 chunks */
+    run_min(p, 4096, 16, 512);
+    run_min(p, 5, 1, 0);
+    /* back to back, sizes and minimums changing, as a decode step does */
+    uint64_t x = 12345;
+    for (int r = 0; r < 3000; r++) {
+        x = x * 6364136223846793005ull + 1442695040888963407ull;
+        size_t total = 1 + (size_t)(x >> 33) % 700, min_chunk = (size_t)(x >> 20) % 90;
+        size_t grain = 1 + (size_t)(x >> 12) % 4;
+        run_min(p, total, grain, min_chunk);
+    }
+    pool_free(p);
+}
+
 static void sum_fn(void *arg, size_t begin, size_t end, int tid)
 {
     (void)tid;
@@ -144,6 +208,7 @@ int main(void)
         cmocka_unit_test(test_pool_coverage),
         cmocka_unit_test(test_pool_many_small_ops),
         cmocka_unit_test(test_pool_null_and_empty),
+        cmocka_unit_test(test_pool_min_chunk),
         cmocka_unit_test(test_pool_sleeps_when_idle),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
