@@ -55,21 +55,56 @@ bool norm_gap_before(const norm_buf *b, size_t k);
 /* ---- Aho-Corasick -------------------------------------------------------- */
 
 /*
- * A dense DFA over byte classes: delta[state_row + cls[byte]] is the next
- * state's row offset (state id * ncls), with AC_OUT set when that state (or
- * one of its suffixes) ends a pattern. Patterns are normalized UTF-8 strings.
+ * A DFA over code points (guard/ac.c). Patterns and text are UTF-8; the walk
+ * takes one step per character (a CJK ideograph is one step, not three).
+ * Symbols: ASCII bytes that occur in patterns get classes [1, na), other code
+ * points that occur in patterns get ids [1, nx) through a two-level page
+ * table; everything else is symbol 0 (back to the root). A state is named by
+ * a key K < 2^30; a transition value is K | AC_OUT (the state, or one of its
+ * suffixes, ends a pattern) | AC_HASX (the state has non-ASCII transitions
+ * other than the root's).
+ *   ASCII step:     adelta[(K < alim ? K : 0) + class]: states whose ASCII
+ *                   transitions differ from the root's own a row of na cells
+ *                   (K = row * na < alim); the others use the root's row.
+ *   non-ASCII step: a state without an ASCII row has K = alim + offset of
+ *                   its node in xnodes: [index, n, n symbols, n values], the
+ *                   transitions that differ from the root's (laid out in
+ *                   breadth-first order, so the shallow ones share lines);
+ *                   a state with a row and such transitions (AC_HASX) keeps
+ *                   them in a table (K, symbol) -> value behind a bitmap
+ *                   filter; otherwise xroot[symbol], the root's transitions.
+ * Invalid UTF-8 bytes are symbols of their own (pseudo code points 0x110000 +
+ * byte), so any byte string walks the same way from any decode start.
  * A pattern whose first/last byte is an ASCII letter or digit only matches at
  * a word boundary on that side (so "ass" does not match inside "class").
  */
 #define AC_OUT 0x80000000u
+#define AC_HASX 0x40000000u
+#define AC_KMASK 0x3FFFFFFFu
+
+typedef struct ac_xent {
+    uint32_t k, x, v; // state key, symbol, transition value; k = UINT32_MAX: empty
+} ac_xent;
 
 typedef struct ac_auto {
-    uint8_t cls[256];
-    uint32_t ncls;
+    uint8_t acls[128]; // ASCII byte -> class, 0: in no pattern
+    uint32_t na;       // ASCII classes including 0
+    uint32_t nx;       // non-ASCII symbols including 0
     uint32_t nstates;
-    uint32_t *delta;    // (nstates, ncls)
-    uint32_t *own;      // per state: first entry in out_pat/out_next, UINT32_MAX none
-    uint32_t *dict;     // per state: nearest proper suffix state with outputs, 0 none
+    uint32_t narows;    // states with an ASCII row
+    uint32_t alim;      // narows * na: keys below it own a row
+    uint32_t *adelta;   // (narows, na) transition values
+    uint32_t *xroot;    // (nx) the root's transition values on non-ASCII symbols
+    uint16_t *xtop;     // (AC_XTOP) code point >> 8 -> page, 0: the page of zeros
+    uint32_t *xpages;   // (npages, 256) symbol of each code point
+    uint32_t *xnodes;   // nodes of the states without an ASCII row
+    uint64_t *xfilt;    // bitmap over hashes of (K, symbol) of the exceptions
+    uint32_t xfbits;    // log2 of the bitmap's bits
+    ac_xent *xtab;      // exceptions of states with a row, open addressing
+    uint32_t xtbits;    // log2 of its slots
+    size_t nexc;        // exceptions stored (nodes and table)
+    uint32_t *own;      // per state index: first entry in out_pat/out_next, UINT32_MAX none
+    uint32_t *dict;     // per state index: nearest proper suffix with outputs, 0 none
     uint32_t *out_pat;  // entries: pattern id
     uint32_t *out_next; // entries: next entry of the same state
     uint32_t *pat_len;  // per pattern: bytes
@@ -85,15 +120,16 @@ typedef int (*ac_match_fn)(void *ctx, uint32_t pat, size_t start, size_t end);
 /*
  * Builds an automaton of n patterns (pats[i] of lens[i] bytes, already
  * normalized; empty patterns never match). Returns 0, ERR_NOMEM or
- * ERR_TOO_LARGE (more than 2^31 transitions).
+ * ERR_TOO_LARGE (more than 2^30 states or ASCII cells, or more than 2^26
+ * non-ASCII exceptions).
  */
 int ac_build(const char *const *pats, const size_t *lens, size_t n, ac_auto *out, err_msg *e);
 void ac_free(ac_auto *a);
 /* Reports every match in order of end position. nb (may be NULL) is the
  * normalizer's output that text/len are (nb->p, nb->n): its map shows dropped
  * separators as word boundaries. Returns what fn returned to stop, or 0. */
-int ac_search(const ac_auto *a, const char *text, size_t len, const norm_buf *nb,
-              ac_match_fn fn, void *ctx);
+int ac_search(const ac_auto *a, const char *text, size_t len, const norm_buf *nb, ac_match_fn fn,
+              void *ctx);
 
 /* ---- injection rules ---------------------------------------------------- */
 
@@ -169,14 +205,14 @@ struct guard_policy {
     double judge_threshold; // judge runs when rule score >= this (and a judge exists)
     bool judge_on;
     int decode_depth;
-    bool restore;          // restore placeholders in the output
-    size_t stream_window;  // hold-back window in bytes
-    size_t stream_max;     // most bytes held back at once
-    bool retrieved_quote;  // chunks over the threshold: quote (true) or drop
+    bool restore;         // restore placeholders in the output
+    size_t stream_window; // hold-back window in bytes
+    size_t stream_max;    // most bytes held back at once
+    bool retrieved_quote; // chunks over the threshold: quote (true) or drop
     guard_custom *custom;
     size_t n_custom;
     pcre2_match_context *mctx; // match limit for custom patterns (read-only once built)
-    ac_auto terms; // blocklist terms [0, n_terms), then the injection keywords
+    ac_auto terms;             // blocklist terms [0, n_terms), then the injection keywords
     size_t n_terms;
     bool has_terms;
     const guard_engine *g;
@@ -232,7 +268,7 @@ size_t utf8_dec(const unsigned char *p, size_t n, int32_t *cp);
  * of a scanned text (findings redacted as "[TYPE]", placeholders restored per
  * policy); audit the findings ending in (from, to]. */
 const guard_policy *guard_req_policy_(const guard_req *r);
-int guard_req_emit_(guard_req *r, const char *text, const guard_result *res, size_t from,
-                    size_t to, buf *out);
+int guard_req_emit_(guard_req *r, const char *text, const guard_result *res, size_t from, size_t to,
+                    buf *out);
 void guard_req_audit_(guard_req *r, const char *text, size_t len, const guard_result *res,
                       size_t from, size_t to);
