@@ -25,6 +25,7 @@ from those answers, so that every outcome is known before eval runs:
   must stay Wilson over the 10 cases (n_eff 10), not Wilson(9, 30); per target and per tag
   it is recomputed here from the runs with the documented formula;
 - gates: a failing gate exits 1 and names the gate and target; passing gates exit 0;
+- a runs counter on a terminal (pty), nothing on stderr otherwise;
 - SIGINT mid-run exits 130 and writes both reports, marked interrupted, covering the
   finished runs;
 - a bad data line exits 2 naming file and line.
@@ -33,6 +34,7 @@ import http.server
 import json
 import math
 import os
+import pty
 import shutil
 import signal
 import subprocess
@@ -271,6 +273,7 @@ def run(work):
         seeds(s, url, work)
         paired(s, url, work)
         interrupt(url, work)
+        progress_tty(url, work)
         usage_errors(url, work)
     finally:
         judge.shutdown()
@@ -577,6 +580,30 @@ def interrupt(url, work):
         mine = [x for x in r["runs"] if x["target"] == t["name"]]
         check(t["runs"] == len(mine) and t["passed"] == sum(x["pass"] for x in mine), t)
     check("INTERRUPTED" in open(html).read(), "the HTML report says interrupted")
+
+
+def progress_tty(url, work):
+    """On a terminal, stderr gets a live runs counter; off one, nothing (checked by the
+    gates run above, whose stderr must be empty)."""
+    data = os.path.join(work, "tty.jsonl")
+    write_jsonl(data, [{"id": "t%d" % i, "prompt": "Hi %d" % i} for i in range(3)])
+    master, slave = pty.openpty()
+    proc = subprocess.Popen([BIN, "eval", "--data", data, "--target", "A=%s,a" % url,
+                             "--max-tokens", "2"], stdout=subprocess.PIPE, stderr=slave)
+    os.close(slave)
+    proc.communicate(timeout=60)
+    tty = b""
+    while True:
+        try:
+            chunk = os.read(master, 65536)
+        except OSError:
+            break
+        if not chunk:
+            break
+        tty += chunk
+    os.close(master)
+    check(proc.returncode == 0 and b"\r1/3 runs" in tty and b"\r3/3 runs" in tty,
+          (proc.returncode, tty))
 
 
 def usage_errors(url, work):
