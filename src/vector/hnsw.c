@@ -89,8 +89,10 @@ static inline void prefetch_vec(const hnsw_index *x, uint32_t id)
 {
     const char *p = (const char *)vec_at(x, id);
     size_t bytes = x->row * sizeof(float);
-    /* The first lines matter most; the hardware streamer picks up the rest. */
-    size_t lim = bytes < 512 ? bytes : 512;
+    /* The whole row (up to 2 KiB: 512 dims): the hardware streamer does not
+     * start soon enough on a 1.5 KiB row read once, and a 384-dim distance
+     * stalls on every line it has to fetch itself. */
+    size_t lim = bytes < 2048 ? bytes : 2048;
     for (size_t o = 0; o < lim; o += 64)
         __builtin_prefetch(p + o, 0, 3);
 }
