@@ -2,12 +2,13 @@
 """bench/embed.py — /v1/embeddings throughput of `ferry serve --embedding-model`.
 
   bench/embed.py [--bin build/ferry] [--bin-before OTHER/ferry] [--models DIR]
-                 [--requests 12] [--texts 32] [--clients 4] [--runs 3]
+                 [--requests 4] [--texts 16] [--clients 2] [--runs 3] [--only NAME]
 
 Makes two seeded models once (in --models, default /tmp/ferry-embed-models):
   decoder  `ferry model init --arch llama --shape smollm-135m --type q8_0`
   bert     `ferry model init --arch bert --shape minilm --type f16` with the
            bert-bge WordPiece vocab of ../shared/tokenizer-tests (else built-in)
+and uses ../shared/models/stories260K (a tiny trained llama) when present,
 then for each binary (--bin, and --bin-before when given, alternated run by
 run so load changes hit both alike) and each model starts `ferry serve
 --embedding-model M`, warms it up, and sends `--requests` POST /v1/embeddings of
@@ -113,7 +114,12 @@ def make_models(binary, d):
         extra = ["--vocab", vocab] if os.path.exists(vocab) else []
         subprocess.run([binary, "model", "init", "--arch", "bert", "--shape", "minilm",
                         "--type", "f16", "--seed", "1", "-o", bert] + extra, check=True)
-    return {"decoder smollm-135m q8_0": dec, "bert minilm f16": bert}
+    models = {"decoder smollm-135m q8_0": dec, "bert minilm f16": bert}
+    shared = os.environ.get("FERRY_SHARED", os.path.join(HERE, "..", "..", "shared"))
+    s260 = os.path.join(shared, "models", "stories260K", "stories260K.gguf")
+    if os.path.exists(s260):  # a tiny real decoder: per-step overhead, not FLOPs
+        models["decoder stories260K f32"] = s260
+    return models
 
 
 def main():
@@ -121,9 +127,9 @@ def main():
     ap.add_argument("--bin", default=os.path.join(HERE, "..", "build", "ferry"))
     ap.add_argument("--bin-before")
     ap.add_argument("--models", default="/tmp/ferry-embed-models")
-    ap.add_argument("--requests", type=int, default=12)
-    ap.add_argument("--texts", type=int, default=32)
-    ap.add_argument("--clients", type=int, default=4)
+    ap.add_argument("--requests", type=int, default=4)
+    ap.add_argument("--texts", type=int, default=16)
+    ap.add_argument("--clients", type=int, default=2)
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--only", help="substring of the model names to run")
     a = ap.parse_args()

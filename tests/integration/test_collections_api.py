@@ -11,6 +11,8 @@ import base64
 import json
 import math
 import os
+import pty
+import re
 import struct
 import subprocess
 import tempfile
@@ -163,6 +165,32 @@ def ingest(s):
           (p.returncode, out, p.stderr.decode()))
     st, v = call(s, "GET", "/v1/collections/docs")
     check(st == 200 and v["documents"] == 5, v)
+    # the summary: documents, chunks (as the collection counts them), tokens, time
+    m = re.search(r"ingested 5 documents \((\d+) chunks, (\d+) tokens\) from 4 files into docs "
+                  r"in (\d+\.\d+) s$", out.strip())
+    check(m and int(m.group(1)) == v["chunks"] and int(m.group(2)) > 20 and
+          float(m.group(3)) < 60, out)
+    # the progress bar, when stderr is a terminal (a pty here): one bar per file, then full
+    mfd, sfd = pty.openpty()
+    p = subprocess.run([BIN, "ingest", "--url", url, "--collection", "docs2", d],
+                       stdout=subprocess.PIPE, stderr=sfd)
+    os.close(sfd)
+    bar = b""
+    while True:
+        try:
+            chunk = os.read(mfd, 65536)
+        except OSError:  # EIO: the pty's other side is closed and drained
+            break
+        if not chunk:
+            break
+        bar += chunk
+    os.close(mfd)
+    bar = bar.decode()
+    frames = [f for f in bar.replace("\n", "\r").split("\r") if f.strip()]
+    check(p.returncode == 0 and len(frames) >= 4 and "1/4 files" in frames[0] and
+          frames[-1].startswith("[" + "#" * 30 + "] 4/4 files, 5 documents,"), repr(bar))
+    st, _ = call(s, "DELETE", "/v1/collections/docs2")
+    check(st == 200, "delete docs2")
     st, v = call(s, "GET", "/v1/collections/docs/documents/j1")
     check(st == 200 and v["metadata"] == {"kind": "bike"}, v)
     html_id = os.path.join(d, "c.html")
