@@ -714,6 +714,14 @@ static void print_text(const eval *ev, const report *rp, bool interrupted)
         if (s->errors)
             printf("%-16s %zu run%s got no answer\n", "", s->errors, s->errors == 1 ? "" : "s");
     }
+    if (ev->repeat > 1) {
+        printf("(95%% CI clustered by case: %zu repeats of a case are not independent;"
+               " effective sample size",
+               ev->repeat);
+        for (size_t t = 0; t < ev->nt; t++)
+            printf("%s %s %.1f", t ? "," : "", ev->targets[t].name, rp->sums[t].n_eff);
+        printf(" of %zu runs)\n", ev->set.n * ev->repeat);
+    }
     if (rp->sums[0].n_tags) {
         printf("\nby tag (passed/runs, rate)\n%-20s", "tag");
         for (size_t t = 0; t < ev->nt; t++)

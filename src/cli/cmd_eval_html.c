@@ -398,6 +398,12 @@ int eval_write_html(const json_t *rep, const char *path, err_msg *e)
     TRY(report_pre(&b, cmd.data ? cmd.data : ""));
     TRY(report_heading(&b, 2, "Summary"));
     TRY(summary_table(&b, rep));
+    if (nget(cfg, "repeat") > 1)
+        TRY(report_paragraph(&b,
+                             "95% CI: Wilson interval clustered by case (the repeats of a case "
+                             "are not independent; effective sample size from the spread "
+                             "between cases, docs/eval.md)",
+                             true));
     TRY(gates_section(&b, rep));
     TRY(tag_section(&b, rep));
     TRY(latency_section(&b, rep));

@@ -520,8 +520,12 @@ def paired(s, url, work):
     # and the interval (clustered by case) must stay that of the 10 cases, not shrink to
     # Wilson(9, 30); recomputed here from the runs with the documented formula
     rep3 = os.path.join(work, "paired3.json")
-    run_eval(["--data", data, "--target", "A=%s,a" % url, "--max-tokens", "8", "--repeat", "3",
-              "--json", rep3, "--quiet"], expect_rc=0)
+    rc, text3, _ = run_eval(["--data", data, "--target", "A=%s,a" % url, "--max-tokens", "8",
+                             "--repeat", "3", "--json", rep3, "--html", rep3 + ".html"],
+                            expect_rc=0)
+    check("95% CI clustered by case" in text3 and "effective sample size A 10.0 of 30 runs" in
+          text3, text3)
+    check("Wilson interval clustered by case" in open(rep3 + ".html").read(), "html note")
     r3 = json.load(open(rep3))
     t3 = r3["targets"][0]
     check(t3["runs"] == 30 and t3["passed"] == 9 and t3["ci95_method"] == "wilson-clustered", t3)
