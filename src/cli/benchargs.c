@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/buf.h"
 #include "base/str.h"
 
 int benchargs_len(const char *flag, const char *v, double *mean, double *sd, err_msg *e)
@@ -248,15 +249,40 @@ int benchargs_prompts_load(benchargs_prompts *pf, const char *path, err_msg *e)
     FILE *f = fopen(path, "r");
     if (!f)
         return err_set(e, ERR_IO, "cannot open --prompts %.256s: %s", path, strerror(errno));
-    char *line = NULL;
-    size_t cap = 0, lineno = 0;
-    ssize_t len;
+    /* Lines are gathered in a buffer that never grows past BENCH_LINE_MAX + 1
+     * bytes (getline would take a multi-gigabyte line whole before its length
+     * could be refused). */
+    buf line;
+    buf_init(&line, BENCH_LINE_MAX + 1);
+    char chunk[65536];
+    size_t n, lineno = 0;
     int rc = 0;
-    while (!rc && (len = getline(&line, &cap, f)) >= 0)
-        rc = benchargs_prompts_add_line(pf, path, ++lineno, line, (size_t)len, e);
+    bool is_long = false; // the current line went past the limit
+    while (!rc && (n = fread(chunk, 1, sizeof chunk, f)) > 0) {
+        for (size_t i = 0; i < n && !rc;) {
+            const char *nl = memchr(chunk + i, '\n', n - i);
+            size_t k = nl ? (size_t)(nl - chunk) - i : n - i;
+            if (!is_long && buf_append(&line, chunk + i, k) != 0)
+                is_long = true;
+            i += k;
+            if (!nl)
+                break;
+            i++; // the newline
+            lineno++;
+            rc = is_long ? err_set(e, ERR_TOO_LARGE, "%.256s:%zu: line longer than %zu bytes", path,
+                                   lineno, BENCH_LINE_MAX)
+                         : benchargs_prompts_add_line(pf, path, lineno, line.data ? line.data : "",
+                                                      line.len, e);
+            buf_reset(&line);
+        }
+    }
     if (!rc && ferror(f))
         rc = err_set(e, ERR_IO, "reading --prompts %.256s: %s", path, strerror(errno));
-    free(line);
+    if (!rc && (line.len > 0 || is_long)) // a last line without a newline
+        rc = is_long ? err_set(e, ERR_TOO_LARGE, "%.256s:%zu: line longer than %zu bytes", path,
+                               lineno + 1, BENCH_LINE_MAX)
+                     : benchargs_prompts_add_line(pf, path, lineno + 1, line.data, line.len, e);
+    buf_deinit(&line);
     fclose(f);
     if (!rc && pf->n == 0)
         rc = err_set(e, ERR_FORMAT, "%.256s holds no prompt", path);

@@ -96,7 +96,11 @@ int benchargs_prompts_add_line(benchargs_prompts *pf, const char *name, size_t l
 int benchargs_prompts_parse(benchargs_prompts *pf, const char *name, const char *text, size_t len,
                             err_msg *e) MUST_USE;
 
-/* Reads the file at path into pf (zeroed) as benchargs_prompts_parse; ERR_IO if unreadable. */
+/*
+ * Reads the file at path into pf (zeroed) as benchargs_prompts_parse, in
+ * 64 KiB pieces with at most BENCH_LINE_MAX + 1 bytes of a line held (a
+ * longer line is refused by number, not read whole). ERR_IO if unreadable.
+ */
 int benchargs_prompts_load(benchargs_prompts *pf, const char *path, err_msg *e) MUST_USE;
 
 /* Releases what pf holds and zeroes it. */

@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -223,6 +224,36 @@ static void test_prompts_file(void **state)
     assert_int_equal(benchargs_prompts_load(&pf, path, &e), 0);
     assert_int_equal(pf.n, 2);
     benchargs_prompts_free(&pf);
+
+    /* a last line without a newline counts; CRLF files read as well */
+    fd = open(path, O_WRONLY | O_TRUNC);
+    const char crlf[] = "{\"prompt\": \"a\"}\r\n\r\n{\"prompt\": \"b\"}";
+    assert_int_equal(write(fd, crlf, sizeof crlf - 1), (ssize_t)(sizeof crlf - 1));
+    close(fd);
+    assert_int_equal(benchargs_prompts_load(&pf, path, &e), 0);
+    assert_int_equal(pf.n, 2);
+    benchargs_prompts_free(&pf);
+
+    /* line 2 is 5 MiB: refused by its number, read in bounded pieces (the old
+     * getline took any line whole first); also when it is the last, unterminated */
+    for (int terminated = 0; terminated < 2; terminated++) {
+        fd = open(path, O_WRONLY | O_TRUNC);
+        const char first[] = "{\"prompt\": \"a\"}\n";
+        assert_int_equal(write(fd, first, sizeof first - 1), (ssize_t)(sizeof first - 1));
+        size_t big = (size_t)5 << 20;
+        char *junk = malloc(big);
+        assert_non_null(junk);
+        memset(junk, 'x', big);
+        assert_int_equal(write(fd, junk, big), (ssize_t)big);
+        free(junk);
+        if (terminated)
+            assert_int_equal(write(fd, "\n", 1), 1);
+        close(fd);
+        err_clear(&e);
+        assert_int_equal(benchargs_prompts_load(&pf, path, &e), ERR_TOO_LARGE);
+        assert_non_null(strstr(e.text, ":2: line longer than 4194304 bytes"));
+        benchargs_prompts_free(&pf);
+    }
     unlink(path);
     assert_int_equal(benchargs_prompts_load(&pf, path, &e), ERR_IO);
     assert_non_null(strstr(e.text, "cannot open --prompts /tmp/ferry-benchargs-"));
