@@ -18,7 +18,7 @@
 # Usage: bench/serving.sh [FERRY_BIN] [OUT_DIR]
 #   env RUNS=N (default 3): runs per concurrency, the median is reported
 #   env CONC="1 4 8 16 32", NREQ (requests per point; default 2 x concurrency,
-#   at least 4), GEN=128, PROMPT_WORDS=41 (~64 tokens with that vocabulary and
+#   at least 4, and 32 at 32), GEN=128, PROMPT_WORDS=41 (~64 tokens with that vocabulary and
 #   the chatml template), KV_TYPE=f16|q8_0, FERRY_SHARED (default ../shared
 #   beside the repository)
 # Prints one row per concurrency (tokens/s, TTFT p50/p99, the server's CPU
@@ -79,7 +79,8 @@ echo "model: smollm-135m shape, q8_0 weights, $kvtype KV; prompts $words words, 
 # CPU seconds (user + system) the server has used so far.
 cpu_s() { awk '{ printf "%.2f", ($14 + $15) / '"$(getconf CLK_TCK)"' }' "/proc/$pid/stat"; }
 for c in $conc; do
-    n=${NREQ:-$(( c * 2 > 4 ? c * 2 : 4 ))}
+    # two waves of requests per point (one at 32: the script stays under ~6 minutes)
+    n=${NREQ:-$(( c > 16 ? c : (c * 2 > 4 ? c * 2 : 4) ))}
     for r in $(seq "$runs"); do
         c0=$(cpu_s)
         "$bin" bench --url "$url" --model smollm --concurrency "$c" --num-requests "$n" \
@@ -147,7 +148,9 @@ def metric(name):
     return 0.0
 rng = random.Random(1)
 W = "river stone cloud maple lantern harbor violet meadow copper falcon ember willow".split()
-reqs = [(" ".join(rng.choice(W) for _ in range(rng.randint(4, 120))), rng.randint(8, 200))
+# Prompts of 12-360 words (about one token each with this vocabulary, 12-360 tokens:
+# the lengths the built-in vocabulary gave to 4-120 words before) and 8-200 tokens out.
+reqs = [(" ".join(rng.choice(W) for _ in range(rng.randint(12, 360))), rng.randint(8, 200))
         for _ in range(32)]
 def one(prompt, n):
     c = http.client.HTTPConnection(u.hostname, u.port, timeout=900)

@@ -15,12 +15,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "model/attn.h"
 #include "model/gguf.h"
 #include "model/kern.h"
 #include "model/tensor.h"
 
-/* Positions of a Q8_0 cache dequantized to f16 at a time by attention (per thread). */
-#define KV_STAGE_ROWS 64
 /* Least multiply-adds of attention per pool chunk (~5 us of work). */
 #define ATTN_CHUNK_WORK_MIN 16384
 
@@ -536,6 +535,17 @@ static inline uint8_t *kv_row8(const llama_kv *kv, uint8_t *base, size_t l, cons
     return base + row * kv->row_bytes;
 }
 
+/* Layer l of the cache as model/attn reads it. */
+static attn_kv attn_view(const llama_kv *kv, size_t l)
+{
+    size_t layer_bytes = kv->n_blocks * kv->block_tokens * kv->row_bytes;
+    const uint8_t *k = kv->k ? (const uint8_t *)kv->k : kv->k8;
+    const uint8_t *v = kv->v ? (const uint8_t *)kv->v : kv->v8;
+    return (attn_kv){.k = k + l * layer_bytes, .v = v + l * layer_bytes,
+                     .row_bytes = kv->row_bytes, .block_tokens = kv->block_tokens,
+                     .is_q8 = kv->type == LLAMA_KV_Q8_0};
+}
+
 /* ================================================================ context */
 
 struct llama_ctx {
@@ -554,10 +564,8 @@ struct llama_ctx {
     float *xb2;         // (B, dim) sub-layer output before the residual add
     float *hb, *hb2;    // (B, ffn) gate and up projections
     float *xo;          // (max_logits, dim) final normed rows that want logits
-    float *scores;      // (n_threads, max_ctx) attention scores of one (token, head)
-    float *part;        // (n_threads, head_dim) attention output of one KV block
-    uint16_t *stage;    // (n_threads, KV_STAGE_ROWS, head_dim) Q8_0 K/V rows as f16
-    float *stage_f;     // (n_threads, head_dim + 64) one dequantized Q8_0 row segment
+    float *scores;      // (n_threads, attn_scratch_floats(group, max_ctx, head_dim))
+                        // attention scratch of one (token, KV head) group
     size_t n_threads;   // participants of cfg.pool
     void *mm_scratch;   // kern_matmul's quantized activations, for the largest case
     size_t mm_scratch_bytes;
@@ -629,10 +637,8 @@ int llama_ctx_new(model *m, const llama_config *cfg, llama_ctx **out, err_msg *e
     x->hb = malloc(B * hp->ffn * sizeof(float));
     x->hb2 = malloc(B * hp->ffn * sizeof(float));
     x->xo = malloc(c.max_logits * hp->dim * sizeof(float));
-    x->scores = malloc(nt * c.max_ctx * sizeof(float));
-    x->part = malloc(nt * hp->head_dim * sizeof(float));
-    x->stage = malloc(nt * KV_STAGE_ROWS * hp->head_dim * sizeof(uint16_t));
-    x->stage_f = malloc(nt * (hp->head_dim + 64) * sizeof(float));
+    x->scores = malloc(nt * attn_scratch_floats(hp->n_head / hp->n_kv_head, c.max_ctx,
+                                                hp->head_dim) * sizeof(float));
     x->mm_scratch_bytes = ctx_scratch_bytes(m, B, c.max_logits);
     if (x->mm_scratch_bytes == SIZE_MAX) {
         llama_ctx_free(x);
@@ -640,8 +646,7 @@ int llama_ctx_new(model *m, const llama_config *cfg, llama_ctx **out, err_msg *e
     }
     x->mm_scratch = x->mm_scratch_bytes ? malloc(x->mm_scratch_bytes) : NULL;
     if (!x->tok || !x->pos || !x->span || !x->rope || !x->x || !x->xb || !x->q || !x->k ||
-        !x->v || !x->att || !x->xb2 || !x->hb || !x->hb2 || !x->xo || !x->scores || !x->part ||
-        !x->stage || !x->stage_f ||
+        !x->v || !x->att || !x->xb2 || !x->hb || !x->hb2 || !x->xo || !x->scores ||
         (x->mm_scratch_bytes && !x->mm_scratch)) {
         llama_ctx_free(x);
         return err_set(e, ERR_NOMEM, "llama: out of memory for a batch of %zu tokens", B);
@@ -670,9 +675,6 @@ void llama_ctx_free(llama_ctx *c)
     free(c->hb2);
     free(c->xo);
     free(c->scores);
-    free(c->part);
-    free(c->stage);
-    free(c->stage_f);
     free(c->mm_scratch);
     model_unref(c->m);
     free(c);
@@ -798,99 +800,25 @@ static void kv_store(llama_ctx *c, llama_kv *kv, size_t l, const llama_span *spa
 
 typedef struct attn_job {
     llama_ctx *c;
-    const llama_kv *kv;
-    size_t l;
+    attn_kv akv; // the layer's K/V as attn_group reads them
     const llama_span *spans;
 } attn_job;
 
-/*
- * Q8_0 K or V rows j..j+n (n <= KV_STAGE_ROWS, within one KV block) of layer l,
- * elements [off, off+hd) of each, into stage as f16 rows of hd: the kernels
- * then read them as they read an F16 cache. tmp holds hd + 64 floats.
- */
-static void stage_q8(uint16_t *stage, float *tmp, const llama_kv *kv, uint8_t *base, size_t l,
-                     const int32_t *blocks, size_t j, size_t n, size_t off, size_t hd)
-{
-    size_t b0 = off / TENSOR_QK, b1 = (off + hd + TENSOR_QK - 1) / TENSOR_QK;
-    for (size_t r = 0; r < n; r++) {
-        const uint8_t *row = kv_row8(kv, base, l, blocks, j + r);
-        tensor_dequantize_row(TENSOR_Q8_0, row + b0 * sizeof(tensor_block_q8_0), tmp,
-                              (b1 - b0) * TENSOR_QK);
-        kern_f32_to_f16(stage + r * hd, tmp + (off - b0 * TENSOR_QK), hd);
-    }
-}
-
-/* One (token, head) item of attention over a Q8_0 cache: as the F16 path, with
- * each run of at most KV_STAGE_ROWS positions of one block staged as f16. */
-static void attention_item_q8(llama_ctx *c, const llama_kv *kv, size_t l, const llama_span *s,
-                              const float *q, size_t np, size_t off, float *o, int tid)
-{
-    size_t hd = c->m->hp.head_dim, bt = kv->block_tokens;
-    size_t run = bt < KV_STAGE_ROWS ? bt : KV_STAGE_ROWS;
-    float scale = 1.0f / sqrtf((float)hd);
-    float *sc = c->scores + (size_t)tid * c->cfg.max_ctx;
-    float *part = c->part + (size_t)tid * hd;
-    uint16_t *st = c->stage + (size_t)tid * KV_STAGE_ROWS * hd;
-    float *tmp = c->stage_f + (size_t)tid * (hd + 64);
-    for (size_t j = 0; j < np; j += run) {
-        size_t cnt = np - j < run ? np - j : run;
-        stage_q8(st, tmp, kv, kv->k8, l, s->blocks, j, cnt, off, hd);
-        kern_attn_scores(sc + j, q, st, hd, cnt, hd, scale);
-    }
-    kern_softmax(sc, np);
-    for (size_t j = 0; j < np; j += run) {
-        size_t cnt = np - j < run ? np - j : run;
-        stage_q8(st, tmp, kv, kv->v8, l, s->blocks, j, cnt, off, hd);
-        if (j == 0) {
-            kern_attn_accum(o, sc, st, hd, cnt, hd);
-        } else {
-            kern_attn_accum(part, sc + j, st, hd, cnt, hd);
-            kern_add(o, o, part, hd);
-        }
-    }
-}
-
-/* Attention of items [begin, end), item = token * n_head + head. */
+/* Attention of items [begin, end), item = token * n_kv_head + KV head: the
+ * n_head / n_kv_head query heads sharing that KV head, in one attn_group call
+ * (each K/V row read once for the group). */
 static void attention_items(void *arg, size_t begin, size_t end, int tid)
 {
     const attn_job *jb = arg;
     llama_ctx *c = jb->c;
-    const llama_kv *kv = jb->kv;
     const llama_hparams *hp = &c->m->hp;
-    size_t hd = hp->head_dim, grp = hp->n_head / hp->n_kv_head, l = jb->l;
-    size_t bt = kv->block_tokens, kd = kv->kv_dim;
-    float scale = 1.0f / sqrtf((float)hd);
-    float *sc = c->scores + (size_t)tid * c->cfg.max_ctx;
-    float *part = c->part + (size_t)tid * hd;
+    size_t hd = hp->head_dim, grp = hp->n_head / hp->n_kv_head;
+    float *scratch = c->scores + (size_t)tid * attn_scratch_floats(grp, c->cfg.max_ctx, hd);
     for (size_t it = begin; it < end; it++) {
-        size_t t = it / hp->n_head, h = it % hp->n_head;
-        const llama_span *s = &jb->spans[c->span[t]];
-        size_t np = (size_t)c->pos[t] + 1;
-        const float *q = c->q + t * hp->dim + h * hd;
-        size_t off = (h / grp) * hd;  // the KV head's columns in a K/V row
-        if (kv->type == LLAMA_KV_Q8_0) {
-            attention_item_q8(c, kv, l, s, q, np, off, c->att + t * hp->dim + h * hd, tid);
-            continue;
-        }
-        // scores, one block (contiguous rows) at a time
-        for (size_t j = 0; j < np; j += bt) {
-            size_t cnt = np - j < bt ? np - j : bt;
-            kern_attn_scores(sc + j, q, kv_row(kv, kv->k, l, s->blocks, j) + off, kd, cnt, hd,
-                             scale);
-        }
-        kern_softmax(sc, np);
-        // out = Σ_j p_j v_j, summed per block then across blocks, both ascending
-        float *o = c->att + t * hp->dim + h * hd;
-        for (size_t j = 0; j < np; j += bt) {
-            size_t cnt = np - j < bt ? np - j : bt;
-            const uint16_t *v = kv_row(kv, kv->v, l, s->blocks, j) + off;
-            if (j == 0) {
-                kern_attn_accum(o, sc, v, kd, cnt, hd);
-            } else {
-                kern_attn_accum(part, sc + j, v, kd, cnt, hd);
-                kern_add(o, o, part, hd);
-            }
-        }
+        size_t t = it / hp->n_kv_head, g = it % hp->n_kv_head;
+        size_t col = t * hp->dim + g * grp * hd; // the group's first query head
+        attn_group(&jb->akv, jb->spans[c->span[t]].blocks, (size_t)c->pos[t] + 1, g * hd, hd,
+                   c->q + col, grp, c->att + col, scratch);
     }
 }
 
@@ -898,18 +826,19 @@ static void attention_items(void *arg, size_t begin, size_t end, int tid)
  * Causal attention of every token over its own sequence's positions 0..pos:
  *   out_h = Σ_j softmax_j(q_h · k_j / sqrt(head_dim)) v_j, for query head h and KV
  *   head h / (n_head / n_kv_head), j in position order.
- * att (n, dim) gets the heads concatenated. Each (token, head) is one item
- * computed whole by one thread, so the result does not depend on the split.
+ * att (n, dim) gets the heads concatenated. Each (token, KV head) is one item
+ * computed whole by one thread (model/attn: the same bits as per head), so the
+ * result does not depend on the split.
  */
 static void attention(llama_ctx *c, const llama_kv *kv, size_t l, const llama_span *spans,
                       size_t n)
 {
-    attn_job j = {c, kv, l, spans};
+    attn_job j = {c, attn_view(kv, l), spans};
     uint64_t work = 0;  // multiply-adds: 2 * head_dim per (token, head, position)
     for (size_t t = 0; t < n; t++)
         work += 2 * (uint64_t)c->m->hp.dim * ((uint64_t)c->pos[t] + 1);
     // chunks of at least ATTN_CHUNK_WORK_MIN multiply-adds (a hand-off costs ~1 us)
-    size_t items = n * c->m->hp.n_head;
+    size_t items = n * c->m->hp.n_kv_head;
     uint64_t per_item = work / items + 1;
     size_t min_items = (size_t)(ATTN_CHUNK_WORK_MIN / per_item) + 1;
     pool_for_min(c->cfg.pool, items, 1, min_items, attention_items, &j);
