@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # bench/model.sh — engine speed (ferry bench-model) on the smollm-135m and
 # tinyllama-1.1b shapes at Q8_0 and Q4_0: 2 threads, prefill 512, decode 128,
-# each figure the median of RUNS runs (default 5) inside bench-model. Models are
+# each figure the median of RUNS runs (default 3) inside bench-model. Models are
 # made once with `ferry model init` (seeded random weights) into OUT_DIR
 # (default build/bench-models). Beside each figure: the llama.cpp `llama-bench
 # -t 2` figure quoted in issue 3 (same shapes, same machine type) and our ratio
@@ -13,7 +13,7 @@
 set -euo pipefail
 bin=${1:-build/ferry}
 out=${2:-build/bench-models}
-runs=${3:-5}
+runs=${3:-3}
 mkdir -p "$out"
 echo "# $(date -u +%FT%TZ) $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
 printf "%-15s %-5s %9s %6s %6s %9s %6s %6s %8s %9s %6s  %s\n" shape type prefill/s llama "x" \
