@@ -1,8 +1,8 @@
 /*
  * http/front — the thread that accepts connections and holds each new one
  * until its first request head is in and checked (http_head_check on bytes
- * peeked with MSG_PEEK, so nothing is consumed), then passes it to
- * libmicrohttpd (MHD_add_connection), which reads the same bytes again.
+ * peeked with MSG_PEEK, so nothing is consumed), then hands it to a worker
+ * (server.c), whose libmicrohttpd daemon reads the same bytes again.
  *
  * What it enforces, answering with the server's JSON errors where
  * libmicrohttpd would answer HTML or close silently:
@@ -32,8 +32,6 @@
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
-
-#include <microhttpd.h>
 
 #include "base/buf.h"
 #include "base/clock.h"
@@ -331,12 +329,12 @@ static void pass(http_front *f, fconn *c)
     epoll_ctl(f->ep, EPOLL_CTL_DEL, c->fd, NULL);
     if (c->fd >= 0 && c->fd < ACCEPT_TIME_FDS)
         atomic_store_explicit(&f->accept_ns[c->fd], c->t0_ns, memory_order_relaxed);
-    /* From here libmicrohttpd owns the socket; its CLOSED notification
-     * releases the counts (http_front_conn_closed). */
-    if (MHD_add_connection(f->cfg.d, c->fd, (const struct sockaddr *)&c->sa, c->salen) !=
-        MHD_YES) {
-        /* Refused (it closed the socket): out of memory or at its limit. */
-        LOG_WARN("http", "libmicrohttpd refused a connection: %s", strerror(errno));
+    /* From here a worker owns the socket; libmicrohttpd's CLOSED
+     * notification releases the counts (http_front_conn_closed). */
+    int rc = f->cfg.hand_over(f->cfg.hand_ctx, c->fd, (const struct sockaddr *)&c->sa, c->salen);
+    if (rc != 0) {
+        LOG_WARN("http", "no worker took a connection: %s", err_name(rc));
+        close(c->fd);
         release(f, c);
     }
     free(c);

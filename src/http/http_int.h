@@ -10,12 +10,15 @@
 
 #include "http/http.h"
 
-struct MHD_Daemon;
 typedef struct http_front http_front;
 
 typedef struct http_front_config {
     int listen_fd;              // bound and listening; the front owns it from start
-    struct MHD_Daemon *d;       // where passed connections go (MHD_add_connection)
+    /* Where a connection whose first head checked out goes (a worker's
+     * libmicrohttpd daemon). Takes fd on success (0); on error the front
+     * closes fd and releases its counts. Called on the front thread. */
+    int (*hand_over)(void *ctx, int fd, const struct sockaddr *sa, socklen_t len);
+    void *hand_ctx;
     http_head_limits lim;
     unsigned read_timeout_s;    // total for a first request's head; 0 = none
     unsigned max_connections;   // open connections (front + libmicrohttpd)

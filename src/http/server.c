@@ -20,11 +20,13 @@
 #include <errno.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/random.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -64,6 +66,7 @@ struct http_async {
     pthread_mutex_t mu;
     int refs; // under mu
     http_server *srv;
+    struct http_worker *worker;   // whose daemon has conn: woken after a resume
     http_req *req;                // NULL once the request completed
     struct MHD_Connection *conn;  // valid while !gone
     bool suspended;               // we suspended conn and nobody resumed it yet
@@ -79,8 +82,43 @@ struct http_async {
     http_async *prev, *next; // server list, under srv->async_mu
 };
 
-struct http_server {
+/* A connection the front handed over, waiting for its worker to add it. */
+typedef struct handed_conn {
+    int fd;
+    socklen_t len;
+    struct sockaddr_storage sa;
+} handed_conn;
+
+/*
+ * One I/O thread and its libmicrohttpd daemon, run in libmicrohttpd's
+ * external-event mode with epoll: the thread waits with poll() on the
+ * daemon's epoll fd (poll does not consume its edge-triggered events) and
+ * its own eventfd, then calls MHD_run, which calls epoll_wait with a zero
+ * timeout. libmicrohttpd 0.9.75 calls epoll_wait again after a call that
+ * returned exactly 128 events, with the same timeout: with a zero timeout
+ * that second call returns at once, so a worker whose 128 connections are
+ * all ready is not put to sleep with them unserved (the stall that made
+ * its internal epoll pool unusable; docs/internals/http.md).
+ * The front hands connections over through q (MHD_add_connection is not
+ * thread-safe in external mode, so only the worker calls it).
+ */
+typedef struct http_worker {
+    http_server *srv;
     struct MHD_Daemon *d;
+    int epoll_fd; // the daemon's (MHD_DAEMON_INFO_EPOLL_FD)
+    int wake_fd;  // eventfd: handed connections, stop
+    pthread_t thread;
+    bool has_thread;
+    pthread_mutex_t mu; // guards q, q_head, q_len
+    handed_conn *q;     // ring of q_cap
+    size_t q_head, q_len, q_cap;
+} http_worker;
+
+struct http_server {
+    http_worker *workers;
+    unsigned n_workers;
+    _Atomic unsigned next_worker; // round-robin hand-over
+    _Atomic bool workers_stop;
     http_front *front;
     http_config cfg;
     const http_router *rt;
@@ -298,6 +336,16 @@ int http_respond_error(http_req *r, int code, const char *msg, const char *param
 
 /* ------------------------------------------------------------ asyncs -- */
 
+/* The worker whose daemon runs conn (a handful of workers: a scan). */
+static struct http_worker *worker_of(http_server *s, struct MHD_Connection *conn)
+{
+    const union MHD_ConnectionInfo *ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_DAEMON);
+    for (unsigned i = 0; ci && i < s->n_workers; i++)
+        if (s->workers[i].d == ci->daemon)
+            return &s->workers[i];
+    return NULL;
+}
+
 static http_async *async_new(http_req *r, int refs)
 {
     http_async *a = calloc(1, sizeof *a);
@@ -306,6 +354,7 @@ static http_async *async_new(http_req *r, int refs)
     pthread_mutex_init(&a->mu, NULL);
     a->refs = refs;
     a->srv = r->srv;
+    a->worker = worker_of(r->srv, r->conn);
     a->req = r;
     a->conn = r->conn;
     buf_init(&a->pending, HTTP_STREAM_PENDING_MAX);
@@ -341,12 +390,18 @@ static void async_unref(http_async *a)
     free(a);
 }
 
-/* Under a->mu: resumes the connection if we suspended it. */
+static void wake_worker(struct http_worker *w);
+
+/* Under a->mu: resumes the connection if we suspended it. In external-event
+ * mode libmicrohttpd has no inter-thread channel of its own, so the worker
+ * that runs the connection's daemon is woken to process the resume. */
 static void resume_locked(http_async *a)
 {
     if (a->suspended && !a->gone) {
         a->suspended = false;
         MHD_resume_connection(a->conn);
+        if (a->worker)
+            wake_worker(a->worker);
     }
 }
 
@@ -1161,18 +1216,190 @@ static int listen_on(const struct sockaddr_storage *ss, socklen_t len, const htt
     return fd;
 }
 
+/* ----------------------------------------------------------- workers -- */
+
+static void wake_worker(http_worker *w)
+{
+    uint64_t one = 1;
+    ssize_t n = write(w->wake_fd, &one, sizeof one);
+    (void)n; // a full counter already wakes it
+}
+
+/* The front's hand_over: queues fd on the next worker, round-robin. */
+static int hand_over(void *ctx, int fd, const struct sockaddr *sa, socklen_t len)
+{
+    http_server *s = ctx;
+    if (len > (socklen_t)sizeof(struct sockaddr_storage))
+        return ERR_INVAL;
+    unsigned k = atomic_fetch_add_explicit(&s->next_worker, 1, memory_order_relaxed);
+    http_worker *w = &s->workers[k % s->n_workers];
+    pthread_mutex_lock(&w->mu);
+    if (w->q_len == w->q_cap) {
+        pthread_mutex_unlock(&w->mu);
+        return ERR_BUSY;
+    }
+    handed_conn *h = &w->q[(w->q_head + w->q_len) % w->q_cap];
+    h->fd = fd;
+    h->len = len;
+    memcpy(&h->sa, sa, len);
+    bool was_empty = w->q_len++ == 0;
+    pthread_mutex_unlock(&w->mu);
+    if (was_empty) // else a wake-up is pending already
+        wake_worker(w);
+    return 0;
+}
+
+/* On the worker: adds what the front handed over to the daemon (or, when
+ * stopping, closes it). */
+static void take_handed(http_worker *w, bool stopping)
+{
+    uint64_t v;
+    ssize_t n = read(w->wake_fd, &v, sizeof v);
+    (void)n;
+    for (;;) {
+        pthread_mutex_lock(&w->mu);
+        if (w->q_len == 0) {
+            pthread_mutex_unlock(&w->mu);
+            return;
+        }
+        handed_conn h = w->q[w->q_head];
+        w->q_head = (w->q_head + 1) % w->q_cap;
+        w->q_len--;
+        pthread_mutex_unlock(&w->mu);
+        if (stopping) {
+            close(h.fd);
+            http_front_conn_closed(w->srv->front, (const struct sockaddr *)&h.sa);
+            continue;
+        }
+        /* On failure libmicrohttpd has closed the socket; no CLOSED
+         * notification will come, so release its place here. */
+        if (MHD_add_connection(w->d, h.fd, (const struct sockaddr *)&h.sa, h.len) != MHD_YES) {
+            LOG_WARN("http", "libmicrohttpd refused a connection: %s", strerror(errno));
+            http_front_conn_closed(w->srv->front, (const struct sockaddr *)&h.sa);
+        }
+    }
+}
+
+static void *worker_main(void *arg)
+{
+    http_worker *w = arg;
+    http_server *s = w->srv;
+    while (!atomic_load_explicit(&s->workers_stop, memory_order_acquire)) {
+        MHD_UNSIGNED_LONG_LONG to;
+        int ms = -1;
+        if (MHD_get_timeout(w->d, &to) == MHD_YES)
+            ms = to > 60000 ? 60000 : (int)to;
+        struct pollfd p[2] = {{.fd = w->epoll_fd, .events = POLLIN},
+                              {.fd = w->wake_fd, .events = POLLIN}};
+        if (poll(p, 2, ms) < 0 && errno != EINTR)
+            break;
+        if (p[1].revents)
+            take_handed(w, false);
+        /* Non-blocking: epoll_wait(0), then every ready connection, resumed
+         * connections and timeouts. */
+        MHD_run(w->d);
+    }
+    return NULL;
+}
+
+/* Stops and joins the worker threads (the daemons stay: stopped after). */
+static void workers_join(http_server *s)
+{
+    atomic_store_explicit(&s->workers_stop, true, memory_order_release);
+    for (unsigned i = 0; i < s->n_workers; i++) {
+        http_worker *w = &s->workers[i];
+        if (!w->has_thread)
+            continue;
+        wake_worker(w);
+        pthread_join(w->thread, NULL);
+        w->has_thread = false;
+    }
+}
+
+/* Stops the daemons (their connections close: callbacks run on this thread)
+ * and frees the workers. The threads must be joined. */
+static void workers_free(http_server *s)
+{
+    for (unsigned i = 0; s->workers && i < s->n_workers; i++) {
+        http_worker *w = &s->workers[i];
+        if (w->wake_fd >= 0 && s->front)
+            take_handed(w, true);
+        if (w->d)
+            MHD_stop_daemon(w->d);
+        if (w->wake_fd >= 0)
+            close(w->wake_fd);
+        free(w->q);
+        pthread_mutex_destroy(&w->mu);
+    }
+    free(s->workers);
+    s->workers = NULL;
+}
+
+/* Starts n daemons (external epoll mode) and their threads. */
+static int workers_start(http_server *s, const http_config *c, err_msg *e)
+{
+    unsigned flags = MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ITC |
+                     MHD_USE_ERROR_LOG | MHD_USE_NO_LISTEN_SOCKET;
+    /* libmicrohttpd keeps the request line and headers in the connection's
+     * memory pool: room for a head at our limit (HTTP_HEADERS_MAX lines of
+     * bookkeeping included) on follow-up requests too, so that we, not it,
+     * answer oversized ones (with a JSON 431). */
+    size_t mem = (size_t)MIN(c->max_header_bytes, (uint64_t)64 << 20) * 2 +
+                 HTTP_HEADERS_MAX * 64 + 64 * 1024;
+    /* The front enforces max_connections over everything open; each daemon's
+     * own limit only backs it up. */
+    unsigned mhd_limit = c->max_connections > UINT32_MAX - 64 ? c->max_connections
+                                                                : c->max_connections + 64;
+    s->n_workers = c->threads;
+    s->workers = calloc(s->n_workers, sizeof *s->workers);
+    if (!s->workers)
+        return err_set(e, ERR_NOMEM, "http: out of memory");
+    for (unsigned i = 0; i < s->n_workers; i++) {
+        http_worker *w = &s->workers[i];
+        w->srv = s;
+        w->wake_fd = -1;
+        pthread_mutex_init(&w->mu, NULL);
+    }
+    for (unsigned i = 0; i < s->n_workers; i++) {
+        http_worker *w = &s->workers[i];
+        w->q_cap = (size_t)c->max_connections + 64;
+        w->q = calloc(w->q_cap, sizeof *w->q);
+        w->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+        if (!w->q || w->wake_fd < 0)
+            return err_set(e, ERR_NOMEM, "http: out of memory or descriptors for a worker");
+        errno = 0;
+        w->d = MHD_start_daemon(
+            flags, 0, NULL, NULL, on_request, s, MHD_OPTION_CONNECTION_LIMIT, mhd_limit,
+            MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)c->read_timeout_s,
+            MHD_OPTION_CONNECTION_MEMORY_LIMIT, mem, MHD_OPTION_URI_LOG_CALLBACK, on_uri, s,
+            MHD_OPTION_NOTIFY_COMPLETED, on_completed, s, MHD_OPTION_NOTIFY_CONNECTION,
+            on_connection, s, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, s, MHD_OPTION_END);
+        if (!w->d) {
+            int saved = errno;
+            return err_set(e, ERR_IO, "http: cannot start libmicrohttpd: %s",
+                           saved ? strerror(saved) : "refused to start");
+        }
+        const union MHD_DaemonInfo *di = MHD_get_daemon_info(w->d, MHD_DAEMON_INFO_EPOLL_FD);
+        if (!di || di->epoll_fd < 0)
+            return err_set(e, ERR_IO, "http: libmicrohttpd has no epoll descriptor");
+        w->epoll_fd = di->epoll_fd;
+    }
+    for (unsigned i = 0; i < s->n_workers; i++) {
+        http_worker *w = &s->workers[i];
+        if (pthread_create(&w->thread, NULL, worker_main, w) != 0)
+            return err_set(e, ERR_IO, "http: cannot start an I/O thread");
+        w->has_thread = true;
+    }
+    return 0;
+}
+
 http_server *http_server_start(const http_config *c, const http_router *rt, err_msg *e)
 {
     struct sockaddr_storage ss;
     memset(&ss, 0, sizeof ss);
     socklen_t sslen;
     /* No listening socket of libmicrohttpd's: the front accepts, checks the
-     * first head and passes the connection on (front.c). Poll, not epoll:
-     * 0.9.75's epoll loop re-waits with the full timeout after a call that
-     * returned exactly 128 events, stalling a worker whose 128 connections
-     * are all ready (docs/internals/http.md). */
-    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL | MHD_ALLOW_SUSPEND_RESUME |
-                     MHD_USE_ITC | MHD_USE_ERROR_LOG | MHD_USE_NO_LISTEN_SOCKET;
+     * first head and hands the connection to a worker (front.c). */
     struct sockaddr_in *in4 = (struct sockaddr_in *)&ss;
     struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&ss;
     if (inet_pton(AF_INET, c->host, &in4->sin_addr) == 1) {
@@ -1211,36 +1438,18 @@ http_server *http_server_start(const http_config *c, const http_router *rt, err_
     s->port = port;
     atomic_init(&s->loading, c->is_loading);
     pthread_mutex_init(&s->async_mu, NULL);
-    /* libmicrohttpd keeps the request line and headers in the connection's
-     * memory pool: room for a head at our limit (HTTP_HEADERS_MAX lines of
-     * bookkeeping included) on follow-up requests too, so that we, not it,
-     * answer oversized ones (with a JSON 431). */
-    size_t mem = (size_t)MIN(c->max_header_bytes, (uint64_t)64 << 20) * 2 +
-                 HTTP_HEADERS_MAX * 64 + 64 * 1024;
-    /* The front enforces max_connections over everything open; libmicrohttpd's
-     * own limit only backs it up. */
-    unsigned mhd_limit = c->max_connections > UINT32_MAX - 64 ? c->max_connections
-                                                                : c->max_connections + 64;
-    errno = 0;
-    s->d = MHD_start_daemon(
-        flags, 0, NULL, NULL, on_request, s, MHD_OPTION_THREAD_POOL_SIZE, (unsigned)c->threads,
-        MHD_OPTION_CONNECTION_LIMIT, mhd_limit, MHD_OPTION_CONNECTION_TIMEOUT,
-        (unsigned)c->read_timeout_s, MHD_OPTION_CONNECTION_MEMORY_LIMIT, mem,
-        MHD_OPTION_URI_LOG_CALLBACK, on_uri, s, MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
-        MHD_OPTION_NOTIFY_CONNECTION, on_connection, s, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, s,
-        MHD_OPTION_END);
-    if (!s->d) {
-        int saved = errno;
-        err_set(e, ERR_IO, "http: cannot start libmicrohttpd: %s",
-                saved ? strerror(saved) : "refused to start");
+    if (workers_start(s, c, e) != 0) {
         close(lfd);
+        workers_join(s);
+        workers_free(s);
         pthread_mutex_destroy(&s->async_mu);
         free(s);
         return NULL;
     }
     http_front_config fc = {
         .listen_fd = lfd,
-        .d = s->d,
+        .hand_over = hand_over,
+        .hand_ctx = s,
         .lim = {c->max_header_bytes, c->max_body_bytes},
         .read_timeout_s = c->read_timeout_s,
         .max_connections = c->max_connections,
@@ -1249,7 +1458,8 @@ http_server *http_server_start(const http_config *c, const http_router *rt, err_
         .hook_ctx = c->hook_ctx,
     };
     if (http_front_start(&fc, &s->front, e) != 0) {
-        MHD_stop_daemon(s->d);
+        workers_join(s);
+        workers_free(s);
         pthread_mutex_destroy(&s->async_mu);
         free(s);
         return NULL;
@@ -1327,9 +1537,10 @@ int http_server_stop(http_server *s, uint64_t grace_ms)
     int64_t left = atomic_load(&s->in_flight);
     if (left > 0)
         cut += (int)left;
-    http_front_stop(s->front);
-    MHD_stop_daemon(s->d);
-    http_front_free(s->front); // after the daemon: its closes release front counts
+    http_front_stop(s->front); // nothing more is handed over
+    workers_join(s);
+    workers_free(s);           // stops the daemons: their closes release front counts
+    http_front_free(s->front);
     pthread_mutex_destroy(&s->async_mu);
     free(s);
     return cut;
