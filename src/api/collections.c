@@ -383,11 +383,11 @@ int api_h_coll_list(http_req *r, void *ctx)
 
 /* What the handlers of /v1/collections/{c}/... share once coll_enter succeeded. */
 typedef struct coll_call {
-    json_t *body;      // the parsed body (COLL_BODY), else NULL; owned
-    rag_collection *c; // the collection {c}; kb.mu is held
-    int64_t idx;       // its slot in kb.c
+    json_t *body;                    // the parsed body (COLL_BODY), else NULL; owned
+    rag_collection *c;               // the collection {c}; kb.mu is held
+    int64_t idx;                     // its slot in kb.c
     char doc_id[RAG_DOC_ID_MAX + 1]; // the path's {id} (COLL_DOC_ID)
-    bool has_doc_id;   // {id} is present and short enough to name a document
+    bool has_doc_id;                 // {id} is present and short enough to name a document
 } coll_call;
 
 enum { COLL_BODY = 1, COLL_DOC_ID = 2 };
@@ -588,8 +588,9 @@ int api_h_doc_delete(http_req *r, void *ctx)
     else if (kb_save(cc.c) != 0)
         rc = ERR_IO;
     else
-        rc = respond(r, 200, json_pack("{s:s, s:s, s:b}", "object", "document.deleted", "id",
-                                       cc.doc_id, "deleted", 1));
+        rc = respond(r, 200,
+                     json_pack("{s:s, s:s, s:b}", "object", "document.deleted", "id", cc.doc_id,
+                               "deleted", 1));
     return coll_leave(&cc, rc);
 }
 

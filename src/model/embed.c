@@ -50,7 +50,7 @@ struct embed_model {
     double *acc;     // (dim) running sum of a text's hidden rows
     llama_span *spans; // (max_batch) the texts packed into one step
     uint32_t n_vocab;
-    size_t steps;      // forward steps run (embed_forward_steps)
+    size_t steps; // forward steps run (embed_forward_steps)
 };
 
 embed_config embed_config_default(void)
@@ -272,8 +272,8 @@ static int dec_long(embed_model *m, size_t idx, const int32_t *ids, size_t n, fl
  * fit one step (tokens and KV blocks), runs them as the spans of one forward
  * step and pools each. Returns the number of texts done (>= 1) or an error.
  */
-static int dec_packed(embed_model *m, size_t first, const int32_t *const *ids,
-                      const size_t *lens, size_t n, float *out, err_msg *e)
+static int dec_packed(embed_model *m, size_t first, const int32_t *const *ids, const size_t *lens,
+                      size_t n, float *out, err_msg *e)
 {
     size_t tok = 0, blk = 0, k = first;
     while (k < n && lens[k] <= m->max_batch) {
@@ -309,12 +309,14 @@ static int dec_ids(embed_model *m, const int32_t *const *ids, const size_t *lens
 {
     for (size_t i = 0; i < n; i++) {
         if (lens[i] == 0 || lens[i] > m->n_ctx)
-            return err_set(e, ERR_INVAL, "embed: sequence %zu has %zu tokens (1..%zu allowed)",
-                           i, lens[i], m->n_ctx);
+            return err_set(e, ERR_INVAL, "embed: sequence %zu has %zu tokens (1..%zu allowed)", i,
+                           lens[i], m->n_ctx);
         for (size_t j = 0; j < lens[i]; j++)
             if (ids[i][j] < 0 || (uint32_t)ids[i][j] >= m->n_vocab)
-                return err_set(e, ERR_INVAL, "embed: sequence %zu: token id %d at %zu is "
-                               "outside the vocabulary of %u", i, (int)ids[i][j], j, m->n_vocab);
+                return err_set(e, ERR_INVAL,
+                               "embed: sequence %zu: token id %d at %zu is "
+                               "outside the vocabulary of %u",
+                               i, (int)ids[i][j], j, m->n_vocab);
     }
     size_t i = 0;
     while (i < n) {

@@ -220,9 +220,9 @@ static void test_decoder_packed(void **state)
     if (!have_model())
         return;
     enum { N = 40 };
-    static const char *words[] = {"Once", "upon", "a", "time", "Lily", "saw", "a", "big",
-                                  "red", "ball", "in", "the", "park", "and", "she", "was",
-                                  "happy."};
+    static const char *words[] = {"Once", "upon", "a",   "time", "Lily",  "saw",
+                                  "a",    "big",  "red", "ball", "in",    "the",
+                                  "park", "and",  "she", "was",  "happy."};
     char *buf[N];
     const char *texts[N];
     size_t lens[N];
