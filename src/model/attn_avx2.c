@@ -16,8 +16,12 @@
 #include "model/kern.h"
 #include "model/tensor.h"
 
+/* The per-pass bodies are instantiated for each constant head count and cache
+ * type, so the accumulators stay in registers. */
+#define ALWAYS_INLINE inline __attribute__((always_inline))
+
 /* kern_avx2.c's reduction order: ((a0+a4)+(a1+a5)) + ((a2+a6)+(a3+a7)). */
-static inline float hsum8(__m256 v)
+static ALWAYS_INLINE float hsum8(__m256 v)
 {
     __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
     __m128 sh = _mm_movehdup_ps(s);
@@ -38,7 +42,7 @@ static inline float q8_elem(const uint8_t *row, size_t e)
 }
 
 /* Elements e..e+7 of a row as f32 (Q8_0: each d * q rounded to f16). */
-static inline __m256 load8(bool is_q8, const uint8_t *row, size_t e)
+static ALWAYS_INLINE __m256 load8(bool is_q8, const uint8_t *row, size_t e)
 {
     if (!is_q8)
         return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(const void *)(row + 2 * e)));
@@ -58,7 +62,7 @@ static inline __m256 load8(bool is_q8, const uint8_t *row, size_t e)
     return _mm256_loadu_ps(t);
 }
 
-static inline float elem1(bool is_q8, const uint8_t *row, size_t e)
+static ALWAYS_INLINE float elem1(bool is_q8, const uint8_t *row, size_t e)
 {
     if (!is_q8) {
         uint16_t h;
@@ -69,10 +73,10 @@ static inline float elem1(bool is_q8, const uint8_t *row, size_t e)
 }
 
 /* sc[h * n_pos + j] for heads h0..h0+G-1 (G <= ATTN_HEADS_PER_PASS). */
-static void scores_pass(const attn_kv *kv, const int32_t *blocks, size_t n_pos, size_t off,
-                        size_t hd, const float *q, size_t h0, size_t G, float scale, float *sc)
+static ALWAYS_INLINE void scores_pass(const bool q8, const size_t G, const attn_kv *kv,
+                                      const int32_t *blocks, size_t n_pos, size_t off, size_t hd,
+                                      const float *q, size_t h0, float scale, float *sc)
 {
-    const bool q8 = kv->is_q8;
     const size_t hd8 = hd & ~(size_t)7;
     attn_rows it;
     attn_rows_init(&it, kv, kv->k, blocks, 0);
@@ -80,13 +84,16 @@ static void scores_pass(const attn_kv *kv, const int32_t *blocks, size_t n_pos, 
         if (j)
             attn_rows_next(&it);
         __m256 acc[ATTN_HEADS_PER_PASS];
+        _Pragma("GCC unroll 4")
         for (size_t h = 0; h < G; h++)
             acc[h] = _mm256_setzero_ps();
         for (size_t d = 0; d < hd8; d += 8) {
             __m256 k = load8(q8, it.row, off + d);
+            _Pragma("GCC unroll 4")
             for (size_t h = 0; h < G; h++)
                 acc[h] = _mm256_fmadd_ps(_mm256_loadu_ps(q + (h0 + h) * hd + d), k, acc[h]);
         }
+        _Pragma("GCC unroll 4")
         for (size_t h = 0; h < G; h++) {
             const float *qh = q + (h0 + h) * hd;
             float s = hsum8(acc[h]);
@@ -99,15 +106,16 @@ static void scores_pass(const attn_kv *kv, const int32_t *blocks, size_t n_pos, 
 
 /* dst (heads h0..h0+G-1, hd) = Σ_{t < cnt} p_h[j0 + t] v_{j0+t}, one FMA chain per
  * element starting from 0. */
-static void accum_pass(const attn_kv *kv, const int32_t *blocks, size_t j0, size_t cnt,
-                       size_t off, size_t hd, const float *p, size_t n_pos, size_t h0, size_t G,
-                       float *dst)
+static ALWAYS_INLINE void accum_pass(const bool q8, const size_t G, const attn_kv *kv,
+                                     const int32_t *blocks, size_t j0, size_t cnt, size_t off,
+                                     size_t hd, const float *p, size_t n_pos, size_t h0,
+                                     float *dst)
 {
-    const bool q8 = kv->is_q8;
     attn_rows it;
     size_t d = 0;
     for (; d + 16 <= hd; d += 16) {
         __m256 a[ATTN_HEADS_PER_PASS][2];
+        _Pragma("GCC unroll 4")
         for (size_t h = 0; h < G; h++)
             a[h][0] = a[h][1] = _mm256_setzero_ps();
         attn_rows_init(&it, kv, kv->v, blocks, j0);
@@ -115,12 +123,14 @@ static void accum_pass(const attn_kv *kv, const int32_t *blocks, size_t j0, size
             if (t)
                 attn_rows_next(&it);
             __m256 v0 = load8(q8, it.row, off + d), v1 = load8(q8, it.row, off + d + 8);
+            _Pragma("GCC unroll 4")
             for (size_t h = 0; h < G; h++) {
                 __m256 w = _mm256_set1_ps(p[(h0 + h) * n_pos + j0 + t]);
                 a[h][0] = _mm256_fmadd_ps(w, v0, a[h][0]);
                 a[h][1] = _mm256_fmadd_ps(w, v1, a[h][1]);
             }
         }
+        _Pragma("GCC unroll 4")
         for (size_t h = 0; h < G; h++) {
             _mm256_storeu_ps(dst + (h0 + h) * hd + d, a[h][0]);
             _mm256_storeu_ps(dst + (h0 + h) * hd + d + 8, a[h][1]);
@@ -128,6 +138,7 @@ static void accum_pass(const attn_kv *kv, const int32_t *blocks, size_t j0, size
     }
     for (; d + 8 <= hd; d += 8) {
         __m256 a[ATTN_HEADS_PER_PASS];
+        _Pragma("GCC unroll 4")
         for (size_t h = 0; h < G; h++)
             a[h] = _mm256_setzero_ps();
         attn_rows_init(&it, kv, kv->v, blocks, j0);
@@ -135,9 +146,11 @@ static void accum_pass(const attn_kv *kv, const int32_t *blocks, size_t j0, size
             if (t)
                 attn_rows_next(&it);
             __m256 v0 = load8(q8, it.row, off + d);
+            _Pragma("GCC unroll 4")
             for (size_t h = 0; h < G; h++)
                 a[h] = _mm256_fmadd_ps(_mm256_set1_ps(p[(h0 + h) * n_pos + j0 + t]), v0, a[h]);
         }
+        _Pragma("GCC unroll 4")
         for (size_t h = 0; h < G; h++)
             _mm256_storeu_ps(dst + (h0 + h) * hd + d, a[h]);
     }
@@ -148,13 +161,43 @@ static void accum_pass(const attn_kv *kv, const int32_t *blocks, size_t j0, size
             if (t)
                 attn_rows_next(&it);
             float vd = elem1(q8, it.row, off + d);
+            _Pragma("GCC unroll 4")
             for (size_t h = 0; h < G; h++)
                 s[h] = fmaf(p[(h0 + h) * n_pos + j0 + t], vd, s[h]);
         }
+        _Pragma("GCC unroll 4")
         for (size_t h = 0; h < G; h++)
             dst[(h0 + h) * hd + d] = s[h];
     }
 }
+
+/* scores_pass / accum_pass for a constant (cache type, head count) pair. */
+#define INSTANCES(Q8, NAME)                                                                    \
+    static void scores_##NAME(size_t G, const attn_kv *kv, const int32_t *blocks,              \
+                              size_t n_pos, size_t off, size_t hd, const float *q, size_t h0,  \
+                              float scale, float *sc)                                          \
+    {                                                                                          \
+        switch (G) {                                                                           \
+        case 1: scores_pass(Q8, 1, kv, blocks, n_pos, off, hd, q, h0, scale, sc); break;       \
+        case 2: scores_pass(Q8, 2, kv, blocks, n_pos, off, hd, q, h0, scale, sc); break;       \
+        case 3: scores_pass(Q8, 3, kv, blocks, n_pos, off, hd, q, h0, scale, sc); break;       \
+        default: scores_pass(Q8, 4, kv, blocks, n_pos, off, hd, q, h0, scale, sc); break;      \
+        }                                                                                      \
+    }                                                                                          \
+    static void accum_##NAME(size_t G, const attn_kv *kv, const int32_t *blocks, size_t j0,    \
+                             size_t cnt, size_t off, size_t hd, const float *p, size_t n_pos,  \
+                             size_t h0, float *dst)                                            \
+    {                                                                                          \
+        switch (G) {                                                                           \
+        case 1: accum_pass(Q8, 1, kv, blocks, j0, cnt, off, hd, p, n_pos, h0, dst); break;     \
+        case 2: accum_pass(Q8, 2, kv, blocks, j0, cnt, off, hd, p, n_pos, h0, dst); break;     \
+        case 3: accum_pass(Q8, 3, kv, blocks, j0, cnt, off, hd, p, n_pos, h0, dst); break;     \
+        default: accum_pass(Q8, 4, kv, blocks, j0, cnt, off, hd, p, n_pos, h0, dst); break;    \
+        }                                                                                      \
+    }
+INSTANCES(false, f16)
+INSTANCES(true, q8)
+#undef INSTANCES
 
 void attn_group_avx2(const attn_kv *kv, const int32_t *blocks, size_t n_pos, size_t off,
                      size_t hd, const float *q, size_t n_q, float *out, float *scratch)
@@ -163,7 +206,7 @@ void attn_group_avx2(const attn_kv *kv, const int32_t *blocks, size_t n_pos, siz
     float *sc = scratch, *part = scratch + n_q * n_pos;
     for (size_t h0 = 0; h0 < n_q; h0 += ATTN_HEADS_PER_PASS) {
         size_t G = n_q - h0 < ATTN_HEADS_PER_PASS ? n_q - h0 : ATTN_HEADS_PER_PASS;
-        scores_pass(kv, blocks, n_pos, off, hd, q, h0, G, scale, sc);
+        (kv->is_q8 ? scores_q8 : scores_f16)(G, kv, blocks, n_pos, off, hd, q, h0, scale, sc);
     }
     for (size_t h = 0; h < n_q; h++)
         kern_softmax(sc + h * n_pos, n_pos);
@@ -173,7 +216,8 @@ void attn_group_avx2(const attn_kv *kv, const int32_t *blocks, size_t n_pos, siz
         float *dst = j == 0 ? out : part;
         for (size_t h0 = 0; h0 < n_q; h0 += ATTN_HEADS_PER_PASS) {
             size_t G = n_q - h0 < ATTN_HEADS_PER_PASS ? n_q - h0 : ATTN_HEADS_PER_PASS;
-            accum_pass(kv, blocks, j, cnt, off, hd, sc, n_pos, h0, G, dst);
+            (kv->is_q8 ? accum_q8 : accum_f16)(G, kv, blocks, j, cnt, off, hd, sc, n_pos, h0,
+                                               dst);
         }
         if (j)
             for (size_t h = 0; h < n_q; h++)
