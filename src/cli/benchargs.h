@@ -105,3 +105,24 @@ int benchargs_prompts_load(benchargs_prompts *pf, const char *path, err_msg *e) 
 
 /* Releases what pf holds and zeroes it. */
 void benchargs_prompts_free(benchargs_prompts *pf);
+
+/* What ferry bench needs from one SSE data line of a streamed answer. */
+typedef struct bench_chunk {
+    bool has_error;   // the object has an "error" member (any value)
+    bool has_content; // choices[0].delta.content, choices[0].delta.reasoning_content or
+                      // choices[0].text is a non-empty string
+    int64_t prompt_tokens, completion_tokens; // usage.* when integers, else -1
+} bench_chunk;
+
+/*
+ * Reads one SSE data payload (len bytes) without building a JSON tree: the
+ * per-chunk hot path of the load loop (jansson's decode was half of the
+ * client's CPU). It accepts exactly what json_loadb(p, len, 0) accepts and
+ * is a JSON object — RFC 8259 with jansson's limits: strings valid UTF-8 with
+ * no \u0000 and no lone surrogate escape, integers within int64, reals
+ * within double range, nesting at most 2048 — and reads each member the way
+ * json_object_get does (a key given twice: the last one counts).
+ * tests/fuzz/fuzz_bench_args.c checks it against jansson on arbitrary bytes.
+ * Returns 0 with *out filled, or ERR_FORMAT (not such an object).
+ */
+int benchargs_chunk_scan(const char *p, size_t len, bench_chunk *out) MUST_USE;

@@ -226,44 +226,31 @@ static void read_usage(req_ctx *q, json_t *v)
         q->usage_out = json_integer_value(ct);
 }
 
-static bool has_content(json_t *v)
-{
-    json_t *ch = json_array_get(json_object_get(v, "choices"), 0);
-    json_t *d = json_object_get(ch, "delta");
-    json_t *c = json_object_get(d, "content"), *r = json_object_get(d, "reasoning_content");
-    json_t *t = json_object_get(ch, "text");
-    return (json_is_string(c) && json_string_length(c) > 0) ||
-           (json_is_string(r) && json_string_length(r) > 0) ||
-           (json_is_string(t) && json_string_length(t) > 0);
-}
-
 static int on_event(void *ctx, const char *data, size_t len, uint64_t t_ns)
 {
     req_ctx *q = ctx;
     if (len == 6 && memcmp(data, "[DONE]", 6) == 0)
         return 0;
-    json_t *v = json_loadb(data, len, 0, NULL);
-    if (!json_is_object(v)) {
-        json_decref(v);
-        return 1; // not JSON: HTTPC_PARSE
-    }
-    if (json_object_get(v, "error")) {
+    bench_chunk ch;
+    if (benchargs_chunk_scan(data, len, &ch) != 0)
+        return 1; // not a JSON object: HTTPC_PARSE
+    if (ch.has_error) {
         q->stream_err = true;
-        json_decref(v);
         return 1;
     }
-    read_usage(q, v);
-    if (has_content(v)) {
+    if (ch.prompt_tokens >= 0)
+        q->usage_in = ch.prompt_tokens;
+    if (ch.completion_tokens >= 0)
+        q->usage_out = ch.completion_tokens;
+    if (ch.has_content) {
         if (!q->t_first_ns) {
             q->t_first_ns = t_ns;
         } else {
             if (q->n_gaps == q->cap_gaps) {
                 size_t nc = q->cap_gaps ? q->cap_gaps * 2 : 64;
                 double *ng = realloc(q->gaps, nc * sizeof *ng);
-                if (!ng) {
-                    json_decref(v);
+                if (!ng)
                     return 1;
-                }
                 q->gaps = ng;
                 q->cap_gaps = nc;
             }
@@ -272,7 +259,6 @@ static int on_event(void *ctx, const char *data, size_t len, uint64_t t_ns)
         q->t_last_ns = t_ns;
         q->n_chunks++;
     }
-    json_decref(v);
     return 0;
 }
 

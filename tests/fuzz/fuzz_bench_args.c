@@ -4,13 +4,17 @@
 // FUZZ_LIBS: jansson
 /*
  * The parsers of `ferry bench` (src/cli/benchargs.h) on arbitrary bytes. The
- * first byte (mod 6) picks the parser, the rest is its input:
+ * first byte (mod 7) picks the parser, the rest is its input:
  *   0  the --prompts JSONL parser (benchargs_prompts_parse)
  *   1  a length spec "L" / "MEAN:STDDEV" (benchargs_len)
  *   2  a --concurrency list (benchargs_loads, integers)
  *   3  a --rate list (benchargs_loads, rates)
  *   4  an --slo spec (benchargs_slo)
  *   5  a price (benchargs_money)
+ *   6  an SSE data payload (benchargs_chunk_scan), differentially: it must
+ *      accept exactly what jansson accepts as an object and read the same
+ *      error / content / usage as the jansson code it replaced (reference()
+ *      below, the load loop's former on_event)
  * Each must refuse bad input with an error code and a message, never crash,
  * leak or read out of bounds, and what it accepts must satisfy the documented
  * bounds (checked below). Only benchargs.c is linked (the cli module is the
@@ -108,6 +112,46 @@ static void fuzz_slo(const char *v)
     check(given >= 1);
 }
 
+/* The former on_event of cmd_bench.c, on jansson: the oracle. */
+static int reference(const char *d, size_t n, bench_chunk *out)
+{
+    json_t *v = json_loadb(d, n, 0, NULL);
+    if (!json_is_object(v)) {
+        json_decref(v);
+        return ERR_FORMAT;
+    }
+    out->has_error = json_object_get(v, "error") != NULL;
+    out->prompt_tokens = out->completion_tokens = -1;
+    json_t *u = json_object_get(v, "usage");
+    if (json_is_object(u)) {
+        json_t *pt = json_object_get(u, "prompt_tokens");
+        json_t *ct = json_object_get(u, "completion_tokens");
+        if (json_is_integer(pt))
+            out->prompt_tokens = json_integer_value(pt);
+        if (json_is_integer(ct))
+            out->completion_tokens = json_integer_value(ct);
+    }
+    json_t *ch = json_array_get(json_object_get(v, "choices"), 0);
+    json_t *dl = json_object_get(ch, "delta");
+    json_t *c = json_object_get(dl, "content"), *r = json_object_get(dl, "reasoning_content");
+    json_t *t = json_object_get(ch, "text");
+    out->has_content = (json_is_string(c) && json_string_length(c) > 0) ||
+                       (json_is_string(r) && json_string_length(r) > 0) ||
+                       (json_is_string(t) && json_string_length(t) > 0);
+    json_decref(v);
+    return 0;
+}
+
+static void fuzz_chunk(const char *d, size_t n)
+{
+    bench_chunk a = {0}, b = {0};
+    int ra = benchargs_chunk_scan(d, n, &a), rb = reference(d, n, &b);
+    check(ra == rb);
+    if (ra == 0)
+        check(a.has_error == b.has_error && a.has_content == b.has_content &&
+              a.prompt_tokens == b.prompt_tokens && a.completion_tokens == b.completion_tokens);
+}
+
 static void fuzz_money(const char *v)
 {
     double x = -5;
@@ -123,11 +167,20 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     if (size == 0)
         return 0;
-    int mode = data[0] % 6;
+    int mode = data[0] % 7;
     data++;
     size--;
     if (mode == 0) {
         fuzz_prompts((const char *)data, size);
+        return 0;
+    }
+    if (mode == 6) { // the raw bytes, not NUL-terminated
+        char *raw = malloc(size ? size : 1);
+        if (!raw)
+            return 0;
+        memcpy(raw, data, size);
+        fuzz_chunk(raw, size);
+        free(raw);
         return 0;
     }
     // The flag parsers take NUL-terminated text, as argv gives (a NUL inside ends it).

@@ -260,12 +260,84 @@ static void test_prompts_file(void **state)
     benchargs_prompts_free(&pf);
 }
 
+static void test_chunk_scan(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *json;
+        int rc;
+        bool error, content;
+        int64_t pt, ct;
+    } cases[] = {
+        {"{\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Hi\"}}]}", 0, false, true, -1, -1},
+        {"{\"choices\":[{\"delta\":{\"role\":\"assistant\",\"content\":\"\"}}]}", 0, false, false,
+         -1, -1},
+        {"{\"choices\":[{\"delta\":{\"reasoning_content\":\"\\u00e9\"}}]}", 0, false, true, -1, -1},
+        {"{\"choices\":[{\"text\":\"x\"}]}", 0, false, true, -1, -1},
+        {"{\"choices\":[{\"text\":\"\"},{\"text\":\"x\"}]}", 0, false, false, -1, -1}, // [0] only
+        {"{\"choices\":[],\"usage\":{\"prompt_tokens\":12,\"completion_tokens\":7}}", 0, false,
+         false, 12, 7},
+        {"{\"usage\":{\"prompt_tokens\":12.0,\"completion_tokens\":-7}}", 0, false, false, -1, -7},
+        /* a key given twice: the last counts, as with json_object_get */
+        {"{\"usage\":{\"prompt_tokens\":5},\"usage\":null}", 0, false, false, -1, -1},
+        {"{\"choices\":[{\"delta\":{\"content\":\"a\"}}],\"choices\":[{}]}", 0, false, false, -1,
+         -1},
+        {"{\"choices\":[{\"delta\":{\"content\":\"a\",\"content\":\"\"}}]}", 0, false, false, -1,
+         -1},
+        /* escaped keys are the same keys */
+        {"{\"\\u0063hoices\":[{\"delta\":{\"content\":\"y\"}}],\"\\u0065rror\":null}", 0, true,
+         true, -1, -1},
+        {"{\"error\":{\"message\":\"boom\"}}", 0, true, false, -1, -1},
+        /* what jansson refuses */
+        {"[{\"choices\":[]}]", ERR_FORMAT, false, false, 0, 0},
+        {"{\"a\":1} x", ERR_FORMAT, false, false, 0, 0},
+        {"{\"a\":9223372036854775808}", ERR_FORMAT, false, false, 0, 0},
+        {"{\"a\":1e309}", ERR_FORMAT, false, false, 0, 0},
+        {"{\"a\":\"\\udc00\"}", ERR_FORMAT, false, false, 0, 0},
+        {"{\"a\":\"\\u0000\"}", ERR_FORMAT, false, false, 0, 0},
+        {"{\"a\":\"\xed\xa0\x80\"}", ERR_FORMAT, false, false, 0, 0},
+        {"{\"a\":01}", ERR_FORMAT, false, false, 0, 0},
+        {"{\"a\":\"x\ty\"}", ERR_FORMAT, false, false, 0, 0},
+        {"{\"a\":tru}", ERR_FORMAT, false, false, 0, 0},
+        {"", ERR_FORMAT, false, false, 0, 0},
+        /* what it accepts */
+        {"{\"a\":[-0,0.5e-400,-9223372036854775808,\"\\ud83d\\ude00\"]}", 0, false, false, -1, -1},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        bench_chunk c = {0};
+        int rc = benchargs_chunk_scan(cases[i].json, strlen(cases[i].json), &c);
+        if (rc != cases[i].rc)
+            fail_msg("case %zu %s: rc %d", i, cases[i].json, rc);
+        if (rc == 0 && (c.has_error != cases[i].error || c.has_content != cases[i].content ||
+                        c.prompt_tokens != cases[i].pt || c.completion_tokens != cases[i].ct))
+            fail_msg("case %zu %s: error %d content %d pt %lld ct %lld", i, cases[i].json,
+                     c.has_error, c.has_content, (long long)c.prompt_tokens,
+                     (long long)c.completion_tokens);
+    }
+    /* nesting: values at most 2048 deep, as jansson */
+    for (int depth = 2046; depth <= 2049; depth++) {
+        char *t = malloc((size_t)depth * 2 + 16);
+        assert_non_null(t);
+        size_t n = (size_t)snprintf(t, 16, "{\"a\":");
+        for (int i = 0; i < depth - 1; i++)
+            t[n++] = '[';
+        for (int i = 0; i < depth - 1; i++)
+            t[n++] = ']';
+        t[n++] = '}';
+        bench_chunk c;
+        // depth counts the top object: {"a": [ x (depth-1) ]} nests depth values
+        assert_int_equal(benchargs_chunk_scan(t, n, &c), depth <= 2048 ? 0 : ERR_FORMAT);
+        free(t);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_len),     cmocka_unit_test(test_loads),
-        cmocka_unit_test(test_slo),     cmocka_unit_test(test_money),
-        cmocka_unit_test(test_prompts), cmocka_unit_test(test_prompts_file),
+        cmocka_unit_test(test_len),        cmocka_unit_test(test_loads),
+        cmocka_unit_test(test_slo),        cmocka_unit_test(test_money),
+        cmocka_unit_test(test_prompts),    cmocka_unit_test(test_prompts_file),
+        cmocka_unit_test(test_chunk_scan),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
