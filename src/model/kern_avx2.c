@@ -376,6 +376,141 @@ static ALWAYS_INLINE void tile_q4_K(const int C, const kern_mat *w, size_t r, co
         y[(i + (size_t)c) * ldy + r] = hsum8(acc[c]) - accm[c];
 }
 
+/*
+ * The 8 sub-block scales and 8 mins of a Q4_K block (12 packed bytes, see
+ * tensor_q4_K_scale_min) as bytes sc[0..8) and mn[0..8), unpacked with 32-bit
+ * word operations instead of 16 scalar extractions:
+ *   sc[0..3] = s[0..3] & 63              mn[0..3] = s[4..7] & 63
+ *   sc[4..7] = s[8..11] & 15 | (s[0..3] >> 6) << 4
+ *   mn[4..7] = s[8..11] >> 4 | (s[4..7] >> 6) << 4
+ */
+static ALWAYS_INLINE void q4_K_scales(const uint8_t *s12, uint8_t sc[8], uint8_t mn[8])
+{
+    uint32_t u0, u1, u2;
+    memcpy(&u0, s12, 4);
+    memcpy(&u1, s12 + 4, 4);
+    memcpy(&u2, s12 + 8, 4);
+    const uint32_t m6 = 0x3f3f3f3fu, m4 = 0x0f0f0f0fu, m2 = 0x03030303u;
+    uint32_t s_lo = u0 & m6, s_hi = (u2 & m4) | (((u0 >> 6) & m2) << 4);
+    uint32_t n_lo = u1 & m6, n_hi = ((u2 >> 4) & m4) | (((u1 >> 6) & m2) << 4);
+    memcpy(sc, &s_lo, 4);
+    memcpy(sc + 4, &s_hi, 4);
+    memcpy(mn, &n_lo, 4);
+    memcpy(mn + 4, &n_hi, 4);
+}
+
+/* Sum of the 8 int32 lanes (exact, so any order). */
+static ALWAYS_INLINE int hsum_i32(__m256i v)
+{
+    __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+    s = _mm_add_epi32(s, _mm_unpackhi_epi64(s, s));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 1));
+    return _mm_cvtsi128_si32(s);
+}
+
+/*
+ * One activation row against R Q4_K weight rows (decode's matvec): bitwise the
+ * same per pair as tile_q4_K (the same integer lane sums, fma and accm
+ * updates), but the scales are unpacked by q4_K_scales and broadcast by byte
+ * shuffles, the mins' sum is one multiply-add of the activation's 16-element
+ * sums against the mins (each twice), the activation loads serve R rows, and
+ * the weights are prefetched ~3 KiB ahead per row.
+ */
+static ALWAYS_INLINE void mv_q4_K(const int R, const kern_mat *w, size_t r, const kern_act *a,
+                                  size_t i, float *y, size_t ldy)
+{
+    const size_t nb = w->cols / 256;
+    const uint8_t *row[2];
+    __m256 acc[2];
+    float accm[2];
+    const int8_t *xq = kern_act_qs(a, i);
+    const float *xd = kern_act_d(a, i);
+    const int16_t *xs = kern_act_bsums(a, i);
+    const __m256i m4 = _mm256_set1_epi8(0x0f);
+    /* shuffle controls: int16 lanes all = scale 2k (lo) or 2k+1 (hi), from sc16 */
+    const __m256i bc0 = _mm256_set1_epi16(0x0100), bc1 = _mm256_set1_epi16(0x0302);
+#pragma GCC unroll 2
+    for (int k = 0; k < R; k++) {
+        row[k] = (const uint8_t *)w->data + (r + (size_t)k) * w->row_bytes;
+        acc[k] = _mm256_setzero_ps();
+        accm[k] = 0.0f;
+    }
+    for (size_t b = 0; b < nb; b++) {
+        __m256i bs = _mm256_loadu_si256((const __m256i *)(xs + 16 * b));
+        float dx = xd[b];
+        __m256i sumi[2], sc16[2];
+        float d[2], dmin[2];
+        int summ[2];
+#pragma GCC unroll 2
+        for (int k = 0; k < R; k++) {
+            const uint8_t *blk = row[k] + b * 144;
+            _mm_prefetch((const char *)blk + 24 * 144, _MM_HINT_T0);
+            _mm_prefetch((const char *)blk + 24 * 144 + 64, _MM_HINT_T0);
+            _mm_prefetch((const char *)blk + 24 * 144 + 128, _MM_HINT_T0);
+            d[k] = f16s(blk);
+            dmin[k] = f16s(blk + 2);
+            uint8_t sc[8], mn[8];
+            q4_K_scales(blk + 4, sc, mn);
+            uint64_t sc8, mn8;
+            memcpy(&sc8, sc, 8);
+            memcpy(&mn8, mn, 8);
+            /* scales as int16 in both 128-bit halves; mins as int16, each twice */
+            sc16[k] = _mm256_broadcastsi128_si256(_mm_cvtepu8_epi16(_mm_cvtsi64_si128((long long)sc8)));
+            __m128i mn2 = _mm_unpacklo_epi8(_mm_cvtsi64_si128((long long)mn8),
+                                            _mm_cvtsi64_si128((long long)mn8));
+            summ[k] = hsum_i32(_mm256_madd_epi16(bs, _mm256_cvtepu8_epi16(mn2)));
+            sumi[k] = _mm256_setzero_si256();
+        }
+#pragma GCC unroll 4
+        for (int j = 0; j < 4; j++) {
+            const int8_t *x = xq + 256 * b + 64 * j;
+            __m256i xlo = _mm256_load_si256((const __m256i *)x);
+            __m256i xhi = _mm256_load_si256((const __m256i *)(x + 32));
+            __m256i clo = _mm256_add_epi16(bc0, _mm256_set1_epi16((short)(0x0404 * j)));
+            __m256i chi = _mm256_add_epi16(bc1, _mm256_set1_epi16((short)(0x0404 * j)));
+#pragma GCC unroll 2
+            for (int k = 0; k < R; k++) {
+                __m256i q = _mm256_loadu_si256((const __m256i *)(row[k] + b * 144 + 16 + 32 * j));
+                __m256i lo = _mm256_and_si256(q, m4);
+                __m256i hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), m4);
+                __m256i slo = _mm256_shuffle_epi8(sc16[k], clo);
+                __m256i shi = _mm256_shuffle_epi8(sc16[k], chi);
+                __m256i plo = _mm256_madd_epi16(_mm256_maddubs_epi16(lo, xlo), slo);
+                __m256i phi = _mm256_madd_epi16(_mm256_maddubs_epi16(hi, xhi), shi);
+                sumi[k] = _mm256_add_epi32(sumi[k], _mm256_add_epi32(plo, phi));
+            }
+        }
+#pragma GCC unroll 2
+        for (int k = 0; k < R; k++) {
+            acc[k] = _mm256_fmadd_ps(_mm256_set1_ps(d[k] * dx), _mm256_cvtepi32_ps(sumi[k]),
+                                     acc[k]);
+            accm[k] += dmin[k] * dx * (float)summ[k];
+        }
+    }
+#pragma GCC unroll 2
+    for (int k = 0; k < R; k++)
+        y[i * ldy + r + (size_t)k] = hsum8(acc[k]) - accm[k];
+}
+
+static void v_mm_q4_K(const kern_mat *w, size_t r0, size_t r1, const kern_act *a, size_t n,
+                      float *y, size_t ldy)
+{
+    for (size_t rt = r0; rt < r1; rt += 16) {
+        size_t re = rt + 16 < r1 ? rt + 16 : r1;
+        size_t i = 0;
+        for (; i + 4 <= n; i += 4)
+            for (size_t r = rt; r < re; r++)
+                tile_q4_K(4, w, r, a, i, y, ldy);
+        for (; i < n; i++) {
+            size_t r = rt;
+            for (; r + 2 <= re; r += 2)
+                mv_q4_K(2, w, r, a, i, y, ldy);
+            for (; r < re; r++)
+                mv_q4_K(1, w, r, a, i, y, ldy);
+        }
+    }
+}
+
 /* ----------------------------------------------------------------- Q6_K */
 
 static ALWAYS_INLINE void tile_q6_K(const int C, const kern_mat *w, size_t r, const kern_act *a,
@@ -527,7 +662,6 @@ static ALWAYS_INLINE void tile_f(const int C, const int ft, const kern_mat *w, s
         }                                                                                         \
     }
 
-MM_ROWWISE(v_mm_q4_K, tile_q4_K(4, w, r, a, i, y, ldy), tile_q4_K(1, w, r, a, i, y, ldy))
 MM_ROWWISE(v_mm_q6_K, tile_q6_K(4, w, r, a, i, y, ldy), tile_q6_K(1, w, r, a, i, y, ldy))
 MM_ROWWISE(v_mm_f32, tile_f(4, FT_F32, w, r, a, i, y, ldy), tile_f(1, FT_F32, w, r, a, i, y, ldy))
 MM_ROWWISE(v_mm_f16, tile_f(4, FT_F16, w, r, a, i, y, ldy), tile_f(1, FT_F16, w, r, a, i, y, ldy))
