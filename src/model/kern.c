@@ -20,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "model/kern_gemm.h"
 #include "model/kern_int.h"
 
 /* ------------------------------------------------------------------ dispatch */
@@ -253,6 +254,9 @@ void kern_matmul_multi(pool *p, const kern_mat *const *w, float *const *y, size_
     const kern_impl *im = impl_get();
     ASSERT(n_mats >= 1 && n_mats <= KERN_MULTI_MAX);
     if (n == 0)
+        return;
+    // n >= 8 activation rows: the panel GEMM (kern_gemm.c), bitwise the same results
+    if (kern_gemm_multi(im, p, w, y, n_mats, x, n, scratch, scratch_bytes))
         return;
     mm_job j = {.x = x, .n = n, .cols = w[0]->cols, .n_mats = n_mats};
     // quantize x once per activation format, each into its own slice of scratch
