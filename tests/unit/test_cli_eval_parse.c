@@ -136,8 +136,9 @@ static void test_answers(void **state)
         "{\"data\": [{\"index\": 0, \"embedding\": [1e39]}, {\"index\": 1, \"embedding\": [1]}]}",
         "{\"data\": [{\"index\": 0, \"embedding\": []}, {\"index\": 1, \"embedding\": []}]}",
     };
+    float sentinel = 0;
     for (size_t i = 0; i < sizeof bad_emb / sizeof *bad_emb; i++) {
-        xy = (float *)&n;
+        xy = &sentinel; // must come back NULL
         assert_int_equal(eval_embeddings_parse(bad_emb[i], strlen(bad_emb[i]), &xy, &n, &e),
                          ERR_FORMAT);
         assert_null(xy);
