@@ -7,6 +7,7 @@
 #define PCRE2_CODE_UNIT_WIDTH 8
 #include <pcre2.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "guard/guard.h"
 
@@ -157,6 +158,9 @@ void inj_match_kw(const inj_set *s, inj_match *m, uint32_t kw, size_t start, siz
  * text (decoded and rescanned down to depth). */
 double inj_match_score(const inj_set *s, const inj_match *m, const char *text, size_t len,
                        int depth);
+/* Encoded-payload score of text, the straightforward way (one table lookup
+ * per byte): the reference the tests hold the scan's faster pass to. */
+double inj_encoded_score_ref(const inj_set *s, const char *text, size_t len, int depth);
 /*
  * Rule score in [0,1] of text (normalized view nb of the same text); decodes
  * base64 / hex / URL-encoded runs of text and rescans them down to depth.
@@ -259,6 +263,21 @@ void policy_deinit(guard_policy *p);
 
 /* Keyed BLAKE2b-128 hash in hex of bytes (audit). */
 void guard_hash_hex(const guard_engine *g, const void *p, size_t n, char out[33]);
+
+/* The first index >= i (and <= len) whose 8 bytes from there are not all
+ * >= 0x80, or i itself: skips runs of non-ASCII text (CJK) 8 bytes at a time
+ * in scans whose detectors start only at ASCII bytes. */
+static inline size_t guard_skip_high8(const unsigned char *t, size_t i, size_t len)
+{
+    while (i + 8 <= len) {
+        uint64_t w;
+        memcpy(&w, t + i, 8);
+        if ((w & 0x8080808080808080ull) != 0x8080808080808080ull)
+            break;
+        i += 8;
+    }
+    return i;
+}
 
 /* UTF-8 decode of one code point at p (n > 0 bytes left); returns its length
  * and the code point, or length 1 and -1 for an invalid byte. */

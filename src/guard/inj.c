@@ -496,10 +496,71 @@ static void enc_table(uint8_t tab[256])
 }
 
 /*
- * One pass over the original text for encoded runs. The pass finds each
- * maximal run with a table lookup per byte; only runs long enough to decode
- * (9 bytes: three %XX) are classified further, so prose costs one load and
- * one test per byte.
+ * The straightforward pass over the original text for encoded runs: each
+ * maximal run found with a table lookup per byte; only runs long enough to
+ * decode (9 bytes: three %XX) are classified further. encoded_score below
+ * gives the same result skipping short runs; this one is its test reference.
+ */
+double inj_encoded_score_ref(const inj_set *s, const char *text, size_t len, int depth)
+{
+    const unsigned char *t = (const unsigned char *)text;
+    const uint8_t *tab = s->enc;
+    dec_ctx d = {s, depth, DECODE_TOTAL_MAX, 0};
+    size_t i = 0;
+    while (i < len && d.budget > 0) {
+        while (i < len && !(tab[t[i]] & E_START))
+            i++;
+        if (i >= len)
+            break;
+        // Maximal run of base64/hex/percent-encoding characters.
+        size_t j = i;
+        while (j < len && j - i < DECODE_RUN_MAX) {
+            uint8_t f = tab[t[j]];
+            if (!(f & E_RUN))
+                break;
+            if ((f & E_PCT) && !(j + 2 < len && (tab[t[j + 1]] & E_HEX) && (tab[t[j + 2]] & E_HEX)))
+                break;
+            j++;
+        }
+        size_t n = j - i;
+        size_t pad = 0;
+        while (j < len && t[j] == '=' && pad < 2)
+            j++, pad++;
+        if (n >= 9) {
+            size_t up = 0, lo = 0, dg = 0, hx = 0, pct = 0, other = 0;
+            for (size_t k = i; k < i + n; k++) {
+                uint8_t f = tab[t[k]];
+                up += (f & E_UP) != 0;
+                lo += (f & E_LO) != 0;
+                dg += (f & E_DG) != 0;
+                pct += (f & E_PCT) != 0;
+                other += (f & E_OTH) != 0;
+                hx += (f & E_HEX) != 0;
+            }
+            if (pct >= 3) {
+                decode_pct(&d, t, i, i + n);
+            } else if (n >= 16 && hx == n && n % 2 == 0 && (up + lo) > 0 && dg > 0) {
+                decode_hex(&d, t, i, i + n);
+            } else if (n >= 20 && up > 0 && lo > 0 && (dg > 0 || other > 0 || pad > 0) &&
+                       (n + pad) % 4 != 1) {
+                decode_b64(&d, t, i, i + n);
+            }
+        }
+        i = j > i ? j : i + 1;
+    }
+    if (d.best < 0.2)
+        return 0;
+    return MIN(1.0, d.best + 0.15);
+}
+
+/*
+ * One pass over the original text for encoded runs, as inj_encoded_score_ref
+ * but skipping what cannot matter: only runs of 9+ bytes (three %XX) are
+ * decoded, and such a run starting in [i, i+8] covers byte i+8. So where no
+ * run is in progress, a probe at i+8 that is not a run byte skips 9 bytes
+ * (prose and CJK text mostly cost one load per 9 bytes), and one that is
+ * moves i to the start of its stretch of run bytes (runs that start before
+ * end before it, too short to decode).
  */
 static double encoded_score(const inj_set *s, const char *text, size_t len, int depth)
 {
@@ -508,6 +569,14 @@ static double encoded_score(const inj_set *s, const char *text, size_t len, int 
     dec_ctx d = {s, depth, DECODE_TOTAL_MAX, 0};
     size_t i = 0;
     while (i < len && d.budget > 0) {
+        while (i + 8 < len && !(tab[t[i + 8]] & E_RUN))
+            i += 9;
+        if (i + 8 < len) {
+            size_t b = i + 8;
+            while (b > i && (tab[t[b - 1]] & E_RUN))
+                b--;
+            i = b;
+        }
         while (i < len && !(tab[t[i]] & E_START))
             i++;
         if (i >= len)

@@ -927,8 +927,10 @@ int pii_scan(const guard_policy *p, guard_scratch *s, const char *text, size_t l
     size_t i = 0;
     while (any_builtin && i < len && c.rc == 0) {
         // Most bytes (CJK text, spaces, punctuation) start nothing.
-        while (i < len && PCLS[t[i]] == 0)
-            i++;
+        while (i < len && PCLS[t[i]] == 0) {
+            size_t k = t[i] >= 0x80 ? guard_skip_high8(t, i, len) : i;
+            i = k > i ? k : i + 1;
+        }
         if (i >= len)
             break;
         unsigned char x = t[i];
