@@ -114,6 +114,32 @@ static int emit_real(buf *b, double v)
     return buf_append(b, out, w);
 }
 
+/* Appends the decimal digits of v (no printf: at --lines rates formatting
+ * the offsets through vfprintf cost more than some detectors). */
+static int emit_uint(buf *b, size_t v)
+{
+    char tmp[24];
+    size_t k = sizeof tmp;
+    do {
+        tmp[--k] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    return buf_append(b, tmp + k, sizeof tmp - k);
+}
+
+/* Appends "<pre><a>, \"end\": <b>}" for a span. */
+static int emit_span_end(buf *j, size_t a, size_t b)
+{
+    int rc = emit_uint(j, a);
+    if (rc == 0)
+        rc = buf_append_str(j, ", \"end\": ");
+    if (rc == 0)
+        rc = emit_uint(j, b);
+    if (rc == 0)
+        rc = buf_append_char(j, '}');
+    return rc;
+}
+
 /* One text as one JSON line:
  * {"action": "...", "injection": {"score": S, "attack": B},
  *  "entities": [{"type": "...", "start": N, "end": N}, ...],
@@ -124,22 +150,27 @@ static int emit_line(buf *j, const guard_policy *p, const guard_result *res, con
                      size_t len, const buf *redacted)
 {
     cp_cursor cc = {text, len, 0, 0};
-    int rc = buf_printf(j, "{\"action\": \"%s\", \"injection\": {\"score\": ",
-                        guard_action_name(res->action));
+    int rc = buf_append_str(j, "{\"action\": \"");
     if (rc == 0)
-        rc = emit_real(j, res->inj_score);
+        rc = buf_append_str(j, guard_action_name(res->action));
     if (rc == 0)
-        rc = buf_printf(j, ", \"attack\": %s}, \"entities\": [",
-                        res->inj_attack ? "true" : "false");
+        rc = buf_append_str(j, "\", \"injection\": {\"score\": ");
+    if (rc == 0)
+        rc = res->inj_score == 0 ? buf_append_str(j, "0.0") : emit_real(j, res->inj_score);
+    if (rc == 0)
+        rc = buf_append_str(j, res->inj_attack ? ", \"attack\": true}, \"entities\": ["
+                                               : ", \"attack\": false}, \"entities\": [");
     for (size_t i = 0; rc == 0 && i < res->n_entities; i++) {
         const guard_span *sp = &res->entities[i];
         size_t a = cp_at(&cc, sp->start), b = cp_at(&cc, sp->end);
         const char *nm = span_name(p, sp);
-        rc = buf_printf(j, "%s{\"type\": \"", i ? ", " : "");
+        rc = buf_append_str(j, i ? ", {\"type\": \"" : "{\"type\": \"");
         if (rc == 0)
             rc = buf_append_json_str(j, nm, strlen(nm));
         if (rc == 0)
-            rc = buf_printf(j, "\", \"start\": %zu, \"end\": %zu}", a, b);
+            rc = buf_append_str(j, "\", \"start\": ");
+        if (rc == 0)
+            rc = emit_span_end(j, a, b);
     }
     if (rc == 0)
         rc = buf_append_str(j, "], \"blocklist\": [");
@@ -147,8 +178,13 @@ static int emit_line(buf *j, const guard_policy *p, const guard_result *res, con
     for (size_t i = 0; rc == 0 && i < res->n_terms; i++) {
         const guard_span *sp = &res->terms[i];
         size_t a = cp_at(&cc, sp->start), b = cp_at(&cc, sp->end);
-        rc = buf_printf(j, "%s{\"term_id\": %u, \"start\": %zu, \"end\": %zu}", i ? ", " : "",
-                        sp->sub, a, b);
+        rc = buf_append_str(j, i ? ", {\"term_id\": " : "{\"term_id\": ");
+        if (rc == 0)
+            rc = emit_uint(j, sp->sub);
+        if (rc == 0)
+            rc = buf_append_str(j, ", \"start\": ");
+        if (rc == 0)
+            rc = emit_span_end(j, a, b);
     }
     if (rc == 0)
         rc = buf_append_str(j, "]");
@@ -175,8 +211,15 @@ typedef struct scan_bufs {
 static int scan_one(guard_req *r, const guard_policy *p, const scan_opts *o, scan_bufs *sb,
                     const char *text, size_t len, size_t idx)
 {
-    char rid[32];
-    snprintf(rid, sizeof rid, "scan-%zu", idx);
+    char rid[32] = "scan-";
+    char dig[24];
+    size_t k = sizeof dig;
+    do {
+        dig[--k] = (char)('0' + idx % 10);
+        idx /= 10;
+    } while (idx);
+    memcpy(rid + 5, dig + k, sizeof dig - k);
+    rid[5 + sizeof dig - k] = '\0';
     guard_req_reset(r, rid);
     buf *out = &sb->out;
     buf_reset(out);

@@ -477,7 +477,7 @@ int ac_build(const char *const *pats, const size_t *lens, size_t n, ac_auto *out
     out->own = malloc((size_t)nodes * sizeof *out->own);
     out->dict = malloc((size_t)nodes * sizeof *out->dict);
     out->xtop = calloc(AC_XTOP, sizeof *out->xtop);
-    out->xnodes = malloc((xoff ? xoff : 1) * sizeof *out->xnodes);
+    out->xnodes = calloc(xoff + 4, sizeof *out->xnodes); // + 4: xstep reads 4 symbols
     if (!out->adelta || !out->xroot || !out->own || !out->dict || !out->xtop || !out->xnodes)
         goto fail;
     for (uint32_t s = 0; s < nodes; s++) {
@@ -594,17 +594,27 @@ __attribute__((noinline)) static uint32_t xstep_hash(const ac_auto *a, uint32_t 
 /* The next state's value from state value v on non-ASCII symbol x. */
 static inline uint32_t xstep(const walk *w, uint32_t v, uint32_t x)
 {
+    uint32_t r = w->xroot[x]; // off the chain: does not depend on the state
     uint32_t k = v & AC_KMASK;
     if (k >= w->alim) {
         const uint32_t *nd = &w->xnodes[k - w->alim];
         uint32_t m = nd[1];
+#if defined(__SSE2__)
+        // Most nodes hold <= 4 symbols: one compare (xnodes is padded by 4).
+        if (LIKELY(m <= 4)) {
+            __m128i c = _mm_cmpeq_epi32(_mm_loadu_si128((const __m128i *)(const void *)(nd + 2)),
+                                        _mm_set1_epi32((int)x));
+            unsigned hit = (unsigned)_mm_movemask_ps(_mm_castsi128_ps(c)) & ((1u << m) - 1);
+            return hit ? nd[2 + m + (uint32_t)__builtin_ctz(hit)] : r;
+        }
+#endif
         for (uint32_t j = 0; j < m; j++)
             if (nd[2 + j] == x)
                 return nd[2 + m + j];
     } else if (UNLIKELY(v & AC_HASX)) {
         return xstep_hash(w->a, k, x);
     }
-    return w->xroot[x];
+    return r;
 }
 
 static inline uint32_t state_index(const ac_auto *a, uint32_t v)

@@ -250,7 +250,9 @@ void guard_req_reset(guard_req *r, const char *request_id)
     wipe_map(r);
     memset(r->count, 0, sizeof r->count);
     memset(r->ccount, 0, (r->p->n_custom ? r->p->n_custom : 1) * sizeof *r->ccount);
-    snprintf(r->rid, sizeof r->rid, "%s", request_id ? request_id : "");
+    size_t n = request_id ? strnlen(request_id, sizeof r->rid - 1) : 0;
+    memcpy(r->rid, request_id ? request_id : "", n);
+    r->rid[n] = '\0';
 }
 
 void guard_req_free(guard_req *r)

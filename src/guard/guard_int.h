@@ -8,6 +8,9 @@
 #include <pcre2.h>
 #include <stdint.h>
 #include <string.h>
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
 
 #include "guard/guard.h"
 
@@ -277,6 +280,48 @@ static inline size_t guard_skip_high8(const unsigned char *t, size_t i, size_t l
         i += 8;
     }
     return i;
+}
+
+/* The end of the run of ASCII letters and digits that starts at i: the first
+ * index >= i whose byte is not one, or len. 16 bytes per step with SSE2 (a
+ * word ends without a mispredicted loop exit). */
+static inline size_t guard_alnum_end(const unsigned char *t, size_t i, size_t len)
+{
+#if defined(__SSE2__)
+    // x in [lo, lo + n) <=> (int8)(x + 0x80 - lo) < -128 + n, bytes >= 0x80 included.
+    const __m128i k20 = _mm_set1_epi8(0x20);
+    const __m128i dgo = _mm_set1_epi8((char)(0x80 - '0')), dgn = _mm_set1_epi8((char)(-128 + 10));
+    const __m128i alo = _mm_set1_epi8((char)(0x80 - 'a')), aln = _mm_set1_epi8((char)(-128 + 26));
+    while (i + 16 <= len) {
+        __m128i v = _mm_loadu_si128((const __m128i *)(const void *)(t + i));
+        __m128i dg = _mm_cmplt_epi8(_mm_add_epi8(v, dgo), dgn);
+        __m128i al = _mm_cmplt_epi8(_mm_add_epi8(_mm_or_si128(v, k20), alo), aln);
+        unsigned m = (unsigned)_mm_movemask_epi8(_mm_or_si128(dg, al)) ^ 0xFFFFu;
+        if (m)
+            return i + (size_t)__builtin_ctz(m);
+        i += 16;
+    }
+#endif
+    while (i < len && ((t[i] >= '0' && t[i] <= '9') || ((t[i] | 0x20) >= 'a' && (t[i] | 0x20) <= 'z')))
+        i++;
+    return i;
+}
+
+/* Copies n bytes of ASCII letters and digits from src to dst, lower-cased. */
+static inline void guard_lower_copy(char *dst, const unsigned char *src, size_t n)
+{
+    size_t k = 0;
+#if defined(__SSE2__)
+    const __m128i ao = _mm_set1_epi8((char)(0x80 - 'A')), an = _mm_set1_epi8((char)(-128 + 26));
+    const __m128i k20 = _mm_set1_epi8(0x20);
+    for (; k + 16 <= n; k += 16) {
+        __m128i v = _mm_loadu_si128((const __m128i *)(const void *)(src + k));
+        __m128i up = _mm_cmplt_epi8(_mm_add_epi8(v, ao), an);
+        _mm_storeu_si128((__m128i *)(void *)(dst + k), _mm_or_si128(v, _mm_and_si128(up, k20)));
+    }
+#endif
+    for (; k < n; k++)
+        dst[k] = (char)(src[k] >= 'A' && src[k] <= 'Z' ? src[k] + 32 : src[k]);
 }
 
 /* UTF-8 decode of one code point at p (n > 0 bytes left); returns its length

@@ -495,9 +495,7 @@ int norm_run(const char *text, size_t len, norm_buf *b)
         // Fast path 1: a run of ASCII letters and digits. Its last character
         // goes the slow way when a non-ASCII byte (a combining mark?) follows.
         if (acl == C_ALNUM) {
-            size_t j = i + 1;
-            while (j < len && g_acls[t[j]] == C_ALNUM)
-                j++;
+            size_t j = guard_alnum_end(t, i + 1, len);
             if (j < len && t[j] >= 0x80)
                 j--;
             if (j > i) {
@@ -505,9 +503,19 @@ int norm_run(const char *text, size_t len, norm_buf *b)
                 st.word_cps += j - i - 1;
                 if ((rc = grow_for(b, j - i, len - i)) || (rc = seg_note(b, i, j, true)))
                     return rc;
-                char *o = b->p + b->n;
-                for (size_t k = i; k < j; k++)
-                    *o++ = (char)g_alow[t[k]];
+#if defined(__SSE2__)
+                // A word of <= 16 bytes (most): one 16-byte store when both
+                // buffers have the room (bytes past the word are overwritten
+                // later or lie past n).
+                if (j - i <= 16 && i + 16 <= len && b->n + 16 <= b->cap) {
+                    __m128i v = _mm_loadu_si128((const __m128i *)(const void *)(t + i));
+                    __m128i up = _mm_cmplt_epi8(_mm_add_epi8(v, _mm_set1_epi8((char)(0x80 - 'A'))),
+                                                _mm_set1_epi8((char)(-128 + 26)));
+                    v = _mm_or_si128(v, _mm_and_si128(up, _mm_set1_epi8(0x20)));
+                    _mm_storeu_si128((__m128i *)(void *)(b->p + b->n), v);
+                } else
+#endif
+                    guard_lower_copy(b->p + b->n, t + i, j - i);
                 b->n += j - i;
                 i = j;
                 continue;
@@ -546,7 +554,13 @@ int norm_run(const char *text, size_t len, norm_buf *b)
             ident = true;
         } else {
             int32_t c;
-            step = utf8_dec(t + i, len - i, &c);
+            if (c0 >= 0xE1 && c0 <= 0xEC && i + 2 < len && (t[i + 1] & 0xC0) == 0x80 &&
+                (t[i + 2] & 0xC0) == 0x80) { // 3-byte, never over-long or a surrogate
+                c = (int32_t)((c0 & 0x0Fu) << 12 | (t[i + 1] & 0x3Fu) << 6 | (t[i + 2] & 0x3Fu));
+                step = 3;
+            } else {
+                step = utf8_dec(t + i, len - i, &c);
+            }
             if (c < 0) {
                 i += step;
                 continue; // invalid byte: dropped like a zero-width character

@@ -954,9 +954,7 @@ int pii_scan(const guard_policy *p, guard_scratch *s, const char *text, size_t l
                 word_candidate(&c, i))
                 e = try_word(&c, i);
             if (!e) {
-                e = i;
-                while (e < len && (PCLS[t[e]] & P_ALNUM))
-                    e++;
+                e = guard_alnum_end(t, i, len);
             }
             i = e;
             continue;
