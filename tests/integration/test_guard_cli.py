@@ -68,6 +68,28 @@ def main():
           f"actions {[x['action'] for x in objs]}")
     check(objs[1]["injection"]["score"] >= 0.5 and objs[1]["injection"]["attack"], "attack score")
 
+    # --lines offsets are code points of each line's own text (CJK, full-width
+    # and a 4-byte character before the findings; CRLF line ends).
+    with tempfile.TemporaryDirectory() as d:
+        pol = os.path.join(d, "p.json")
+        with open(pol, "w") as f:
+            json.dump({"id": "l", "blocklist": {"terms": ["猎鹰计划", "bomb"]}}, f)
+        lines = ["😀中文 ｍａｉｌ a.b@example.org 和 13812345678",
+                 "第二行：猎 鹰 计 划，ＢＯＭＢ，and 10.1.2.3",
+                 "plain ascii line sk-Ab3dEf6hIj9kLm2nOp5qRs8tUv"]
+        p = run(["guard", "scan", "--json", "--lines", "--policy", pol],
+                ("\r\n".join(lines) + "\r\n").encode(), expect=1)
+        objs = [json.loads(l) for l in p.stdout.decode().splitlines()]
+        check(len(objs) == 3, f"{len(objs)} lines out")
+        got = [[(e["type"], lines[i][e["start"]:e["end"]]) for e in o["entities"]]
+               for i, o in enumerate(objs)]
+        check(got == [[("email", "a.b@example.org"), ("phone", "13812345678")],
+                      [("ipv4", "10.1.2.3")],
+                      [("api_key", "sk-Ab3dEf6hIj9kLm2nOp5qRs8tUv")]], f"--lines entities {got}")
+        terms = [[(b["term_id"], lines[i][b["start"]:b["end"]]) for b in o["blocklist"]]
+                 for i, o in enumerate(objs)]
+        check(terms == [[], [(0, "猎 鹰 计 划"), (1, "ＢＯＭＢ")], []], f"--lines terms {terms}")
+
     # --redact adds the redacted text; --audit writes records without the text.
     p = run(["guard", "scan", "--json", "--redact", "--audit"], b"mail a.b@example.org now")
     o = json.loads(p.stdout)
