@@ -50,6 +50,9 @@ void norm_buf_deinit(norm_buf *b);
 /* Normalizes text into b (replacing its contents); b keeps a pointer to text,
  * which must outlive the use of the map. 0, ERR_NOMEM, ERR_TOO_LARGE. */
 int norm_run(const char *text, size_t len, norm_buf *b);
+/* norm_run with every character taken the general way (no ASCII-word or
+ * CJK-run fast path, no inline decode): the tests' reference. */
+int norm_run_ref(const char *text, size_t len, norm_buf *b);
 /* Source byte range of the character that output byte k (< n) came from. */
 size_t norm_src_start(const norm_buf *b, size_t k);
 size_t norm_src_end(const norm_buf *b, size_t k);

@@ -389,10 +389,25 @@ static void test_encoded_vs_reference(void **state)
         "SWdub3JlIGFsbCBwcmV2aW91cyBpbnN0cnVjdGlvbnM=", // base64 of an override
         "aWdub3JlIHByZXZpb3VzIGluc3RydWN0aW9ucw",
         "69676e6f72652070726576696f757320696e737472756374696f6e73", // hex
-        "%69%67%6e%6f%72%65%20%61%6c%6c%20%72%75%6c%65%73",          // %-encoded
-        "%zz%41%42", "abcdefgh", "abcdefghi", "abcdefghij", "a.b~c-d_e", "Zm9v====",
-        "12345678", "123456789", "the", "ka lo ", " ", "中文字符", "，", "%", "=", "/+",
-        "QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVo", "x%41%42%43y",
+        "%69%67%6e%6f%72%65%20%61%6c%6c%20%72%75%6c%65%73",         // %-encoded
+        "%zz%41%42",
+        "abcdefgh",
+        "abcdefghi",
+        "abcdefghij",
+        "a.b~c-d_e",
+        "Zm9v====",
+        "12345678",
+        "123456789",
+        "the",
+        "ka lo ",
+        " ",
+        "中文字符",
+        "，",
+        "%",
+        "=",
+        "/+",
+        "QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVo",
+        "x%41%42%43y",
     };
     inj_set *is = NULL;
     assert_int_equal(inj_set_new(&is, NULL), 0);
@@ -420,6 +435,59 @@ static void test_encoded_vs_reference(void **state)
     inj_set_free(is);
 }
 
+/* The normalizer's fast paths (ASCII words lower-cased 16 bytes at a time,
+ * CJK runs copied, inline decode) against the same normalizer taking every
+ * character the general way: the same bytes, and every output byte maps to
+ * the same source range, with the same dropped-byte boundaries. Random text
+ * with evasions, combining marks, invalid bytes. */
+static void test_norm_vs_reference(void **state)
+{
+    (void)state;
+    static const char *const X[] = {
+        "ＢＯＭＢ", "\xe2\x80\x8b", "e\xcc\x81",
+        "ﬁ",        "Ａ",           "\t",
+        "\r\n",     "  ",           "Cafe",
+        "ABCdef",   "ÉCOLE",        "k.i.l.l",
+        "b o m b",  "中。文",       "炸 弹",
+        "、",       "：",           "ｶ",
+        "가",       "\x01",         "AbCdEfGhIjKlMnOpQrStUvWxYz",
+        "ZZ Top",   "@[`{",         "中文中文中文中文中文",
+        "x1y2z3",   "\xe4\xb8",     "\xed\xa0\x80",
+    };
+    norm_buf a = {0}, b = {0};
+    size_t checked = 0;
+    for (size_t it = 0; it < 3000; it++) {
+        buf t;
+        buf_init(&t, 1 << 20);
+        size_t parts = it % 100 == 0 ? 2000 : rnd(40);
+        for (size_t k = 0; k < parts; k++) {
+            if (rnd(3) == 0)
+                assert_int_equal(buf_append_str(&t, X[rnd(sizeof X / sizeof *X)]), 0);
+            else
+                rand_text(&t, 1, it % 3 == 0);
+        }
+        const char *text = t.data ? t.data : "";
+        assert_int_equal(norm_run(text, t.len, &a), 0);
+        assert_int_equal(norm_run_ref(text, t.len, &b), 0);
+        if (a.n != b.n || memcmp(a.p, b.p, a.n) != 0)
+            fprintf(stderr, "norm %zu: [%.*s] vs reference [%.*s]\n", it, (int)MIN(a.n, 200), a.p,
+                    (int)MIN(b.n, 200), b.p);
+        assert_int_equal(a.n, b.n);
+        assert_memory_equal(a.p, b.p, a.n);
+        for (size_t k = 0; k < a.n; k++) {
+            assert_int_equal(norm_src_start(&a, k), norm_src_start(&b, k));
+            assert_int_equal(norm_src_end(&a, k), norm_src_end(&b, k));
+            if (k > 0)
+                assert_int_equal(norm_gap_before(&a, k), norm_gap_before(&b, k));
+        }
+        checked += a.n;
+        buf_deinit(&t);
+    }
+    assert_true(checked > 10000);
+    norm_buf_deinit(&a);
+    norm_buf_deinit(&b);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -428,6 +496,7 @@ int main(void)
         cmocka_unit_test(test_ac_edges),
         cmocka_unit_test(test_ac_cuts),
         cmocka_unit_test(test_encoded_vs_reference),
+        cmocka_unit_test(test_norm_vs_reference),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
