@@ -59,7 +59,9 @@ struct sched {
     pool *own_pool; // compute pool when the config lent none
     llama_kv *lkv;
     kv_cache *kv;
-    sample_scratch *sc;
+    pool *pool;        // the compute pool of the forward pass (lent or own)
+    sample_scratch **scs; // (pool threads) sampling scratch per participant
+    size_t n_scs;
     sched_config cfg;
     char name[64];
     buf piece;  // (PIECE_MAX) text of the token being delivered
@@ -75,6 +77,9 @@ struct sched {
     sched_seq **preempted, **exhausted;
     llama_span *spans; // (max_seqs)
     float *logits;     // (max_seqs, n_vocab)
+    sched_handle **rows; // (max_seqs) the request of each logits row of the step
+    sample_result *res;  // (max_seqs) its sampled token
+    int *res_rc;         // (max_seqs) sample_next's return
 
     _Atomic(sched_handle *) submit_head;
     atomic_size_t n_queued; // submitted and never admitted: the max_waiting count
@@ -363,12 +368,21 @@ static void reap(sched *s)
     }
 }
 
-/* Samples, detokenizes and delivers the next token of h from its logits row.
- * Ends the request when it finishes. */
-static void emit(sched *s, sched_handle *h, const float *row)
+/* Samples the logits rows [begin, end) of the step, each with its request's
+ * own sampler (thread-independent results) and this participant's scratch. */
+static void sample_rows(void *arg, size_t begin, size_t end, int tid)
 {
-    sample_result res;
-    int rc = sample_next(h->ss, s->sc, row, &res);
+    sched *s = arg;
+    for (size_t r = begin; r < end; r++)
+        s->res_rc[r] = sample_next(s->rows[r]->ss, s->scs[tid],
+                                   s->logits + r * (size_t)s->n_vocab, &s->res[r]);
+}
+
+/* Detokenizes and delivers h's next token, sampled into res (rc: sample_next's
+ * return). Ends the request when it finishes. */
+static void emit(sched *s, sched_handle *h, const sample_result *resp, int rc)
+{
+    sample_result res = *resp;
     if (rc != 0) {
         end_error(s, h, ERR_INTERNAL, "sampling failed: no token has a finite logit");
         return;
@@ -507,14 +521,16 @@ static bool step(sched *s)
     }
     sched_plan_commit(s->kv, &s->plan);
     size_t row = 0;
-    for (size_t i = 0; i < s->plan.n_items; i++) {
-        const sched_item *it = &s->plan.items[i];
-        if (!it->want_logits)
-            continue;
-        emit(s, it->seq->owner, s->logits + row * (size_t)s->n_vocab);
-        row++;
-    }
+    for (size_t i = 0; i < s->plan.n_items; i++)
+        if (s->plan.items[i].want_logits)
+            s->rows[row++] = s->plan.items[i].seq->owner;
     ASSERT(row == n_logits);
+    /* Sampling runs on the compute pool, a row per sequence (a full pass over
+     * the vocabulary each, more with temperature: exp of every candidate);
+     * delivery stays here, in batch order. */
+    pool_for(n_logits > 1 ? s->pool : NULL, n_logits, 1, sample_rows, s);
+    for (row = 0; row < n_logits; row++)
+        emit(s, s->rows[row], &s->res[row], s->res_rc[row]);
     publish(s);
     return true;
 }
@@ -594,6 +610,7 @@ int sched_new(model *m, const sched_config *cfg, sched **out, err_msg *e)
         }
         lc.pool = s->own_pool;
     }
+    s->pool = lc.pool;
     rc = llama_ctx_new(m, &lc, &s->ctx, e);
     if (rc != 0)
         goto fail;
@@ -624,10 +641,18 @@ int sched_new(model *m, const sched_config *cfg, sched **out, err_msg *e)
     rc = llama_kv_new_type(m, kv_n_blocks(s->kv), cfg->block_tokens, lt, &s->lkv, e);
     if (rc != 0)
         goto fail;
-    rc = sample_scratch_new(s->n_vocab, &s->sc);
-    if (rc != 0) {
-        err_set(e, rc, "sched: sampling scratch for %d tokens", s->n_vocab);
+    s->n_scs = (size_t)pool_threads(s->pool);
+    s->scs = calloc(s->n_scs, sizeof *s->scs);
+    if (!s->scs) {
+        rc = err_set(e, ERR_NOMEM, "sched: out of memory");
         goto fail;
+    }
+    for (size_t i = 0; i < s->n_scs; i++) {
+        rc = sample_scratch_new(s->n_vocab, &s->scs[i]);
+        if (rc != 0) {
+            err_set(e, rc, "sched: sampling scratch for %d tokens", s->n_vocab);
+            goto fail;
+        }
     }
 
     size_t ms = cfg->max_seqs, cap_wait = cfg->max_waiting + cfg->max_seqs, nlog;
@@ -642,9 +667,12 @@ int sched_new(model *m, const sched_config *cfg, sched **out, err_msg *e)
     s->exhausted = calloc(ms, sizeof *s->exhausted);
     s->spans = calloc(ms, sizeof *s->spans);
     s->logits = calloc(nlog, sizeof *s->logits);
+    s->rows = calloc(ms, sizeof *s->rows);
+    s->res = calloc(ms, sizeof *s->res);
+    s->res_rc = calloc(ms, sizeof *s->res_rc);
     s->out = malloc(DELTA_MAX);
     if (!s->run || !s->wait || !s->items || !s->preempted || !s->exhausted || !s->spans ||
-        !s->logits || !s->out) {
+        !s->logits || !s->rows || !s->res || !s->res_rc || !s->out) {
         rc = err_set(e, ERR_NOMEM, "sched: out of memory");
         goto fail;
     }
@@ -710,9 +738,14 @@ void sched_free(sched *s)
     free(s->exhausted);
     free(s->spans);
     free(s->logits);
+    free(s->rows);
+    free(s->res);
+    free(s->res_rc);
     free(s->out);
     buf_deinit(&s->piece);
-    sample_scratch_free(s->sc);
+    for (size_t i = 0; s->scs && i < s->n_scs; i++)
+        sample_scratch_free(s->scs[i]);
+    free(s->scs);
     llama_kv_free(s->lkv);
     kv_cache_free(s->kv);
     llama_ctx_free(s->ctx);

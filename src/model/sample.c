@@ -35,6 +35,7 @@ struct sample_scratch {
     float *l;      // (n_vocab) adjusted logits
     int32_t *idx;  // (n_vocab) candidate ids
     int32_t *cnt;  // (n_vocab) occurrence counts; all zero between calls
+    double *w;     // (n_vocab) exp((l - max) / T) of each candidate token, by token id
 };
 
 sample_params sample_params_default(void)
@@ -226,7 +227,8 @@ int sample_scratch_new(int32_t n_vocab, sample_scratch **out)
     sc->l = malloc((size_t)n_vocab * sizeof *sc->l);
     sc->idx = malloc((size_t)n_vocab * sizeof *sc->idx);
     sc->cnt = calloc((size_t)n_vocab, sizeof *sc->cnt);
-    if (!sc->l || !sc->idx || !sc->cnt) {
+    sc->w = malloc((size_t)n_vocab * sizeof *sc->w);
+    if (!sc->l || !sc->idx || !sc->cnt || !sc->w) {
         sample_scratch_free(sc);
         return ERR_NOMEM;
     }
@@ -241,6 +243,7 @@ void sample_scratch_free(sample_scratch *sc)
     free(sc->l);
     free(sc->idx);
     free(sc->cnt);
+    free(sc->w);
     free(sc);
 }
 
@@ -458,9 +461,16 @@ int sample_next(sample_seq *s, sample_scratch *sc, const float *logits, sample_r
         if (l[idx[i]] > mx)
             mx = l[idx[i]];
     double inv_t = 1.0 / (double)s->p.temperature;
+    /* Each candidate's weight is computed once (an exp per token of the
+     * vocabulary was the step's largest serial cost) and kept by token id, so
+     * the reorderings below keep it; the sums run in the same order over the
+     * same values as before. */
+    double *w = sc->w;
     double z = 0;
-    for (size_t i = 0; i < n; i++)
-        z += exp(((double)l[idx[i]] - mx) * inv_t);
+    for (size_t i = 0; i < n; i++) {
+        w[idx[i]] = exp(((double)l[idx[i]] - mx) * inv_t);
+        z += w[idx[i]];
+    }
 
     if (s->p.top_p < 1.0f) {
         // grow a sorted prefix until its mass reaches top_p: sorting all of a large
@@ -475,7 +485,7 @@ int sample_next(sample_seq *s, sample_scratch *sc, const float *logits, sample_r
                 n_sorted += m;
                 chunk *= 4;
             }
-            cum += exp(((double)l[idx[i]] - mx) * inv_t);
+            cum += w[idx[i]];
             i++;
             if (cum >= target) {
                 keep = i;
@@ -487,19 +497,19 @@ int sample_next(sample_seq *s, sample_scratch *sc, const float *logits, sample_r
     if (s->p.min_p > 0.0f) {
         // p >= min_p * p_max  <=>  l >= mx + T * log(min_p), kept in order
         double floor_l = (double)mx + (double)s->p.temperature * log((double)s->p.min_p);
-        size_t w = 0;
+        size_t kept = 0;
         for (size_t i = 0; i < n; i++)
             if ((double)l[idx[i]] >= floor_l)
-                idx[w++] = idx[i];
-        n = w;
+                idx[kept++] = idx[i];
+        n = kept;
     }
     double sum = 0;
     for (size_t i = 0; i < n; i++)
-        sum += exp(((double)l[idx[i]] - mx) * inv_t);
+        sum += w[idx[i]];
     double u = rng_uniform(s->rng) * sum, cum = 0;
     int32_t pick = idx[n - 1];
     for (size_t i = 0; i < n; i++) {
-        cum += exp(((double)l[idx[i]] - mx) * inv_t);
+        cum += w[idx[i]];
         if (u < cum) {
             pick = idx[i];
             break;
