@@ -175,6 +175,21 @@ static void pick(const kern_impl *im, const kern_gemm_impl *gi, tensor_type t, k
     }
 }
 
+/* Weight rows per pool chunk are a multiple of this (as kern.c's matvec split). */
+#define GEMM_ROW_GRAIN 16
+/*
+ * Least work of one pool chunk, in weight bytes times activation rows, as
+ * kern.c's MM_CHUNK_WORK_MIN: a batch of a small model (its K and V, a tiny
+ * test model) is not cut finer than a hand-off is worth.
+ */
+#define GEMM_CHUNK_WORK_MIN ((size_t)32 << 10)
+
+static size_t gemm_rows_min(const kern_mat *w0, size_t n)
+{
+    size_t work = w0->row_bytes * n; // the rows of all matrices are alike enough
+    return work ? GEMM_CHUNK_WORK_MIN / work + 1 : 1;
+}
+
 bool kern_gemm_multi(const kern_impl *im, pool *p, const kern_mat *const *w, float *const *y,
                      size_t n_mats, const float *x, size_t n, void *scratch,
                      size_t scratch_bytes)
@@ -215,7 +230,8 @@ bool kern_gemm_multi(const kern_impl *im, pool *p, const kern_mat *const *w, flo
         j.q = qbase[f];
         j.q_stride = qstride[f];
         j.q_panels = panels[f] ? n / KERN_GEMM_COLS : 0;
-        pool_for(p, n, KERN_GEMM_COLS, quant_rows, &j); // whole panels per chunk
+        // whole panels per chunk, and at least ~16k elements (a hand-off costs more)
+        pool_for_min(p, n, KERN_GEMM_COLS, ((size_t)16 << 10) / j.cols + 1, quant_rows, &j);
     }
     j.row0[0] = 0;
     for (size_t k = 0; k < n_mats; k++) {
@@ -237,7 +253,7 @@ bool kern_gemm_multi(const kern_impl *im, pool *p, const kern_mat *const *w, flo
         j.row0[k + 1] = j.row0[k] + w[k]->rows;
     }
     if (j.row0[n_mats] > 0)
-        pool_for(p, j.row0[n_mats], 16, mm_rows, &j);
+        pool_for_min(p, j.row0[n_mats], GEMM_ROW_GRAIN, gemm_rows_min(w[0], n), mm_rows, &j);
     return true;
 }
 
