@@ -197,7 +197,7 @@ void guard_hash_hex(const guard_engine *g, const void *p, size_t n, char out[33]
 typedef struct red_ent {
     guard_type type;
     uint32_t sub;
-    char *orig;
+    size_t orig_off; // in guard_req.vals
     size_t orig_len;
     char ph[48];
     size_t ph_len;
@@ -212,6 +212,9 @@ struct guard_req {
     guard_scratch *s;
     red_ent *ents;
     size_t n, cap;
+    char *vals; // the redacted originals back to back (one buffer: no
+                // allocation per value, reused across resets, wiped)
+    size_t vals_n, vals_cap;
     uint32_t count[GUARD_T_COUNT_];
     uint32_t *ccount; // per custom pattern
 };
@@ -238,10 +241,9 @@ guard_req *guard_req_new(const guard_engine *g, const guard_policy *p, const cha
 
 static void wipe_map(guard_req *r)
 {
-    for (size_t i = 0; i < r->n; i++) {
-        sodium_memzero(r->ents[i].orig, r->ents[i].orig_len);
-        free(r->ents[i].orig);
-    }
+    if (r->vals_n)
+        sodium_memzero(r->vals, r->vals_n);
+    r->vals_n = 0;
     r->n = 0;
 }
 
@@ -261,6 +263,7 @@ void guard_req_free(guard_req *r)
         return;
     wipe_map(r);
     free(r->ents);
+    free(r->vals);
     free(r->ccount);
     guard_scratch_free(r->s);
     free(r);
@@ -321,7 +324,7 @@ static int placeholder(guard_req *r, const guard_span *sp, const char *text, con
     for (size_t i = 0; i < r->n; i++) {
         red_ent *x = &r->ents[i];
         if (x->type == sp->type && x->sub == sp->sub && x->orig_len == vn &&
-            memcmp(x->orig, val, vn) == 0) {
+            memcmp(r->vals + x->orig_off, val, vn) == 0) {
             *ph = x->ph;
             *phn = x->ph_len;
             return 0;
@@ -337,12 +340,30 @@ static int placeholder(guard_req *r, const guard_span *sp, const char *text, con
         r->ents = ne;
         r->cap = nc;
     }
+    if (r->vals_cap - r->vals_n < vn) {
+        // Grow by hand rather than realloc: the old buffer is wiped before
+        // it is freed (it holds originals).
+        size_t cap = r->vals_cap ? r->vals_cap : 256;
+        while (cap - r->vals_n < vn) {
+            if (!size_mul_ok(cap, 2, &cap))
+                return ERR_TOO_LARGE;
+        }
+        char *nv = malloc(cap);
+        if (!nv)
+            return ERR_NOMEM;
+        if (r->vals_n) {
+            memcpy(nv, r->vals, r->vals_n);
+            sodium_memzero(r->vals, r->vals_n);
+        }
+        free(r->vals);
+        r->vals = nv;
+        r->vals_cap = cap;
+    }
     red_ent *x = &r->ents[r->n];
-    x->orig = malloc(vn ? vn : 1);
-    if (!x->orig)
-        return ERR_NOMEM;
-    memcpy(x->orig, val, vn);
+    memcpy(r->vals + r->vals_n, val, vn);
+    x->orig_off = r->vals_n;
     x->orig_len = vn;
+    r->vals_n += vn;
     x->type = sp->type;
     x->sub = sp->sub;
     uint32_t num;
@@ -503,7 +524,7 @@ int guard_req_restore(guard_req *r, const char *text, size_t len, buf *out)
             red_ent *x = &r->ents[k];
             if (x->ph_len <= len - i && memcmp(text + i, x->ph, x->ph_len) == 0) {
                 if ((rc = buf_append(out, text + pos, i - pos)) ||
-                    (rc = buf_append(out, x->orig, x->orig_len)))
+                    (rc = buf_append(out, r->vals + x->orig_off, x->orig_len)))
                     return rc;
                 pos = i + x->ph_len;
                 i = pos - 1;
