@@ -532,6 +532,11 @@ static ALWAYS_INLINE void tile_q6_K(const int C, const kern_mat *w, size_t r, co
     }
     for (size_t b = 0; b < nb; b++) {
         const uint8_t *blk = row + b * 210;
+        if (C == 1) { // decode's matvec: fetch ~3 KiB ahead (see mv_q8)
+#pragma GCC unroll 4
+            for (int o = 0; o < 256; o += 64)
+                _mm_prefetch((const char *)blk + 16 * 210 + o, _MM_HINT_T0);
+        }
         const int8_t *scales = (const int8_t *)(blk + 192);
         float d = f16s(blk + 208);
         __m256i sumi[4];
