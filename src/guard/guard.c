@@ -172,8 +172,17 @@ size_t guard_cp_offset(const char *text, size_t len, size_t off)
     if (off > len)
         off = len;
     for (size_t i = 0; i < off;) {
+        uint64_t w;
+        if (i + 8 <= off && (memcpy(&w, t + i, 8), (w & 0x8080808080808080ull) == 0)) {
+            i += 8; // eight ASCII characters
+            n += 8;
+            continue;
+        }
         if (t[i] < 0x80) {
             i++;
+        } else if (t[i] >= 0xE1 && t[i] <= 0xEC && i + 2 < len && (t[i + 1] & 0xC0) == 0x80 &&
+                   (t[i + 2] & 0xC0) == 0x80) {
+            i += 3; // a valid 3-byte character (never over-long or a surrogate): CJK
         } else {
             int32_t cp;
             i += utf8_dec(t + i, len - i, &cp);

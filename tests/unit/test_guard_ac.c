@@ -488,6 +488,30 @@ static void test_norm_vs_reference(void **state)
     norm_buf_deinit(&b);
 }
 
+/* guard_cp_offset (8 ASCII bytes at a time, 3-byte characters inline)
+ * against counting utf8_dec steps, at every offset of random text with
+ * invalid bytes. */
+static void test_cp_offset_vs_reference(void **state)
+{
+    (void)state;
+    for (size_t it = 0; it < 300; it++) {
+        buf t;
+        buf_init(&t, 1 << 16);
+        rand_text(&t, rnd(120), it % 2 == 0);
+        const unsigned char *u = (const unsigned char *)(t.data ? t.data : "");
+        size_t n = 0, i = 0;
+        for (size_t off = 0; off <= t.len + 1; off++) {
+            while (i < off && i < t.len) { // the reference: count decode steps
+                int32_t cp;
+                i += utf8_dec(u + i, t.len - i, &cp);
+                n++;
+            }
+            assert_int_equal(guard_cp_offset((const char *)u, t.len, off), n);
+        }
+        buf_deinit(&t);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -497,6 +521,7 @@ int main(void)
         cmocka_unit_test(test_ac_cuts),
         cmocka_unit_test(test_encoded_vs_reference),
         cmocka_unit_test(test_norm_vs_reference),
+        cmocka_unit_test(test_cp_offset_vs_reference),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
