@@ -19,8 +19,9 @@
 #   env RUNS=N (default 3): runs per concurrency, the median is reported
 #   env CONC="1 4 8 16 32", NREQ (requests per point; default 2 x concurrency,
 #   at least 4, and 32 at 32), GEN=128, PROMPT_WORDS=41 (~64 tokens with that vocabulary and
-#   the chatml template), KV_TYPE=f16|q8_0, FERRY_SHARED (default ../shared
-#   beside the repository)
+#   the chatml template), KV_TYPE=f16|q8_0, TEMP=0 (sampling temperature of the
+#   load; seeded by ferry bench), FRAG=1 (0 skips the fragmentation phase),
+#   FERRY_SHARED (default ../shared beside the repository)
 # Prints one row per concurrency (tokens/s, TTFT p50/p99, the server's CPU
 # seconds per generated token: steadier than wall time on a shared machine)
 # and the goals of issue 4 against the llama.cpp server figures quoted there
@@ -33,6 +34,8 @@ conc=${CONC:-1 4 8 16 32}
 gen=${GEN:-128}
 words=${PROMPT_WORDS:-41}
 kvtype=${KV_TYPE:-f16}
+temp=${TEMP:-0}
+frag=${FRAG:-1}
 here=$(cd "$(dirname "$0")/.." && pwd)
 shared=${FERRY_SHARED:-$here/../shared}
 vocab="$shared/tokenizer-tests/ggml-vocab-starcoder.gguf"
@@ -84,13 +87,13 @@ for c in $conc; do
     for r in $(seq "$runs"); do
         c0=$(cpu_s)
         "$bin" bench --url "$url" --model smollm --concurrency "$c" --num-requests "$n" \
-            --input-len "$words" --output-len "$gen" --ignore-eos --temperature 0 \
+            --input-len "$words" --output-len "$gen" --ignore-eos --temperature "$temp" \
             --json "$tmp/c$c-r$r.json" >/dev/null
         echo "$c0 $(cpu_s)" >"$tmp/c$c-r$r.cpu"
     done
 done
 
-/usr/bin/python3 - "$tmp" "$url" "$conc" "$runs" <<'EOF'
+/usr/bin/python3 - "$tmp" "$url" "$conc" "$runs" "$frag" <<'EOF'
 import glob, http.client, json, random, statistics, sys, threading, time, urllib.parse
 tmp, url, conc, runs = sys.argv[1], sys.argv[2], [int(c) for c in sys.argv[3].split()], int(sys.argv[4])
 LLAMA_CPP = {1: 61, 4: 82, 8: 96, 16: 100}
@@ -136,6 +139,8 @@ if 1 in rows and 16 in rows and rows[1][0] > 0:
                                                     else "NOT met"))
 
 # fragmentation: 32 mixed-length requests at once, the gauge sampled while they run
+if sys.argv[5] == "0":
+    sys.exit(0)
 u = urllib.parse.urlparse(url)
 def metric(name):
     c = http.client.HTTPConnection(u.hostname, u.port, timeout=30)
