@@ -75,6 +75,8 @@ struct http_async {
     bool ended;    // producer ended the stream (or the server did)
     bool gone;     // request completed: conn is no longer ours
     bool stopping; // server stop cut this short: writes fail
+    bool queuing;  // the claimant of the answer is queuing it (outside mu): no resume yet
+    struct http_async *stop_next; // http_server_stop's list of answers it claimed
     buf pending;   // stream bytes not yet handed to libmicrohttpd
     size_t off;    // consumed prefix of pending
     uint64_t bytes;
@@ -397,7 +399,7 @@ static void wake_worker(struct http_worker *w);
  * that runs the connection's daemon is woken to process the resume. */
 static void resume_locked(http_async *a)
 {
-    if (a->suspended && !a->gone) {
+    if (a->suspended && !a->gone && !a->queuing) {
         a->suspended = false;
         MHD_resume_connection(a->conn);
         if (a->worker)
@@ -421,26 +423,74 @@ http_async *http_defer(http_req *r)
     return a;
 }
 
-/* Under a->mu: queues a buffer answer on the (suspended) connection. */
-static int async_answer_locked(http_async *a, int status, const char *ctype, const char *body,
-                               size_t n, const char *extra)
+/*
+ * Lock order. libmicrohttpd calls stream_read with the response's mutex held,
+ * and stream_read takes a->mu (then libmicrohttpd's connection-list mutex, to
+ * suspend). So a->mu is never held across a libmicrohttpd call that takes a
+ * response's mutex (MHD_queue_response, MHD_destroy_response): an answer is
+ * claimed under a->mu (answered, queuing), queued outside it, and finished
+ * under it again (queuing cleared, connection resumed). While queuing is
+ * set nobody resumes the connection, so the claimant's conn stays valid
+ * (suspended, or the handler's own). Order: response mutex -> a->mu ->
+ * libmicrohttpd's connection lists; s->async_mu -> a->mu.
+ */
+
+/* Under a->mu: makes the caller the one to answer a. */
+static bool claim_locked(http_async *a)
 {
     if (a->answered || a->gone)
-        return ERR_CANCELLED;
+        return false;
+    a->answered = true;
+    a->queuing = true;
+    return true;
+}
+
+/* Not under a->mu, with the claim: queues a buffer answer on a->conn. */
+static int queue_buffer(http_async *a, int status, const char *ctype, const char *body,
+                        size_t n, const char *extra)
+{
     struct MHD_Response *resp = make_response(a->id, ctype, body, n, extra);
     if (!resp)
         return ERR_NOMEM;
     enum MHD_Result ok = MHD_queue_response(a->conn, (unsigned)status, resp);
-    MHD_destroy_response(resp);
-    if (ok != MHD_YES)
-        return ERR_INTERNAL;
-    a->answered = true;
+    MHD_destroy_response(resp); // the connection holds its own reference
+    return ok == MHD_YES ? 0 : ERR_INTERNAL;
+}
+
+/* Under a->mu: ends a claim. When an answer was queued, records it and
+ * resumes the connection; when none could be, the connection stays
+ * suspended until the server stops (there is nothing to send). */
+static void claim_done_locked(http_async *a, bool is_queued, int status, uint64_t bytes)
+{
+    a->queuing = false;
+    if (!is_queued)
+        return;
     if (a->req) {
         a->req->status = status;
-        a->req->bytes = n;
+        a->req->bytes = bytes;
     }
     resume_locked(a);
-    return 0;
+}
+
+/* With the claim: queues status/body, or the canned 500 when that fails. */
+static int answer_claimed(http_async *a, int status, const char *ctype, const char *body,
+                          size_t n, const char *extra)
+{
+    static const char fallback[] =
+        "{\"error\":{\"message\":\"internal error\",\"type\":\"server_error\","
+        "\"param\":null,\"code\":\"internal_error\"}}";
+    int rc = queue_buffer(a, status, ctype, body, n, extra);
+    bool queued = rc == 0;
+    if (!queued && queue_buffer(a, 500, "application/json", fallback, sizeof fallback - 1,
+                                NULL) == 0) { // do not leave the client hanging
+        queued = true;
+        status = 500;
+        n = sizeof fallback - 1;
+    }
+    pthread_mutex_lock(&a->mu);
+    claim_done_locked(a, queued, status, n);
+    pthread_mutex_unlock(&a->mu);
+    return rc;
 }
 
 int http_async_respond(http_async *a, int status, const char *ctype, const char *body, size_t n)
@@ -452,15 +502,9 @@ int http_async_respond_headers(http_async *a, int status, const char *ctype, con
                                size_t n, const char *headers)
 {
     pthread_mutex_lock(&a->mu);
-    int rc = async_answer_locked(a, status, ctype, body, n, headers);
-    if (rc == ERR_NOMEM || rc == ERR_INTERNAL) {
-        /* Do not leave the client hanging: try the small canned answer. */
-        static const char fallback[] =
-            "{\"error\":{\"message\":\"internal error\",\"type\":\"server_error\","
-            "\"param\":null,\"code\":\"internal_error\"}}";
-        async_answer_locked(a, 500, "application/json", fallback, sizeof fallback - 1, NULL);
-    }
+    bool mine = claim_locked(a);
     pthread_mutex_unlock(&a->mu);
+    int rc = mine ? answer_claimed(a, status, ctype, body, n, headers) : ERR_CANCELLED;
     async_unref(a);
     return rc;
 }
@@ -546,21 +590,26 @@ static int stream_queue(http_async *a, int status, const char *ctype, bool resum
         MHD_destroy_response(resp);
         return ERR_NOMEM;
     }
-    int rc = 0;
     pthread_mutex_lock(&a->mu);
-    if (a->answered || a->gone)
-        rc = ERR_CANCELLED;
-    else if (MHD_queue_response(a->conn, (unsigned)status, resp) != MHD_YES)
-        rc = ERR_INTERNAL;
-    else {
-        a->answered = true;
-        a->streaming = true;
-        if (a->req)
-            a->req->status = status;
-        if (resume)
-            resume_locked(a); // the reader runs and parks the connection again if empty
-    }
+    bool mine = claim_locked(a);
     pthread_mutex_unlock(&a->mu);
+    int rc = ERR_CANCELLED;
+    if (mine) {
+        /* Outside a->mu (lock order above). */
+        rc = MHD_queue_response(a->conn, (unsigned)status, resp) == MHD_YES ? 0 : ERR_INTERNAL;
+        pthread_mutex_lock(&a->mu);
+        a->queuing = false;
+        if (rc == 0) {
+            a->streaming = true;
+            if (a->req)
+                a->req->status = status;
+            if (resume || a->stopping)
+                resume_locked(a); // the reader runs and parks the connection again if empty
+        } else {
+            a->answered = false; // not answered: the caller's error path answers
+        }
+        pthread_mutex_unlock(&a->mu);
+    }
     MHD_destroy_response(resp); // queued: the connection keeps its reference
     return rc;
 }
@@ -1511,26 +1560,36 @@ int http_server_stop(http_server *s, uint64_t grace_ms)
         sleep_ms(10);
     /* Grace is over: answer what is still deferred, end open streams. */
     int cut = 0;
+    http_async *claimed = NULL; // answers we took from their producers (one ref each)
     pthread_mutex_lock(&s->async_mu);
     for (http_async *a = s->asyncs; a; a = a->next) {
         pthread_mutex_lock(&a->mu);
         if (!a->gone) {
             a->stopping = true;
-            if (!a->answered) {
-                static const char body[] =
-                    "{\"error\":{\"message\":\"the server is shutting down\",\"type\":"
-                    "\"server_error\",\"param\":null,\"code\":\"shutting_down\"}}";
-                async_answer_locked(a, 503, "application/json", body, sizeof body - 1,
-                                    "Connection: close");
+            if (claim_locked(a)) {
+                a->refs++;
+                a->stop_next = claimed;
+                claimed = a;
                 cut++;
             } else if (a->streaming && !a->ended) {
                 cut++;
             }
-            resume_locked(a);
+            resume_locked(a); // no-op for the claimed: resumed once their answer is queued
         }
         pthread_mutex_unlock(&a->mu);
     }
     pthread_mutex_unlock(&s->async_mu);
+    /* Queued outside both locks (lock order above). */
+    while (claimed) {
+        static const char body[] =
+            "{\"error\":{\"message\":\"the server is shutting down\",\"type\":"
+            "\"server_error\",\"param\":null,\"code\":\"shutting_down\"}}";
+        http_async *a = claimed;
+        claimed = a->stop_next;
+        (void)answer_claimed(a, 503, "application/json", body, sizeof body - 1,
+                             "Connection: close");
+        async_unref(a);
+    }
     uint64_t last = clock_mono_ns() + 2000000000ull; // let them flush, briefly
     while (atomic_load(&s->in_flight) > 0 && clock_mono_ns() < last)
         sleep_ms(10);
