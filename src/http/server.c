@@ -19,7 +19,9 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <microhttpd.h>
+#include <linux/tcp.h>
 #include <netinet/in.h>
+#include <stddef.h>
 #include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -27,6 +29,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/ioctl.h>
 #include <sys/random.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -84,6 +87,31 @@ struct http_async {
     http_async *prev, *next; // server list, under srv->async_mu
 };
 
+/*
+ * Per-connection state (libmicrohttpd's socket context), on its worker's
+ * thread only. cur: the request whose line has arrived and which has not
+ * completed (libmicrohttpd does not always report completion for a request
+ * the client abandons inside its headers, seen with 0.9.75 under rapid
+ * connect/close, so the connection's close finishes it instead).
+ *
+ * read_timeout_s is a total deadline per request, counted from ready_ns: the
+ * accept for the first request (whose head the front times), the end of the
+ * previous request for a follow-up on a kept-alive connection. From that end
+ * until its headers are complete (begin), a follow-up's connection is in
+ * its worker's wait list (FIFO, so sorted by deadline): libmicrohttpd calls
+ * nothing of ours while a head trickles in and its own timeout is one of
+ * inactivity, so the worker expires the list itself (expire_heads).
+ */
+typedef struct conn_state {
+    struct http_req *cur;
+    struct http_worker *w;
+    int fd;
+    uint64_t ready_ns;
+    uint64_t rx0;     // TCP bytes received at ready_ns (follow-ups): a partial head or none
+    bool is_waiting;  // in w's wait list
+    struct conn_state *wprev, *wnext;
+} conn_state;
+
 /* A connection the front handed over, waiting for its worker to add it. */
 typedef struct handed_conn {
     int fd;
@@ -114,6 +142,7 @@ typedef struct http_worker {
     pthread_mutex_t mu; // guards q, q_head, q_len
     handed_conn *q;     // ring of q_cap
     size_t q_head, q_len, q_cap;
+    conn_state *wait_head, *wait_tail; // follow-up heads in progress (worker thread only)
 } http_worker;
 
 struct http_server {
@@ -808,11 +837,17 @@ static bool method_has_body(const char *m)
     return strcmp(m, "POST") == 0 || strcmp(m, "PUT") == 0 || strcmp(m, "PATCH") == 0;
 }
 
+static conn_state *conn_state_of(struct MHD_Connection *conn);
+static void wait_del(conn_state *cs);
+
 /* Headers are in: checks everything that can be checked before the body.
  * Returns true when it answered (an error). */
 static bool begin(http_req *r)
 {
     http_server *s = r->srv;
+    conn_state *cs = conn_state_of(r->conn);
+    if (cs)
+        wait_del(cs); // the head is in
     const char *rid = http_req_header(r, "X-Request-Id");
     sanitize_id(rid, r->id);
     if (!r->id[0])
@@ -1051,20 +1086,113 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     return MHD_YES;
 }
 
-/* Per-connection state: the request whose line has arrived and which has
- * not completed. libmicrohttpd does not always report completion for a
- * request the client abandons inside its headers (seen with 0.9.75 under
- * rapid connect/close), so the connection's close finishes it instead. */
-typedef struct conn_state {
-    http_req *cur;
-    uint64_t accept_ns; // when the front accepted it; 0 once the first request began
-} conn_state;
 
 static conn_state *conn_state_of(struct MHD_Connection *conn)
 {
     const union MHD_ConnectionInfo *ci =
         MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
     return ci ? ci->socket_context : NULL;
+}
+
+/* TCP payload bytes received on fd so far (0 when unknown). */
+static uint64_t tcp_bytes_received(int fd)
+{
+    struct tcp_info ti;
+    socklen_t len = sizeof ti;
+    memset(&ti, 0, sizeof ti);
+    if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len) != 0 ||
+        len < offsetof(struct tcp_info, tcpi_bytes_received) + sizeof ti.tcpi_bytes_received)
+        return 0;
+    return ti.tcpi_bytes_received;
+}
+
+static void wait_del(conn_state *cs)
+{
+    if (!cs->is_waiting)
+        return;
+    http_worker *w = cs->w;
+    if (cs->wprev)
+        cs->wprev->wnext = cs->wnext;
+    else
+        w->wait_head = cs->wnext;
+    if (cs->wnext)
+        cs->wnext->wprev = cs->wprev;
+    else
+        w->wait_tail = cs->wprev;
+    cs->wprev = cs->wnext = NULL;
+    cs->is_waiting = false;
+}
+
+/* The previous request ended: the next one's deadline starts now. */
+static void wait_push(conn_state *cs, uint64_t now)
+{
+    http_worker *w = cs->w;
+    wait_del(cs);
+    cs->ready_ns = now;
+    if (!w || !w->srv->cfg.read_timeout_s)
+        return;
+    /* Bytes libmicrohttpd has consumed: received minus still queued (the
+     * client may already have sent the next head, even before this
+     * notification on a loaded machine). */
+    int inq = 0;
+    cs->rx0 = tcp_bytes_received(cs->fd);
+    if (ioctl(cs->fd, FIONREAD, &inq) == 0 && inq > 0 && (uint64_t)inq <= cs->rx0)
+        cs->rx0 -= (uint64_t)inq;
+    cs->wprev = w->wait_tail;
+    cs->wnext = NULL;
+    if (w->wait_tail)
+        w->wait_tail->wnext = cs;
+    else
+        w->wait_head = cs;
+    w->wait_tail = cs;
+    cs->is_waiting = true;
+}
+
+/* On the worker: follow-up heads not complete read_timeout_s after the
+ * previous request ended. One that sent something gets a JSON 408; then the
+ * socket is shut down, so libmicrohttpd sees the end and closes the
+ * connection (its close notification finishes the request). */
+static void expire_heads(http_worker *w, uint64_t now)
+{
+    http_server *s = w->srv;
+    uint64_t to = (uint64_t)s->cfg.read_timeout_s * 1000000000ull;
+    while (w->wait_head && w->wait_head->ready_ns + to <= now) {
+        conn_state *cs = w->wait_head;
+        wait_del(cs);
+        bool has_sent = cs->cur || tcp_bytes_received(cs->fd) != cs->rx0;
+        if (has_sent) {
+            char msg[96];
+            snprintf(msg, sizeof msg, "the request was not received within %u s",
+                     s->cfg.read_timeout_s);
+            if (cs->cur) {
+                raw_answer(cs->cur, ERR_TIMEOUT, msg);
+            } else {
+                char id[HTTP_REQUEST_ID_MAX + 1];
+                http_make_id(id);
+                buf out;
+                buf_init(&out, 8192);
+                size_t body_len = 0;
+                if (http_raw_error(&out, ERR_TIMEOUT, msg, id, &body_len) == 0) {
+                    ssize_t wr = send(cs->fd, out.data, out.len, MSG_NOSIGNAL | MSG_DONTWAIT);
+                    (void)wr;
+                }
+                buf_deinit(&out);
+                if (s->cfg.on_complete) {
+                    http_req_info info = {"-", "unmatched", 408, body_len,
+                                          (double)(now - cs->ready_ns) * 1e-9};
+                    s->cfg.on_complete(s->cfg.hook_ctx, &info);
+                }
+                LOG_INFO("http", "request %s: a follow-up head was not received within %u s", id,
+                         s->cfg.read_timeout_s);
+            }
+        }
+        /* Read what is queued so the close sends FIN, not RST, before the
+         * client has read the answer (best effort). */
+        char sink[16384];
+        for (int i = 0; i < 64 && recv(cs->fd, sink, sizeof sink, MSG_DONTWAIT) > 0; i++)
+            ;
+        shutdown(cs->fd, SHUT_RDWR);
+    }
 }
 
 static void *on_uri(void *cls, const char *uri, struct MHD_Connection *conn)
@@ -1083,11 +1211,9 @@ static void *on_uri(void *cls, const char *uri, struct MHD_Connection *conn)
     uint64_t start = r->t0;
     if (cs) {
         cs->cur = r;
-        /* The first request's deadline counts from the accept: its head
-         * was waited for (and timed) by the front. */
-        if (cs->accept_ns && cs->accept_ns < start)
-            start = cs->accept_ns;
-        cs->accept_ns = 0;
+        /* From the accept (first request) or the previous request's end. */
+        if (cs->ready_ns && cs->ready_ns < start)
+            start = cs->ready_ns;
     }
     r->timeout_s = s->cfg.read_timeout_s;
     r->deadline_ns = s->cfg.read_timeout_s
@@ -1183,8 +1309,11 @@ static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_
         const union MHD_ConnectionInfo *ci =
             MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
         uint64_t t = ci ? http_front_accept_ns(s->front, ci->connect_fd) : 0;
-        if (cs)
-            cs->accept_ns = t;
+        if (cs) {
+            cs->w = worker_of(s, conn);
+            cs->fd = ci ? ci->connect_fd : -1;
+            cs->ready_ns = t ? t : clock_mono_ns();
+        }
         return;
     }
     const union MHD_ConnectionInfo *ai =
@@ -1194,6 +1323,7 @@ static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_
     *socket_context = NULL;
     if (!cs)
         return;
+    wait_del(cs);
     if (cs->cur)
         finish_request(s, cs->cur);
     free(cs);
@@ -1213,6 +1343,8 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
     if (toe == MHD_REQUEST_TERMINATED_TIMEOUT_REACHED && !r->answered)
         send_408(r);
     finish_request(s, r);
+    if (cs && toe == MHD_REQUEST_TERMINATED_COMPLETED_OK)
+        wait_push(cs, clock_mono_ns()); // kept alive: the next head is timed from now
 }
 
 static void mhd_log(void *cls, const char *fmt, va_list ap)
@@ -1338,12 +1470,21 @@ static void *worker_main(void *arg)
         int ms = -1;
         if (MHD_get_timeout(w->d, &to) == MHD_YES)
             ms = to > 60000 ? 60000 : (int)to;
+        if (w->wait_head) {
+            uint64_t now = clock_mono_ns();
+            uint64_t dl = w->wait_head->ready_ns + (uint64_t)s->cfg.read_timeout_s * 1000000000ull;
+            int left = dl <= now ? 0 : (int)MIN((dl - now + 999999) / 1000000, (uint64_t)60000);
+            if (ms < 0 || left < ms)
+                ms = left;
+        }
         struct pollfd p[2] = {{.fd = w->epoll_fd, .events = POLLIN},
                               {.fd = w->wake_fd, .events = POLLIN}};
         if (poll(p, 2, ms) < 0 && errno != EINTR)
             break;
         if (p[1].revents)
             take_handed(w, false);
+        if (w->wait_head)
+            expire_heads(w, clock_mono_ns());
         /* Non-blocking: epoll_wait(0), then every ready connection, resumed
          * connections and timeouts. */
         MHD_run(w->d);
