@@ -248,8 +248,9 @@ static void v_gemm_q4_K(const kern_mat *w, size_t r0, size_t r1, const uint8_t *
 
 
 /*
- * Only where the panel kernel beats kern_avx2.c's tiles (bench: tools in
- * docs/BENCHMARKS.md "Prefill GEMM"); NULL keeps the matvec tiles for that type.
+ * Only where the panel kernel beats kern_avx2.c's tiles (docs/BENCHMARKS.md,
+ * "Batched matmul"); NULL keeps the matvec tiles for that type. The Q8_0/Q4_0
+ * panel kernels and the Q6_K instance of gemm_qk stay unused until one is faster.
  */
 const kern_gemm_impl kern_gemm_avx2 = {
     .q8_0 = NULL,
