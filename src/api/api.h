@@ -29,7 +29,7 @@ typedef struct api_app {
     obs_family *http_requests;  // ferry_http_requests_total{route,method,code}
     obs_family *http_duration;  // ferry_http_request_duration_seconds{route}
     obs_series *http_in_flight; // ferry_http_in_flight
-    http_server *srv;           // set once serving; NULL before
+    http_server *_Atomic srv;   // set once serving; NULL before (atomic: handlers run first)
     struct api_models *models;  // local models (api/openai_serve.h); NULL = none
     struct gw *gw;              // the request pipeline (gateway/gateway.h); set before serving
     bool debug_routes;          // expose /debug/* (tests, never in production)

@@ -9,8 +9,8 @@
 static void collect_in_flight(void *ctx)
 {
     api_app *app = ctx;
-    obs_gauge_set(app->http_in_flight,
-                  app->srv ? (double)http_server_in_flight(app->srv) : 0.0);
+    http_server *srv = app->srv; // one atomic load
+    obs_gauge_set(app->http_in_flight, srv ? (double)http_server_in_flight(srv) : 0.0);
 }
 
 int api_app_init(api_app *app, bool debug_routes, err_msg *e)

@@ -17,7 +17,7 @@ int api_h_readyz(http_req *r, void *ctx)
     api_app *app = ctx;
     char reason[300];
     const char *code = "not_ready";
-    if (app->srv && http_server_draining(app->srv)) {
+    if (http_server_draining(http_req_server(r))) {
         snprintf(reason, sizeof reason, "not ready: shutting down");
         code = "shutting_down";
     } else if (atomic_load(&app->ready)) {

@@ -129,13 +129,21 @@ int log_reopen(void)
         pthread_mutex_unlock(&g_lock);
         return ERR_IO;
     }
-    int old = atomic_exchange(&g_fd, fd);
+    /* Writers keep the descriptor number they loaded, so it is never closed
+     * under them (a closed number can be reused by a socket, and a late line
+     * would go there): dup2 points the same number at the new file, at once;
+     * a write in progress finishes on the old file. */
+    int cur = atomic_load(&g_fd);
+    int rc = 0;
+    if (cur > 2) {
+        if (dup2(fd, cur) < 0)
+            rc = ERR_IO;
+        close(fd);
+    } else {
+        atomic_store(&g_fd, fd);
+    }
     pthread_mutex_unlock(&g_lock);
-    /* A writer may still hold old for one write; closing it only makes that
-     * write fail, which loses one line at rotation at worst. */
-    if (old > 2)
-        close(old);
-    return 0;
+    return rc;
 }
 
 static void emit(log_level l, const char *mod, const char *msg, size_t msg_len, const char *fields)

@@ -561,11 +561,14 @@ int http_front_start(const http_front_config *c, http_front **out, err_msg *e)
         err_set(e, rc, "http: epoll: %s", strerror(errno));
         goto fail;
     }
+    /* Published before the thread starts: it hands connections to workers
+     * whose callbacks reach the front through *out (the server's field). */
+    *out = f;
     if (pthread_create(&f->thread, NULL, front_main, f) != 0) {
+        *out = NULL;
         err_set(e, rc, "http: cannot start the front thread");
         goto fail;
     }
-    *out = f;
     return 0;
 fail:
     close(c->listen_fd);
