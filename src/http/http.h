@@ -2,10 +2,11 @@
  * http — the HTTP/1.1 server (libmicrohttpd), the router, and the pieces a
  * handler needs to answer now, later (deferred), or as a stream (SSE).
  *
- * Threads: libmicrohttpd's internal thread pool, poll() based (threads = cores by
- * default); a connection is served by one pool thread, never one thread per
- * connection. Handlers run on those threads and must not block: work that
- * takes time defers (http_defer) and answers from another thread.
+ * Threads: a fixed pool of I/O workers (threads = cores by default), each
+ * running its own libmicrohttpd daemon on epoll (server.c); a connection is
+ * served by one worker, never one thread per connection. Handlers run on
+ * those threads and must not block: work that takes time defers (http_defer)
+ * and answers from another thread.
  *
  * Connections: a front thread (front.c) accepts, enforces max_connections
  * and per_ip_connections (429/503), and holds each new connection until its
@@ -25,7 +26,9 @@
  *   completion     -> one JSON request log line, the on_complete hook
  *                     (metrics), the request arena freed
  * read_timeout_s is a deadline for receiving the whole request (from the
- * accept for a first request); past it the client gets a 408 and a close.
+ * accept for a first request, from the end of the previous request for a
+ * follow-up on a kept-alive connection); past it the client gets a 408 and a
+ * close (a connection that sent nothing is closed quietly).
  *
  * Errors are OpenAI-style JSON objects, {"error":{"message","type","param",
  * "code"}}, with the status and type of the ERR_* code (base/err.h). A 5xx
