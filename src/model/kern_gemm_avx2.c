@@ -27,14 +27,6 @@
 #define GEMM_RB 16  /* weight rows sharing one K chunk of the panel */
 #define GEMM_KC 512 /* elements per K chunk */
 
-/* The f16 at p in all 8 lanes. */
-static ALWAYS_INLINE __m256 f16_bcast(const uint8_t *p)
-{
-    int16_t h;
-    memcpy(&h, p, 2);
-    return _mm256_cvtph_ps(_mm_set1_epi16(h));
-}
-
 static ALWAYS_INLINE __m256i bcast4(const uint8_t *p)
 {
     int32_t v;
@@ -59,66 +51,6 @@ static ALWAYS_INLINE void store_tree(const __m256 a[8], const __m256 *sub, float
     for (size_t c = 0; c < 8; c++)
         y[c * ldy + r] = v[c];
 }
-
-/* ------------------------------------------------------------ Q8_0 / Q4_0 */
-
-static ALWAYS_INLINE void q8_block(const int is_q4, const uint8_t *blk, const uint8_t *pb,
-                                   __m256 acc[8])
-{
-    const __m256i ones = _mm256_set1_epi16(1);
-    __m256 d = _mm256_mul_ps(f16_bcast(blk), _mm256_load_ps((const float *)(pb + KERN_GEMM_Q8_D)));
-    _Alignas(32) uint8_t wq[32];
-    if (is_q4) { // unsigned nibbles in element order; the -8 goes through s4
-        __m128i t = _mm_loadu_si128((const __m128i *)(blk + 2));
-        __m256i v = _mm256_inserti128_si256(_mm256_castsi128_si256(t), _mm_srli_epi16(t, 4), 1);
-        _mm256_store_si256((__m256i *)wq, _mm256_and_si256(v, _mm256_set1_epi8(0x0f)));
-    }
-#pragma GCC unroll 8
-    for (int l = 0; l < 8; l++) {
-        __m256i x = _mm256_load_si256((const __m256i *)(pb + 32 * l));
-        __m256i s;
-        if (is_q4) {
-            __m256i wv = bcast4(wq + 4 * l);
-            __m256i corr = _mm256_load_si256((const __m256i *)(pb + KERN_GEMM_Q8_S4 + 32 * l));
-            s = _mm256_sub_epi32(_mm256_madd_epi16(_mm256_maddubs_epi16(wv, x), ones), corr);
-        } else {
-            __m256i wv = bcast4(blk + 2 + 4 * l);
-            s = _mm256_madd_epi16(
-                _mm256_maddubs_epi16(_mm256_sign_epi8(wv, wv), _mm256_sign_epi8(x, wv)), ones);
-        }
-        acc[l] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(s), acc[l]);
-    }
-}
-
-static ALWAYS_INLINE void gemm_q8(const int is_q4, const kern_mat *w, size_t r0, size_t r1,
-                                  const uint8_t *panel, float *y, size_t ldy)
-{
-    const size_t nb = w->cols / 32, bb = is_q4 ? 18 : 34, kc = GEMM_KC / 32;
-    __m256 park[GEMM_RB][8];
-    for (size_t rb = r0; rb < r1; rb += GEMM_RB) {
-        size_t re = rb + GEMM_RB < r1 ? rb + GEMM_RB : r1;
-        for (size_t k0 = 0; k0 < nb; k0 += kc) {
-            size_t k1 = k0 + kc < nb ? k0 + kc : nb;
-            for (size_t r = rb; r < re; r++) {
-                const uint8_t *row = (const uint8_t *)w->data + r * w->row_bytes;
-                __m256 acc[8];
-#pragma GCC unroll 8
-                for (int l = 0; l < 8; l++)
-                    acc[l] = k0 ? park[r - rb][l] : _mm256_setzero_ps();
-                for (size_t b = k0; b < k1; b++)
-                    q8_block(is_q4, row + b * bb, panel + b * KERN_GEMM_Q8_BLOCK, acc);
-                if (k1 == nb) {
-                    store_tree(acc, NULL, y, ldy, r);
-                } else {
-#pragma GCC unroll 8
-                    for (int l = 0; l < 8; l++)
-                        park[r - rb][l] = acc[l];
-                }
-            }
-        }
-    }
-}
-
 
 /* ------------------------------------------------------------ Q4_K / Q6_K */
 
@@ -249,8 +181,9 @@ static void v_gemm_q4_K(const kern_mat *w, size_t r0, size_t r1, const uint8_t *
 
 /*
  * Only where the panel kernel beats kern_avx2.c's tiles (docs/BENCHMARKS.md,
- * "Batched matmul"); NULL keeps the matvec tiles for that type. The Q8_0/Q4_0
- * panel kernels and the Q6_K instance of gemm_qk stay unused until one is faster.
+ * "Batched matmul"); NULL keeps the matvec tiles for that type. Q8_0/Q4_0
+ * panel kernels measured 0.9-1.0x of the tiles and were removed; the Q6_K
+ * instance of gemm_qk (is_q6) is not in the table until it beats the tile.
  */
 const kern_gemm_impl kern_gemm_avx2 = {
     .q8_0 = NULL,
