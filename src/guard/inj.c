@@ -495,6 +495,56 @@ static void enc_table(uint8_t tab[256])
     }
 }
 
+/* Classifies the maximal run of encoding characters starting at t[i] and
+ * decodes it when it looks like percent-, hex- or base64-encoding (runs of
+ * 9+ bytes only); returns where the scan goes on. */
+static size_t encoded_run(dec_ctx *d, const uint8_t *tab, const unsigned char *t,
+                          size_t len, size_t i)
+{
+    // Maximal run of base64/hex/percent-encoding characters.
+    size_t j = i;
+    while (j < len && j - i < DECODE_RUN_MAX) {
+        uint8_t f = tab[t[j]];
+        if (!(f & E_RUN))
+            break;
+        if ((f & E_PCT) && !(j + 2 < len && (tab[t[j + 1]] & E_HEX) && (tab[t[j + 2]] & E_HEX)))
+            break;
+        j++;
+    }
+    size_t n = j - i;
+    size_t pad = 0;
+    while (j < len && t[j] == '=' && pad < 2)
+        j++, pad++;
+    if (n >= 9) {
+        size_t up = 0, lo = 0, dg = 0, hx = 0, pct = 0, other = 0;
+        for (size_t k = i; k < i + n; k++) {
+            uint8_t f = tab[t[k]];
+            up += (f & E_UP) != 0;
+            lo += (f & E_LO) != 0;
+            dg += (f & E_DG) != 0;
+            pct += (f & E_PCT) != 0;
+            other += (f & E_OTH) != 0;
+            hx += (f & E_HEX) != 0;
+        }
+        if (pct >= 3) {
+            decode_pct(d, t, i, i + n);
+        } else if (n >= 16 && hx == n && n % 2 == 0 && (up + lo) > 0 && dg > 0) {
+            decode_hex(d, t, i, i + n);
+        } else if (n >= 20 && up > 0 && lo > 0 && (dg > 0 || other > 0 || pad > 0) &&
+                   (n + pad) % 4 != 1) {
+            decode_b64(d, t, i, i + n);
+        }
+    }
+    return j > i ? j : i + 1;
+}
+
+static double encoded_result(const dec_ctx *d)
+{
+    if (d->best < 0.2)
+        return 0;
+    return MIN(1.0, d->best + 0.15);
+}
+
 /*
  * The straightforward pass over the original text for encoded runs: each
  * maximal run found with a table lookup per byte; only runs long enough to
@@ -512,45 +562,9 @@ double inj_encoded_score_ref(const inj_set *s, const char *text, size_t len, int
             i++;
         if (i >= len)
             break;
-        // Maximal run of base64/hex/percent-encoding characters.
-        size_t j = i;
-        while (j < len && j - i < DECODE_RUN_MAX) {
-            uint8_t f = tab[t[j]];
-            if (!(f & E_RUN))
-                break;
-            if ((f & E_PCT) && !(j + 2 < len && (tab[t[j + 1]] & E_HEX) && (tab[t[j + 2]] & E_HEX)))
-                break;
-            j++;
-        }
-        size_t n = j - i;
-        size_t pad = 0;
-        while (j < len && t[j] == '=' && pad < 2)
-            j++, pad++;
-        if (n >= 9) {
-            size_t up = 0, lo = 0, dg = 0, hx = 0, pct = 0, other = 0;
-            for (size_t k = i; k < i + n; k++) {
-                uint8_t f = tab[t[k]];
-                up += (f & E_UP) != 0;
-                lo += (f & E_LO) != 0;
-                dg += (f & E_DG) != 0;
-                pct += (f & E_PCT) != 0;
-                other += (f & E_OTH) != 0;
-                hx += (f & E_HEX) != 0;
-            }
-            if (pct >= 3) {
-                decode_pct(&d, t, i, i + n);
-            } else if (n >= 16 && hx == n && n % 2 == 0 && (up + lo) > 0 && dg > 0) {
-                decode_hex(&d, t, i, i + n);
-            } else if (n >= 20 && up > 0 && lo > 0 && (dg > 0 || other > 0 || pad > 0) &&
-                       (n + pad) % 4 != 1) {
-                decode_b64(&d, t, i, i + n);
-            }
-        }
-        i = j > i ? j : i + 1;
+        i = encoded_run(&d, tab, t, len, i);
     }
-    if (d.best < 0.2)
-        return 0;
-    return MIN(1.0, d.best + 0.15);
+    return encoded_result(&d);
 }
 
 /*
@@ -581,45 +595,9 @@ static double encoded_score(const inj_set *s, const char *text, size_t len, int 
             i++;
         if (i >= len)
             break;
-        // Maximal run of base64/hex/percent-encoding characters.
-        size_t j = i;
-        while (j < len && j - i < DECODE_RUN_MAX) {
-            uint8_t f = tab[t[j]];
-            if (!(f & E_RUN))
-                break;
-            if ((f & E_PCT) && !(j + 2 < len && (tab[t[j + 1]] & E_HEX) && (tab[t[j + 2]] & E_HEX)))
-                break;
-            j++;
-        }
-        size_t n = j - i;
-        size_t pad = 0;
-        while (j < len && t[j] == '=' && pad < 2)
-            j++, pad++;
-        if (n >= 9) {
-            size_t up = 0, lo = 0, dg = 0, hx = 0, pct = 0, other = 0;
-            for (size_t k = i; k < i + n; k++) {
-                uint8_t f = tab[t[k]];
-                up += (f & E_UP) != 0;
-                lo += (f & E_LO) != 0;
-                dg += (f & E_DG) != 0;
-                pct += (f & E_PCT) != 0;
-                other += (f & E_OTH) != 0;
-                hx += (f & E_HEX) != 0;
-            }
-            if (pct >= 3) {
-                decode_pct(&d, t, i, i + n);
-            } else if (n >= 16 && hx == n && n % 2 == 0 && (up + lo) > 0 && dg > 0) {
-                decode_hex(&d, t, i, i + n);
-            } else if (n >= 20 && up > 0 && lo > 0 && (dg > 0 || other > 0 || pad > 0) &&
-                       (n + pad) % 4 != 1) {
-                decode_b64(&d, t, i, i + n);
-            }
-        }
-        i = j > i ? j : i + 1;
+        i = encoded_run(&d, tab, t, len, i);
     }
-    if (d.best < 0.2)
-        return 0;
-    return MIN(1.0, d.best + 0.15);
+    return encoded_result(&d);
 }
 
 double inj_match_score(const inj_set *s, const inj_match *m, const char *text, size_t len,
