@@ -54,4 +54,7 @@ seeds="$src/tests/fuzz/corpus/${name#fuzz_}"
 [[ -d $seeds ]] && cp -r "$seeds"/. "$work"/
 echo "fuzz: $name for ${secs}s"
 cd "$out"
-"$out/$name" -max_total_time="$secs" -rss_limit_mb=2048 -timeout=10 -print_final_stats=1 "$work"
+# libFuzzer exits 77 on a finding by default, which ctest reads as a skip;
+# a finding must fail the test.
+"$out/$name" -max_total_time="$secs" -rss_limit_mb=2048 -timeout=10 \
+    -error_exitcode=1 -timeout_exitcode=1 -print_final_stats=1 "$work"
