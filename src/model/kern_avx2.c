@@ -20,6 +20,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "model/kern_gemm.h"
 #include "model/kern_int.h"
 
 #define ALWAYS_INLINE inline __attribute__((always_inline))
@@ -118,21 +119,7 @@ static void v_quant_q8K(const float *x, uint8_t *dst, size_t cols)
 
 /* ------------------------------------------------------------ Q8_0 and Q4_0 */
 
-/*
- * The 32 weights of block b of a Q8_0 row (signed), or of a Q4_0 row as the
- * UNSIGNED nibbles 0..15 (the -8 offset is applied to the integer sums via the
- * activations, see tile_q8), in element order: the low nibbles of qs[0..16)
- * are elements 0..15, the high nibbles elements 16..31.
- */
-static ALWAYS_INLINE __m256i load_w32(const uint8_t *row, size_t b, int is_q4)
-{
-    if (is_q4) {
-        __m128i t = _mm_loadu_si128((const __m128i *)(row + b * 18 + 2));
-        __m256i w = _mm256_inserti128_si256(_mm256_castsi128_si256(t), _mm_srli_epi16(t, 4), 1);
-        return _mm256_and_si256(w, _mm256_set1_epi8(0x0f));
-    }
-    return _mm256_loadu_si256((const __m256i *)(row + b * 34 + 2));
-}
+/* The batched Q8_0/Q4_0 tiles (n > 1) are in kern_gemm_avx2.c. */
 
 /* The f16 scale at p in all 8 lanes (broadcast, then one conversion). */
 static ALWAYS_INLINE __m256 f16_bcast(const uint8_t *p)
@@ -143,79 +130,8 @@ static ALWAYS_INLINE __m256 f16_bcast(const uint8_t *p)
 }
 
 /*
- * R weight rows × C activation rows of Q8_0/Q4_0 blocks. Per block and pair,
- * lane l gets the exact integer sum of elements 4l..4l+3 (maddubs + madd):
- *   Q8_0: |w| · sign(x, w)  (maddubs wants one unsigned operand);
- *   Q4_0: q · x - 8 · (x_4l + .. + x_4l+3), q the unsigned nibble, the
- *         activation's 4-sums precomputed by the quantizer (kern_act_s4).
- * Then acc = fma(dw * dx, (float)sum, acc), and hsum8 at the end (kern_int.h).
- */
-static ALWAYS_INLINE void tile_q8(const int R, const int C, const int is_q4, const kern_mat *w,
-                                  size_t r, const kern_act *a, size_t i, float *y, size_t ldy)
-{
-    const size_t bb = is_q4 ? 18 : 34;
-    const size_t nb = w->cols / 32;
-    const uint8_t *wr[4];
-    const int8_t *xq[4];
-    const float *xd[4];
-    const int32_t *xs[4];
-    __m256 acc[4][4];
-    const __m256i ones = _mm256_set1_epi16(1);
-#pragma GCC unroll 4
-    for (int k = 0; k < R; k++)
-        wr[k] = (const uint8_t *)w->data + (r + (size_t)k) * w->row_bytes;
-#pragma GCC unroll 4
-    for (int c = 0; c < C; c++) {
-        xq[c] = kern_act_qs(a, i + (size_t)c);
-        xd[c] = kern_act_d(a, i + (size_t)c);
-        xs[c] = kern_act_s4(a, i + (size_t)c);
-    }
-#pragma GCC unroll 4
-    for (int k = 0; k < R; k++)
-#pragma GCC unroll 4
-        for (int c = 0; c < C; c++)
-            acc[k][c] = _mm256_setzero_ps();
-    for (size_t b = 0; b < nb; b++) {
-        __m256i aw[4], sw[4];
-        __m256 dw[4];
-#pragma GCC unroll 4
-        for (int k = 0; k < R; k++) {
-            sw[k] = load_w32(wr[k], b, is_q4);
-            if (!is_q4)
-                aw[k] = _mm256_sign_epi8(sw[k], sw[k]);
-            dw[k] = f16_bcast(wr[k] + b * bb);
-        }
-#pragma GCC unroll 4
-        for (int c = 0; c < C; c++) {
-            __m256i x = _mm256_load_si256((const __m256i *)(xq[c] + 32 * b));
-            __m256 dx = _mm256_broadcast_ss(xd[c] + b);
-            __m256i corr = _mm256_setzero_si256();
-            if (is_q4) // 8 * (sum of x over each lane's 4 elements), from the quantizer
-                corr = _mm256_load_si256((const __m256i *)(xs[c] + 8 * b));
-#pragma GCC unroll 4
-            for (int k = 0; k < R; k++) {
-                __m256i s32;
-                if (is_q4)
-                    s32 = _mm256_sub_epi32(
-                        _mm256_madd_epi16(_mm256_maddubs_epi16(sw[k], x), ones), corr);
-                else
-                    s32 = _mm256_madd_epi16(
-                        _mm256_maddubs_epi16(aw[k], _mm256_sign_epi8(x, sw[k])), ones);
-                acc[k][c] = _mm256_fmadd_ps(_mm256_mul_ps(dw[k], dx), _mm256_cvtepi32_ps(s32),
-                                            acc[k][c]);
-            }
-        }
-    }
-#pragma GCC unroll 4
-    for (int k = 0; k < R; k++)
-#pragma GCC unroll 4
-        for (int c = 0; c < C; c++)
-            y[(i + (size_t)c) * ldy + r + (size_t)k] = hsum8(acc[k][c]);
-}
-
-/*
  * One activation row against 4 weight rows (decode's matvec), bitwise the same
- * per pair as tile_q8 (same integer lane sums, same fma per block, same hsum8),
+ * per pair as kern_gemm_avx2.c's tile_q8 (same integer lane sums, same fma per block, same hsum8),
  * but cheaper per block: a Q4_0 block's 16 bytes are broadcast to both halves
  * by the load itself and one variable shift moves the high nibbles down in the
  * upper half (load, shift, and: 3 operations instead of 4), and each weight
@@ -274,43 +190,25 @@ static ALWAYS_INLINE void mv_q8(const int R, const int is_q4, const kern_mat *w,
         y[i * ldy + r + (size_t)k] = hsum8(acc[k]);
 }
 
-/* Weight rows per L1-resident tile; activation rows stream through it in groups of 4. */
-#define W_TILE 16
-
-static ALWAYS_INLINE void mm_q8_any(const kern_mat *w, size_t r0, size_t r1, const kern_act *a,
-                                    size_t n, float *y, size_t ldy, const int is_q4)
+void kern_avx2_mv_q8(const kern_mat *w, size_t r0, size_t r1, const kern_act *a, size_t i,
+                     float *y, size_t ldy, int is_q4)
 {
-    for (size_t rt = r0; rt < r1; rt += W_TILE) {
-        size_t re = rt + W_TILE < r1 ? rt + W_TILE : r1;
-        size_t i = 0;
-        for (; i + 4 <= n; i += 4) {
-            size_t r = rt;
-            for (; r + 2 <= re; r += 2)
-                tile_q8(2, 4, is_q4, w, r, a, i, y, ldy);
-            for (; r < re; r++)
-                tile_q8(1, 4, is_q4, w, r, a, i, y, ldy);
-        }
-        for (; i < n; i++) {
-            size_t r = rt;
-            for (; r + 4 <= re; r += 4)
-                mv_q8(4, is_q4, w, r, a, i, y, ldy);
-            for (; r < re; r++)
-                mv_q8(1, is_q4, w, r, a, i, y, ldy);
-        }
+    size_t r = r0;
+    if (is_q4) {
+        for (; r + 4 <= r1; r += 4)
+            mv_q8(4, 1, w, r, a, i, y, ldy);
+        for (; r < r1; r++)
+            mv_q8(1, 1, w, r, a, i, y, ldy);
+    } else {
+        for (; r + 4 <= r1; r += 4)
+            mv_q8(4, 0, w, r, a, i, y, ldy);
+        for (; r < r1; r++)
+            mv_q8(1, 0, w, r, a, i, y, ldy);
     }
 }
 
-static void v_mm_q8_0(const kern_mat *w, size_t r0, size_t r1, const kern_act *a, size_t n,
-                      float *y, size_t ldy)
-{
-    mm_q8_any(w, r0, r1, a, n, y, ldy, 0);
-}
-
-static void v_mm_q4_0(const kern_mat *w, size_t r0, size_t r1, const kern_act *a, size_t n,
-                      float *y, size_t ldy)
-{
-    mm_q8_any(w, r0, r1, a, n, y, ldy, 1);
-}
+/* Weight rows per L1-resident tile; activation rows stream through it in groups of 4. */
+#define W_TILE 16
 
 /* ----------------------------------------------------------------- Q4_K */
 
@@ -858,8 +756,8 @@ const kern_impl kern_impl_avx2 = {
     .mm_f32 = v_mm_f32,
     .mm_f16 = v_mm_f16,
     .mm_bf16 = v_mm_bf16,
-    .mm_q8_0 = v_mm_q8_0,
-    .mm_q4_0 = v_mm_q4_0,
+    .mm_q8_0 = kern_gemm_avx2_mm_q8_0,
+    .mm_q4_0 = kern_gemm_avx2_mm_q4_0,
     .mm_q4_K = v_mm_q4_K,
     .mm_q6_K = v_mm_q6_K,
     .quant_q8 = v_quant_q8,

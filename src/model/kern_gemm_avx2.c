@@ -1,9 +1,19 @@
 /*
- * model/kern_gemm_avx2 — AVX2+FMA+F16C panel kernels for n >= 8 activation
- * rows (compiled with -mavx2 -mfma -mf16c and -ffp-contract=off; used only
- * when kern.c chose its AVX2 table). Panel layout: kern_gemm.h.
+ * model/kern_gemm_avx2 — AVX2+FMA+F16C batched matmul kernels (compiled with
+ * -mavx2 -mfma -mf16c and -ffp-contract=off; used only when kern.c chose its
+ * AVX2 table): the Q8_0/Q4_0 row tiles behind kern_impl_avx2.mm_q8_0/mm_q4_0
+ * (kern.c's activation row layout, any n), and the panel kernels for n >= 8
+ * (panel layout: kern_gemm.h).
  *
- * Micro-kernel: 1 weight row x 8 activation rows. Lane c of every vector is
+ * Row tiles (tile_q8): R weight rows × C activation rows at once, so each
+ * loaded weight block serves C activation rows. Every (weight row, activation
+ * row) pair keeps its own accumulator and runs exactly the same instruction
+ * sequence whatever R and C are (compile-time constants of one always-inlined
+ * function), ending in one fixed hsum8 tree, and the single leftover rows go
+ * through kern_avx2.c's matvec (kern_avx2_mv_q8), bitwise the same per pair.
+ *
+ * Panel kernels:
+ * 1 weight row x 8 activation rows. Lane c of every vector is
  * activation row c, so for lane group l (elements 4l..4l+3 of a 32-element
  * chunk) one maddubs + madd gives the exact 4-element integer sums of all 8
  * pairs, and acc[l] = fma(dw*dx, (float)sum, acc[l]) is kern_int.h's per-lane
@@ -51,6 +61,148 @@ static ALWAYS_INLINE void store_tree(const __m256 a[8], const __m256 *sub, float
     for (size_t c = 0; c < 8; c++)
         y[c * ldy + r] = v[c];
 }
+
+/* ------------------------------------------------- Q8_0 / Q4_0 row tiles */
+
+/* Fixed-order horizontal sum of 8 floats: (lo+hi) then pairs then the last two. */
+static ALWAYS_INLINE float hsum8(__m256 v)
+{
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    __m128 sh = _mm_movehdup_ps(s);
+    s = _mm_add_ps(s, sh);
+    sh = _mm_movehl_ps(sh, s);
+    s = _mm_add_ss(s, sh);
+    return _mm_cvtss_f32(s);
+}
+
+/* The f16 scale at p in all 8 lanes (broadcast, then one conversion). */
+static ALWAYS_INLINE __m256 f16_bcast(const uint8_t *p)
+{
+    int16_t h;
+    memcpy(&h, p, 2);
+    return _mm256_cvtph_ps(_mm_set1_epi16(h));
+}
+
+/*
+ * The 32 weights of block b of a Q8_0 row (signed), or of a Q4_0 row as the
+ * UNSIGNED nibbles 0..15 (the -8 offset is applied to the integer sums via the
+ * activations, see tile_q8), in element order: the low nibbles of qs[0..16)
+ * are elements 0..15, the high nibbles elements 16..31.
+ */
+static ALWAYS_INLINE __m256i load_w32(const uint8_t *row, size_t b, int is_q4)
+{
+    if (is_q4) {
+        __m128i t = _mm_loadu_si128((const __m128i *)(row + b * 18 + 2));
+        __m256i w = _mm256_inserti128_si256(_mm256_castsi128_si256(t), _mm_srli_epi16(t, 4), 1);
+        return _mm256_and_si256(w, _mm256_set1_epi8(0x0f));
+    }
+    return _mm256_loadu_si256((const __m256i *)(row + b * 34 + 2));
+}
+
+/*
+ * R weight rows × C activation rows of Q8_0/Q4_0 blocks. Per block and pair,
+ * lane l gets the exact integer sum of elements 4l..4l+3 (maddubs + madd):
+ *   Q8_0: |w| · sign(x, w)  (maddubs wants one unsigned operand);
+ *   Q4_0: q · x - 8 · (x_4l + .. + x_4l+3), q the unsigned nibble, the
+ *         activation's 4-sums precomputed by the quantizer (kern_act_s4).
+ * Then acc = fma(dw * dx, (float)sum, acc), and hsum8 at the end (kern_int.h).
+ */
+static ALWAYS_INLINE void tile_q8(const int R, const int C, const int is_q4, const kern_mat *w,
+                                  size_t r, const kern_act *a, size_t i, float *y, size_t ldy)
+{
+    const size_t bb = is_q4 ? 18 : 34;
+    const size_t nb = w->cols / 32;
+    const uint8_t *wr[4];
+    const int8_t *xq[4];
+    const float *xd[4];
+    const int32_t *xs[4];
+    __m256 acc[4][4];
+    const __m256i ones = _mm256_set1_epi16(1);
+#pragma GCC unroll 4
+    for (int k = 0; k < R; k++)
+        wr[k] = (const uint8_t *)w->data + (r + (size_t)k) * w->row_bytes;
+#pragma GCC unroll 4
+    for (int c = 0; c < C; c++) {
+        xq[c] = kern_act_qs(a, i + (size_t)c);
+        xd[c] = kern_act_d(a, i + (size_t)c);
+        xs[c] = kern_act_s4(a, i + (size_t)c);
+    }
+#pragma GCC unroll 4
+    for (int k = 0; k < R; k++)
+#pragma GCC unroll 4
+        for (int c = 0; c < C; c++)
+            acc[k][c] = _mm256_setzero_ps();
+    for (size_t b = 0; b < nb; b++) {
+        __m256i aw[4], sw[4];
+        __m256 dw[4];
+#pragma GCC unroll 4
+        for (int k = 0; k < R; k++) {
+            sw[k] = load_w32(wr[k], b, is_q4);
+            if (!is_q4)
+                aw[k] = _mm256_sign_epi8(sw[k], sw[k]);
+            dw[k] = f16_bcast(wr[k] + b * bb);
+        }
+#pragma GCC unroll 4
+        for (int c = 0; c < C; c++) {
+            __m256i x = _mm256_load_si256((const __m256i *)(xq[c] + 32 * b));
+            __m256 dx = _mm256_broadcast_ss(xd[c] + b);
+            __m256i corr = _mm256_setzero_si256();
+            if (is_q4) // 8 * (sum of x over each lane's 4 elements), from the quantizer
+                corr = _mm256_load_si256((const __m256i *)(xs[c] + 8 * b));
+#pragma GCC unroll 4
+            for (int k = 0; k < R; k++) {
+                __m256i s32;
+                if (is_q4)
+                    s32 = _mm256_sub_epi32(
+                        _mm256_madd_epi16(_mm256_maddubs_epi16(sw[k], x), ones), corr);
+                else
+                    s32 = _mm256_madd_epi16(
+                        _mm256_maddubs_epi16(aw[k], _mm256_sign_epi8(x, sw[k])), ones);
+                acc[k][c] = _mm256_fmadd_ps(_mm256_mul_ps(dw[k], dx), _mm256_cvtepi32_ps(s32),
+                                            acc[k][c]);
+            }
+        }
+    }
+#pragma GCC unroll 4
+    for (int k = 0; k < R; k++)
+#pragma GCC unroll 4
+        for (int c = 0; c < C; c++)
+            y[(i + (size_t)c) * ldy + r + (size_t)k] = hsum8(acc[k][c]);
+}
+
+/* Weight rows per L1-resident tile; activation rows stream through it in groups of 4. */
+#define W_TILE 16
+
+static ALWAYS_INLINE void mm_q8_any(const kern_mat *w, size_t r0, size_t r1, const kern_act *a,
+                                    size_t n, float *y, size_t ldy, const int is_q4)
+{
+    for (size_t rt = r0; rt < r1; rt += W_TILE) {
+        size_t re = rt + W_TILE < r1 ? rt + W_TILE : r1;
+        size_t i = 0;
+        for (; i + 4 <= n; i += 4) {
+            size_t r = rt;
+            for (; r + 2 <= re; r += 2)
+                tile_q8(2, 4, is_q4, w, r, a, i, y, ldy);
+            for (; r < re; r++)
+                tile_q8(1, 4, is_q4, w, r, a, i, y, ldy);
+        }
+        for (; i < n; i++)
+            kern_avx2_mv_q8(w, rt, re, a, i, y, ldy, is_q4);
+    }
+}
+
+void kern_gemm_avx2_mm_q8_0(const kern_mat *w, size_t r0, size_t r1, const kern_act *a, size_t n,
+                            float *y, size_t ldy)
+{
+    mm_q8_any(w, r0, r1, a, n, y, ldy, 0);
+}
+
+void kern_gemm_avx2_mm_q4_0(const kern_mat *w, size_t r0, size_t r1, const kern_act *a, size_t n,
+                            float *y, size_t ldy)
+{
+    mm_q8_any(w, r0, r1, a, n, y, ldy, 1);
+}
+
 
 /* ------------------------------------------------------------ Q4_K / Q6_K */
 

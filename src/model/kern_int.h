@@ -133,6 +133,16 @@ typedef struct kern_impl {
                        size_t n_pos, size_t head_dim);
 } kern_impl;
 
+/*
+ * AVX2 one-activation-row Q8_0 (is_q4 = 0) / Q4_0 (is_q4 = 1) matvec
+ * (kern_avx2.c): y[i*ldy + r] for weight rows r in [r0, r1) against
+ * activation row i of a, bitwise as every batched tile (kern_int.h's order
+ * contract). kern_gemm_avx2.c uses it for the rows that do not fill a tile.
+ * Only after kern.c chose kern_impl_avx2; reentrant.
+ */
+void kern_avx2_mv_q8(const kern_mat *w, size_t r0, size_t r1, const kern_act *a, size_t i,
+                     float *y, size_t ldy, int is_q4);
+
 extern const kern_impl kern_impl_scalar;
 /* Defined in kern_avx2.c; only used after a CPU check. */
 extern const kern_impl kern_impl_avx2;
