@@ -1,16 +1,14 @@
 /*
- * http/head — the strict pre-check of a request's head (and of a chunked
- * body's framing, as far as it is in view) that the front (front.c) runs on
- * bytes it peeks from a new connection before libmicrohttpd reads them.
+ * http/head — the request-head parser and the chunked body decoder of the
+ * server, and the strict pre-check the front (front.c) runs on the bytes it
+ * peeks from a new connection.
  *
- * Why: libmicrohttpd answers malformed requests itself, with HTML bodies or
- * by closing silently (garbage request lines, bad versions, header lines
- * without a colon, oversized heads, bad Content-Length, broken chunked
- * framing). Whatever this check refuses is answered by the front with the
- * server's JSON error instead; whatever it passes is well-formed as far as
- * it could see, so libmicrohttpd has nothing to refuse there.
+ * Every byte of every request passes these before anything else reads it,
+ * so whatever they refuse is answered with the server's JSON error (400 /
+ * 413 / 431 / 501 / 505), on first and follow-up requests alike, however
+ * deep into a body the fault is.
  *
- * Grammar (RFC 9112), with the tolerances libmicrohttpd has too:
+ * Grammar (RFC 9112), with a few common tolerances:
  *   head          = *( CRLF ) request-line *( field-line ) CRLF
  *   request-line  = method SP request-target SP HTTP-version CRLF
  *   method        = 1*32tchar
@@ -27,7 +25,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "http/http.h"
+#include "http/http_int.h"
 
 static bool is_tchar(unsigned char c)
 {
@@ -95,7 +93,7 @@ static void trim(const char **v, size_t *n)
         (*n)--;
 }
 
-static int request_line(http_head *h, const char *p, size_t n)
+static int request_line(http_head *h, const char *base, const char *p, size_t n)
 {
     const char *sp1 = memchr(p, ' ', n);
     if (!sp1 || sp1 == p || sp1 - p > 32)
@@ -112,6 +110,8 @@ static int request_line(http_head *h, const char *p, size_t n)
     for (const char *c = t; c < sp2; c++)
         if ((unsigned char)*c < 0x21 || (unsigned char)*c > 0x7e)
             return fail(h, ERR_FORMAT, "malformed request line: bad character in the target");
+    h->target_off = (size_t)(t - base);
+    h->target_len = (size_t)(sp2 - t);
     size_t tn = MIN((size_t)(sp2 - t), sizeof h->path - 1);
     memcpy(h->path, t, tn);
     h->path[tn] = '\0';
@@ -140,7 +140,10 @@ static void keep_id(http_head *h, const char *v, size_t n)
     h->request_id[k] = '\0';
 }
 
-static int field_line(http_head *h, const char *p, size_t n, const http_head_limits *lim)
+/* Checks one field line p[0..n) and, when f is given, records where its
+ * name and trimmed value are (offsets from base). */
+static int field_line(http_head *h, const char *base, const char *p, size_t n,
+                      const http_head_limits *lim, http_field *f)
 {
     if (n && (p[0] == ' ' || p[0] == '\t'))
         return fail(h, ERR_FORMAT, "folded header lines (obs-fold) are not accepted");
@@ -157,6 +160,12 @@ static int field_line(http_head *h, const char *p, size_t n, const http_head_lim
             return fail(h, ERR_FORMAT, "malformed header line: control character in a value");
     trim(&v, &vn);
     size_t nn = (size_t)(colon - p);
+    if (f) {
+        f->name_off = (uint32_t)(p - base);
+        f->name_len = (uint32_t)nn;
+        f->value_off = (uint32_t)(v - base);
+        f->value_len = (uint32_t)vn;
+    }
     if (name_is(p, nn, "Content-Length")) {
         uint64_t x = 0;
         bool over = false;
@@ -194,89 +203,169 @@ static int field_line(http_head *h, const char *p, size_t n, const http_head_lim
     return 0;
 }
 
-/* Checks the chunked framing of p[i..n) (chunk data is skipped, not read).
- * HTTP_HEAD_PASS once the whole body is in view, HTTP_HEAD_MORE when it
- * is cut short, HTTP_HEAD_ERROR on bad framing or a body past the limit. */
-static int chunked_body(http_head *h, const char *p, size_t n, size_t i,
-                        const http_head_limits *lim)
+/* ------------------------------------------------------------ chunked -- */
+
+enum { CK_SIZE = 0, CK_DATA, CK_DATA_END, CK_TRAILER, CK_DONE };
+
+#define CHUNK_EXT_MAX 1024 // bytes after a chunk size's digits, up to its LF
+
+void http_chunked_init(http_chunked *c)
 {
-    uint64_t total = 0;
-    for (;;) {
-        uint64_t size = 0;
-        size_t digits = 0;
-        while (i < n && hexval((unsigned char)p[i]) >= 0) {
-            if (++digits > 16)
-                return fail(h, ERR_TOO_LARGE, "a chunk size has more than 16 hex digits");
-            size = size * 16 + (uint64_t)hexval((unsigned char)p[i]);
-            i++;
-        }
-        if (i == n)
-            return HTTP_HEAD_MORE;
-        if (digits == 0)
-            return fail(h, ERR_FORMAT, "malformed chunked body: a chunk size is not hex");
-        if (size > lim->max_body_bytes - MIN(total, lim->max_body_bytes))
-            return fail(h, ERR_TOO_LARGE, "the chunked body is over %llu bytes, the limit",
-                        (unsigned long long)lim->max_body_bytes);
-        total += size;
-        size_t ls, ll;
-        int rc = next_line(p, n, &i, &ls, &ll);
-        if (rc == 0)
-            return n - i > 1024 ? fail(h, ERR_FORMAT, "malformed chunked body: chunk "
-                                                      "extension too long")
-                                : HTTP_HEAD_MORE;
-        if (rc < 0) // a stray CR: ls and ll were not set
-            return fail(h, ERR_FORMAT, "malformed chunked body: bad chunk size line");
-        /* The rest of the size line: BWS and chunk extensions. */
-        const char *x = p + ls, *xe = p + ls + ll;
-        while (x < xe && hexval((unsigned char)*x) >= 0)
-            x++;
-        while (x < xe && (*x == ' ' || *x == '\t'))
-            x++;
-        if (x < xe && *x != ';')
-            return fail(h, ERR_FORMAT, "malformed chunked body: bad chunk size line");
-        for (; x < xe; x++)
-            if (!is_value_char((unsigned char)*x))
-                return fail(h, ERR_FORMAT, "malformed chunked body: bad chunk extension");
-        if (size == 0)
-            break;
-        if (n - i <= size)
-            return HTTP_HEAD_MORE;
-        i += (size_t)size;
-        if (p[i] == '\n') {
-            i++;
-        } else if (p[i] == '\r') {
-            if (i + 1 == n)
-                return HTTP_HEAD_MORE;
-            if (p[i + 1] != '\n')
-                return fail(h, ERR_FORMAT, "malformed chunked body: no CRLF after chunk data");
-            i += 2;
-        } else {
-            return fail(h, ERR_FORMAT, "malformed chunked body: no CRLF after chunk data");
-        }
-    }
-    /* Trailer section: field lines up to an empty line. */
-    for (;;) {
-        size_t ls, ll;
-        int rc = next_line(p, n, &i, &ls, &ll);
-        if (rc == 0)
-            return HTTP_HEAD_MORE;
-        if (rc < 0)
-            return fail(h, ERR_FORMAT, "malformed chunked body: stray CR in the trailer");
-        if (ll == 0)
-            return HTTP_HEAD_PASS;
-        http_head tmp = *h;
-        if (field_line(&tmp, p + ls, ll, lim) != 0) {
-            h->code = tmp.code;
-            memcpy(h->msg, tmp.msg, sizeof h->msg);
-            return HTTP_HEAD_ERROR;
-        }
-    }
+    memset(c, 0, sizeof *c);
 }
 
-int http_head_check(const char *p, size_t n, bool is_complete_view, const http_head_limits *lim,
-                    http_head *h)
+/*
+ * One incremental decoder for both the pre-check (out NULL) and the server.
+ * A size line and a trailer line are only taken whole (their LF in view):
+ * what is left unconsumed at MORE is a partial line the caller feeds again
+ * with more bytes after it, so the verdict never depends on how the bytes
+ * were split. Chunk data is taken as it comes.
+ */
+int http_chunked_decode(http_chunked *c, const char *p, size_t n, char *out,
+                        const http_head_limits *lim, size_t *used, size_t *out_n, http_head *h)
+{
+    size_t i = 0, o = 0;
+    int rc = HTTP_HEAD_MORE;
+    while (rc == HTTP_HEAD_MORE) {
+        if (c->state == CK_SIZE) {
+            size_t j = i;
+            uint64_t size = 0;
+            size_t digits = 0;
+            while (j < n && hexval((unsigned char)p[j]) >= 0) {
+                if (++digits > 16) {
+                    rc = fail(h, ERR_TOO_LARGE, "a chunk size has more than 16 hex digits");
+                    goto out;
+                }
+                size = size * 16 + (uint64_t)hexval((unsigned char)p[j]);
+                j++;
+            }
+            if (j == n)
+                goto out;
+            if (digits == 0) {
+                rc = fail(h, ERR_FORMAT, "malformed chunked body: a chunk size is not hex");
+                goto out;
+            }
+            if (size > lim->max_body_bytes - MIN(c->total, lim->max_body_bytes)) {
+                rc = fail(h, ERR_TOO_LARGE, "the chunked body is over %llu bytes, the limit",
+                          (unsigned long long)lim->max_body_bytes);
+                goto out;
+            }
+            const char *lf = memchr(p + j, '\n', n - j);
+            if (!lf) {
+                if (n - j > CHUNK_EXT_MAX)
+                    rc = fail(h, ERR_FORMAT, "malformed chunked body: chunk extension too long");
+                goto out;
+            }
+            size_t end = (size_t)(lf - p);
+            if (end - j > CHUNK_EXT_MAX) {
+                rc = fail(h, ERR_FORMAT, "malformed chunked body: chunk extension too long");
+                goto out;
+            }
+            size_t xl = end - j; // the rest of the line: BWS and extensions
+            if (xl && p[end - 1] == '\r')
+                xl--;
+            const char *x = p + j, *xe = p + j + xl;
+            if (memchr(x, '\r', xl)) {
+                rc = fail(h, ERR_FORMAT, "malformed chunked body: bad chunk size line");
+                goto out;
+            }
+            while (x < xe && (*x == ' ' || *x == '\t'))
+                x++;
+            if (x < xe && *x != ';') {
+                rc = fail(h, ERR_FORMAT, "malformed chunked body: bad chunk size line");
+                goto out;
+            }
+            for (; x < xe; x++)
+                if (!is_value_char((unsigned char)*x)) {
+                    rc = fail(h, ERR_FORMAT, "malformed chunked body: bad chunk extension");
+                    goto out;
+                }
+            i = end + 1;
+            c->total += size;
+            c->left = size;
+            c->state = size ? CK_DATA : CK_TRAILER;
+        } else if (c->state == CK_DATA) {
+            size_t take = (size_t)MIN(c->left, (uint64_t)(n - i));
+            if (out && take)
+                memmove(out + o, p + i, take);
+            o += take;
+            i += take;
+            c->left -= take;
+            if (c->left)
+                goto out;
+            c->state = CK_DATA_END;
+        } else if (c->state == CK_DATA_END) {
+            if (i == n)
+                goto out;
+            if (p[i] == '\n') {
+                i++;
+            } else if (p[i] == '\r') {
+                if (i + 1 == n)
+                    goto out;
+                if (p[i + 1] != '\n') {
+                    rc = fail(h, ERR_FORMAT, "malformed chunked body: no CRLF after chunk data");
+                    goto out;
+                }
+                i += 2;
+            } else {
+                rc = fail(h, ERR_FORMAT, "malformed chunked body: no CRLF after chunk data");
+                goto out;
+            }
+            c->state = CK_SIZE;
+        } else if (c->state == CK_TRAILER) {
+            size_t ls, ll, k = i;
+            int lr = next_line(p, n, &k, &ls, &ll);
+            if (lr == 0) {
+                if (c->trailer_bytes + (n - i) > lim->max_header_bytes)
+                    rc = fail(h, ERR_HEADERS_TOO_LARGE, "the chunked trailer is over %llu "
+                              "bytes, the limit", (unsigned long long)lim->max_header_bytes);
+                goto out;
+            }
+            c->trailer_bytes += k - i;
+            if (c->trailer_bytes > lim->max_header_bytes) {
+                rc = fail(h, ERR_HEADERS_TOO_LARGE, "the chunked trailer is over %llu bytes, "
+                          "the limit", (unsigned long long)lim->max_header_bytes);
+                goto out;
+            }
+            if (lr < 0) {
+                rc = fail(h, ERR_FORMAT, "malformed chunked body: stray CR in the trailer");
+                goto out;
+            }
+            i = k;
+            if (ll == 0) {
+                c->state = CK_DONE;
+                rc = HTTP_HEAD_PASS;
+                goto out;
+            }
+            http_head tmp; // each trailer line alone: its syntax, not the head's state
+            memset(&tmp, 0, sizeof tmp);
+            if (field_line(&tmp, p, p + ls, ll, lim, NULL) != 0) {
+                h->code = tmp.code;
+                memcpy(h->msg, tmp.msg, sizeof h->msg);
+                rc = HTTP_HEAD_ERROR;
+                goto out;
+            }
+        } else { // CK_DONE: nothing more belongs to this body
+            rc = HTTP_HEAD_PASS;
+        }
+    }
+out:
+    *used = i;
+    *out_n = o;
+    return rc;
+}
+
+/* ---------------------------------------------------------------- head -- */
+
+/* The head of p[0..n): PASS with h and (when given) fields filled, MORE, or
+ * ERROR. Does not look at the body. */
+static int head_parse(const char *p, size_t n, bool is_complete_view,
+                      const http_head_limits *lim, http_head *h, http_field *fields,
+                      size_t *n_fields)
 {
     memset(h, 0, sizeof *h);
+    if (n_fields)
+        *n_fields = 0;
     size_t i = 0;
     /* Empty lines before the request line are tolerated (RFC 9112 2.2). */
     while (i < n && (p[i] == '\n' || (p[i] == '\r' && i + 1 < n && p[i + 1] == '\n')))
@@ -294,9 +383,9 @@ int http_head_check(const char *p, size_t n, bool is_complete_view, const http_h
             return fail(h, ERR_FORMAT, "malformed request line: no method");
         goto more;
     }
-    if (request_line(h, p + ls, ll) != 0)
+    if (request_line(h, p, p + ls, ll) != 0)
         return HTTP_HEAD_ERROR;
-    size_t fields = 0;
+    size_t nf = 0;
     for (;;) {
         rc = next_line(p, n, &i, &ls, &ll);
         if (rc < 0)
@@ -307,26 +396,26 @@ int http_head_check(const char *p, size_t n, bool is_complete_view, const http_h
             break;
         if (ll == 0)
             break;
-        if (++fields > HTTP_HEADERS_MAX)
+        if (nf + 1 > HTTP_HEADERS_MAX)
             return fail(h, ERR_HEADERS_TOO_LARGE, "more than %d header lines",
                         HTTP_HEADERS_MAX);
-        if (field_line(h, p + ls, ll, lim) != 0)
+        if (field_line(h, p, p + ls, ll, lim, fields ? &fields[nf] : NULL) != 0)
             return HTTP_HEAD_ERROR;
+        nf++;
     }
     if (i - start > lim->max_header_bytes)
         return fail(h, ERR_HEADERS_TOO_LARGE,
                     "the request line and headers are over %llu bytes, the limit",
                     (unsigned long long)lim->max_header_bytes);
     h->head_bytes = i - start;
+    h->head_end = i;
+    if (n_fields)
+        *n_fields = nf;
     if (h->has_length && h->is_chunked)
         return fail(h, ERR_FORMAT, "both Content-Length and Transfer-Encoding are present");
     if (h->is_chunked && h->is_http10)
         return fail(h, ERR_FORMAT, "Transfer-Encoding is not allowed in HTTP/1.0");
-    if (!h->is_chunked)
-        return HTTP_HEAD_PASS;
-    rc = chunked_body(h, p, n, i, lim);
-    /* Framing past the view is libmicrohttpd's to check. */
-    return rc == HTTP_HEAD_MORE && is_complete_view ? HTTP_HEAD_PASS : rc;
+    return HTTP_HEAD_PASS;
 
 more:
     if (n - start > lim->max_header_bytes)
@@ -336,4 +425,24 @@ more:
     if (is_complete_view) // nothing more will be seen: e.g. a view padded with empty lines
         return fail(h, ERR_FORMAT, "the request head does not end within the bytes received");
     return HTTP_HEAD_MORE;
+}
+
+int http_head_parse(const char *p, size_t n, const http_head_limits *lim, http_head *h,
+                    http_field *fields, size_t *n_fields)
+{
+    return head_parse(p, n, false, lim, h, fields, n_fields);
+}
+
+int http_head_check(const char *p, size_t n, bool is_complete_view, const http_head_limits *lim,
+                    http_head *h)
+{
+    int rc = head_parse(p, n, is_complete_view, lim, h, NULL, NULL);
+    if (rc != HTTP_HEAD_PASS || !h->is_chunked)
+        return rc;
+    http_chunked c;
+    http_chunked_init(&c);
+    size_t used, out_n;
+    rc = http_chunked_decode(&c, p + h->head_end, n - h->head_end, NULL, lim, &used, &out_n, h);
+    /* Framing past the view is the server's to check as it reads. */
+    return rc == HTTP_HEAD_MORE && is_complete_view ? HTTP_HEAD_PASS : rc;
 }

@@ -189,6 +189,8 @@ typedef struct http_head {
     char path[128];                            // cut at 127 chars (for logs)
     char request_id[HTTP_REQUEST_ID_MAX + 1];  // sanitized X-Request-Id, or ""
     size_t head_bytes;                         // on PASS: bytes up to the body
+    size_t head_end;   // on PASS: offset of the body in p (leading empty lines included)
+    size_t target_off, target_len; // the request target in p (whole, not cut)
     bool is_http10, is_chunked, has_length;
     uint64_t content_length;
 } http_head;

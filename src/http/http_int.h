@@ -12,6 +12,51 @@
 
 typedef struct http_front http_front;
 
+/* ---------------------------------------------------- parser (head.c) -- */
+
+/* Where one header line's name and (trimmed) value are in the head. */
+typedef struct http_field {
+    uint32_t name_off, name_len;
+    uint32_t value_off, value_len;
+} http_field;
+
+/*
+ * Parses the request head at the start of p[0..n) with the rules of
+ * http_head_check (without looking at the body): HTTP_HEAD_PASS with h
+ * filled (h->head_end: where the body starts) and fields[0..*n_fields)
+ * (fields has room for HTTP_HEADERS_MAX), HTTP_HEAD_MORE (the head does not
+ * end within n bytes, which are at most max_header_bytes), or
+ * HTTP_HEAD_ERROR with h->code and h->msg. Pure; any thread.
+ */
+int http_head_parse(const char *p, size_t n, const http_head_limits *lim, http_head *h,
+                    http_field *fields, size_t *n_fields);
+
+/* State of one chunked body's decoding (caller-allocated; no resources). */
+typedef struct http_chunked {
+    uint64_t left;        // data bytes left in the current chunk
+    uint64_t total;       // chunk sizes summed so far
+    uint64_t trailer_bytes;
+    int state;
+} http_chunked;
+
+void http_chunked_init(http_chunked *c);
+/*
+ * Decodes the next bytes p[0..n) of a chunked body: chunk-size lines with
+ * extensions, data, CRLF after data, last-chunk, trailer fields (checked as
+ * header lines, at most max_header_bytes in all). The decoded data goes to
+ * out[0..*out_n) (out may be p itself: it never runs ahead of the input; NULL
+ * checks framing only). *used: input bytes consumed. Returns
+ *   HTTP_HEAD_PASS  the body ended at p[*used] (what follows is the next request);
+ *   HTTP_HEAD_MORE  p[*used..n) is an incomplete size or trailer line (at
+ *                   most CHUNK line caps long): call again with it followed
+ *                   by more bytes;
+ *   HTTP_HEAD_ERROR h->code (ERR_FORMAT 400, ERR_TOO_LARGE 413 past
+ *                   max_body_bytes, ERR_HEADERS_TOO_LARGE 431) and h->msg.
+ * The verdict does not depend on how the body is split across calls. Pure.
+ */
+int http_chunked_decode(http_chunked *c, const char *p, size_t n, char *out,
+                        const http_head_limits *lim, size_t *used, size_t *out_n, http_head *h);
+
 typedef struct http_front_config {
     int listen_fd;              // bound and listening; the front owns it from start
     /* Where a connection whose first head checked out goes (a worker's

@@ -11,6 +11,7 @@
 
 #include "base/buf.h"
 #include "http/http.h"
+#include "http/http_int.h"
 
 static int h(http_req *r, void *ctx)
 {
@@ -224,11 +225,146 @@ static void test_head_check(void **state)
     assert_int_equal(http_head_check(part, strlen(part), false, &lim, &hd), HTTP_HEAD_MORE);
 }
 
+/* http_head_parse: fields are slices of the head; the body starts at head_end. */
+static void test_head_parse(void **state)
+{
+    (void)state;
+    static const char req[] = "\r\nPOST /v1/x?a=b%20c HTTP/1.1\r\nHost: h\r\nX-A:\t v 1 \r\n"
+                              "Expect: 100-continue\r\nContent-Length: 2\r\n\r\n{}GET";
+    http_head_limits lim = {1024, 100};
+    http_head h;
+    http_field f[HTTP_HEADERS_MAX];
+    size_t nf = 0;
+    assert_int_equal(http_head_parse(req, sizeof req - 1, &lim, &h, f, &nf), HTTP_HEAD_PASS);
+    assert_int_equal(nf, 4);
+    assert_int_equal(h.head_end, sizeof req - 1 - 5);
+    assert_memory_equal(req + h.target_off, "/v1/x?a=b%20c", h.target_len);
+    assert_memory_equal(req + f[1].name_off, "X-A", f[1].name_len);
+    assert_int_equal(f[1].value_len, 3);
+    assert_memory_equal(req + f[1].value_off, "v 1", 3);
+    assert_true(h.has_length && h.content_length == 2);
+    /* not complete yet: MORE for every prefix of the head */
+    for (size_t k = 0; k < h.head_end; k++)
+        assert_int_equal(http_head_parse(req, k, &lim, &h, f, &nf), HTTP_HEAD_MORE);
+    /* a head over the limit without its end in view is refused at once */
+    char big[2048];
+    memset(big, 'a', sizeof big);
+    memcpy(big, "GET / HTTP/1.1\r\nX: ", 19);
+    assert_int_equal(http_head_parse(big, sizeof big, &lim, &h, f, &nf), HTTP_HEAD_ERROR);
+    assert_int_equal(h.code, ERR_HEADERS_TOO_LARGE);
+}
+
+/* Decodes body in pieces of `piece` bytes as a connection does; returns the verdict. */
+static int decode_split(const char *body, size_t n, size_t piece, const http_head_limits *lim,
+                        char *dec, size_t *dec_n, size_t *used, http_head *h)
+{
+    http_chunked c;
+    http_chunked_init(&c);
+    char win[1 << 17];
+    size_t have = 0, fed = 0;
+    *dec_n = *used = 0;
+    int rc = HTTP_HEAD_MORE;
+    while (fed < n) {
+        size_t k = n - fed < piece ? n - fed : piece;
+        memcpy(win + have, body + fed, k);
+        have += k;
+        fed += k;
+        size_t u, o;
+        rc = http_chunked_decode(&c, win, have, win, lim, &u, &o, h);
+        memcpy(dec + *dec_n, win, o);
+        *dec_n += o;
+        *used += u;
+        memmove(win, win + u, have - u);
+        have -= u;
+        if (rc != HTTP_HEAD_MORE)
+            break;
+    }
+    return rc;
+}
+
+/* The chunked decoder: same verdict and bytes whatever the split; errors
+ * found however deep into the body they are. */
+static void test_chunked_decode(void **state)
+{
+    (void)state;
+    http_head_limits lim = {200, 1 << 20};
+    static const char ok[] = "4;a=b\r\nabcd\r\n10 \r\n0123456789abcdef\n0\r\nT: v\r\n\r\nNEXT";
+    char dec[1 << 17];
+    for (size_t piece = 1; piece < sizeof ok; piece++) {
+        size_t dn, used;
+        http_head h;
+        assert_int_equal(decode_split(ok, sizeof ok - 1, piece, &lim, dec, &dn, &used, &h),
+                         HTTP_HEAD_PASS);
+        assert_int_equal(dn, 20);
+        assert_memory_equal(dec, "abcd0123456789abcdef", 20);
+        assert_int_equal(used, sizeof ok - 1 - 4);
+    }
+    static const struct {
+        const char *in;
+        int code;
+    } bad[] = {
+        {"zz\r\n", ERR_FORMAT},
+        {"5\r\nhelloXX0\r\n\r\n", ERR_FORMAT},
+        {"-1\r\n", ERR_FORMAT},
+        {"1\r\nx\r\n0\r\nno colon\r\n\r\n", ERR_FORMAT},
+        {"1 x\r\n", ERR_FORMAT},
+        {"1\r;\n", ERR_FORMAT},
+        {"fffffffffffffffff\r\n", ERR_TOO_LARGE},
+        {"100001\r\n", ERR_TOO_LARGE},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        for (size_t piece = 1; piece <= strlen(bad[i].in); piece++) {
+            size_t dn, used;
+            http_head h;
+            memset(&h, 0, sizeof h);
+            int rc = decode_split(bad[i].in, strlen(bad[i].in), piece, &lim, dec, &dn, &used, &h);
+            if (rc != HTTP_HEAD_ERROR || h.code != bad[i].code)
+                fail_msg("bad case %zu piece %zu: rc %d code %d", i, piece, rc, h.code);
+        }
+    }
+    /* a chunk extension past 1024 bytes, a trailer past max_header_bytes */
+    char lng[1400] = "1;";
+    memset(lng + 2, 'e', 1200);
+    memcpy(lng + 1202, "\r\n", 3);
+    size_t dn, used;
+    http_head h;
+    assert_int_equal(decode_split(lng, strlen(lng), 7, &lim, dec, &dn, &used, &h),
+                     HTTP_HEAD_ERROR);
+    assert_int_equal(h.code, ERR_FORMAT);
+    char tr[400] = "0\r\nT: ";
+    memset(tr + 6, 'v', 300);
+    memcpy(tr + 306, "\r\n\r\n", 5);
+    assert_int_equal(decode_split(tr, strlen(tr), 50, &lim, dec, &dn, &used, &h),
+                     HTTP_HEAD_ERROR);
+    assert_int_equal(h.code, ERR_HEADERS_TOO_LARGE);
+    /* broken framing 100 KiB into a body: found there, in any split */
+    static char deep[120 * 1024];
+    size_t n = 0;
+    for (int i = 0; i < 100; i++) {
+        n += (size_t)snprintf(deep + n, sizeof deep - n, "400\r\n");
+        memset(deep + n, 'a' + i % 26, 1024);
+        n += 1024;
+        memcpy(deep + n, "\r\n", 2);
+        n += 2;
+    }
+    memcpy(deep + n, "4\r\nabcdXY", 9);
+    n += 9;
+    for (size_t piece = 1000; piece <= 65536; piece *= 4) {
+        memset(&h, 0, sizeof h);
+        assert_int_equal(decode_split(deep, n, piece, &lim, dec, &dn, &used, &h),
+                         HTTP_HEAD_ERROR);
+        assert_int_equal(h.code, ERR_FORMAT);
+        assert_int_equal(dn, 100 * 1024 + 4);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {cmocka_unit_test(test_router),
                                        cmocka_unit_test(test_router_refuses),
                                        cmocka_unit_test(test_error_json),
-                                       cmocka_unit_test(test_head_check)};
+                                       cmocka_unit_test(test_head_check),
+                                       cmocka_unit_test(test_head_parse),
+                                       cmocka_unit_test(test_chunked_decode)};
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
