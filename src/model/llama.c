@@ -783,39 +783,104 @@ static void rope_tables(llama_ctx *c, size_t n)
  *   qwen2 (NeoX):   pairs (x[i], x[i + rope_dim/2])
  *   (a, b) -> (a cos - b sin, a sin + b cos)
  */
-static void rope_apply(const llama_ctx *c, float *x, size_t n, size_t n_heads)
+static void rope_row(const llama_ctx *c, float *x, size_t t, size_t n_heads)
 {
     const llama_hparams *hp = &c->m->hp;
     size_t half = hp->rope_dim / 2, hd = hp->head_dim;
-    for (size_t t = 0; t < n; t++) {
-        const float *cs = c->rope + t * hp->rope_dim;
-        for (size_t h = 0; h < n_heads; h++) {
-            float *v = x + (t * n_heads + h) * hd;
-            for (size_t i = 0; i < half; i++) {
-                size_t ia = hp->is_neox ? i : 2 * i, ib = hp->is_neox ? i + half : 2 * i + 1;
-                float a = v[ia], b = v[ib], co = cs[2 * i], si = cs[2 * i + 1];
-                v[ia] = a * co - b * si;
-                v[ib] = a * si + b * co;
-            }
+    const float *cs = c->rope + t * hp->rope_dim;
+    for (size_t h = 0; h < n_heads; h++) {
+        float *v = x + (t * n_heads + h) * hd;
+        for (size_t i = 0; i < half; i++) {
+            size_t ia = hp->is_neox ? i : 2 * i, ib = hp->is_neox ? i + half : 2 * i + 1;
+            float a = v[ia], b = v[ib], co = cs[2 * i], si = cs[2 * i + 1];
+            v[ia] = a * co - b * si;
+            v[ib] = a * si + b * co;
         }
     }
 }
 
-/* Stores this step's K/V rows (n, kv_dim) as F16 at each token's position. */
-static void kv_store(llama_ctx *c, llama_kv *kv, size_t l, const llama_span *spans, size_t n)
+/* Stores token t's K/V rows (kv_dim each) at its position, as F16 or Q8_0. */
+static void kv_store_row(llama_ctx *c, llama_kv *kv, size_t l, const llama_span *spans, size_t t)
 {
     size_t kd = kv->kv_dim;
-    for (size_t t = 0; t < n; t++) {
-        const llama_span *s = &spans[c->span[t]];
-        size_t p = (size_t)c->pos[t];
-        if (kv->type == LLAMA_KV_Q8_0) {
-            tensor_quantize_row(TENSOR_Q8_0, c->k + t * kd, kv_row8(kv, kv->k8, l, s->blocks, p), kd);
-            tensor_quantize_row(TENSOR_Q8_0, c->v + t * kd, kv_row8(kv, kv->v8, l, s->blocks, p), kd);
-            continue;
-        }
-        kern_f32_to_f16(kv_row(kv, kv->k, l, s->blocks, p), c->k + t * kd, kd);
-        kern_f32_to_f16(kv_row(kv, kv->v, l, s->blocks, p), c->v + t * kd, kd);
+    const llama_span *s = &spans[c->span[t]];
+    size_t p = (size_t)c->pos[t];
+    if (kv->type == LLAMA_KV_Q8_0) {
+        tensor_quantize_row(TENSOR_Q8_0, c->k + t * kd, kv_row8(kv, kv->k8, l, s->blocks, p), kd);
+        tensor_quantize_row(TENSOR_Q8_0, c->v + t * kd, kv_row8(kv, kv->v8, l, s->blocks, p), kd);
+        return;
     }
+    kern_f32_to_f16(kv_row(kv, kv->k, l, s->blocks, p), c->k + t * kd, kd);
+    kern_f32_to_f16(kv_row(kv, kv->v, l, s->blocks, p), c->v + t * kd, kd);
+}
+
+/*
+ * The per-token work between the matmuls of a layer, split over the pool by
+ * tokens (each token's rows are computed whole by one call, so the split
+ * changes no bit; a step of a few tokens stays on the calling thread):
+ *   ROWS_NORM      xb[t] = rmsnorm(x[t]) * g
+ *   ROWS_QKV       q, k, v [t] += biases; RoPE on q[t] and k[t]; K/V rows of t
+ *                  stored in the cache
+ *   ROWS_ADD_NORM  x[t] += xb2[t]; then, when g is set, xb[t] = rmsnorm(x[t]) * g
+ *   ROWS_SWIGLU    hb[t] = silu(hb[t]) * hb2[t]
+ * Serial, these took ~6% of a prefill step's wall time on 2 threads (the other
+ * thread waiting).
+ */
+typedef enum { ROWS_NORM, ROWS_QKV, ROWS_ADD_NORM, ROWS_SWIGLU } rows_op;
+
+typedef struct rows_job {
+    llama_ctx *c;
+    rows_op op;
+    const float *g;          // ROWS_NORM, ROWS_ADD_NORM: the norm's weights (or NULL)
+    const llama_layer *L;    // ROWS_QKV
+    llama_kv *kv;            // ROWS_QKV
+    size_t l;                // ROWS_QKV
+    const llama_span *spans; // ROWS_QKV
+} rows_job;
+
+/* Least tokens per pool chunk of each rows_op (a chunk worth a few microseconds:
+ * a hand-off costs about one). */
+static const size_t rows_chunk_min[] = {[ROWS_NORM] = 16, [ROWS_QKV] = 4,
+                                        [ROWS_ADD_NORM] = 12, [ROWS_SWIGLU] = 4};
+
+static void rows_run(void *arg, size_t begin, size_t end, int tid)
+{
+    (void)tid;
+    const rows_job *jb = arg;
+    llama_ctx *c = jb->c;
+    const llama_hparams *hp = &c->m->hp;
+    size_t dim = hp->dim, kvd = hp->kv_dim, ffn = hp->ffn;
+    for (size_t t = begin; t < end; t++) {
+        switch (jb->op) {
+        case ROWS_NORM:
+            kern_rmsnorm(c->xb + t * dim, c->x + t * dim, jb->g, dim, hp->rms_eps);
+            break;
+        case ROWS_QKV:
+            if (jb->L->bq) {
+                add_bias(c->q + t * dim, jb->L->bq, 1, dim);
+                add_bias(c->k + t * kvd, jb->L->bk, 1, kvd);
+                add_bias(c->v + t * kvd, jb->L->bv, 1, kvd);
+            }
+            rope_row(c, c->q, t, hp->n_head);
+            rope_row(c, c->k, t, hp->n_kv_head);
+            kv_store_row(c, jb->kv, jb->l, jb->spans, t);
+            break;
+        case ROWS_ADD_NORM:
+            kern_add(c->x + t * dim, c->x + t * dim, c->xb2 + t * dim, dim);
+            if (jb->g)
+                kern_rmsnorm(c->xb + t * dim, c->x + t * dim, jb->g, dim, hp->rms_eps);
+            break;
+        case ROWS_SWIGLU:
+            kern_swiglu(c->hb + t * ffn, c->hb + t * ffn, c->hb2 + t * ffn, ffn);
+            break;
+        }
+    }
+}
+
+static void rows(llama_ctx *c, size_t n, rows_job jb)
+{
+    jb.c = c;
+    pool_for_min(c->cfg.pool, n, 1, rows_chunk_min[jb.op], rows_run, &jb);
 }
 
 typedef struct attn_job {
@@ -862,23 +927,6 @@ static void attention(llama_ctx *c, const llama_kv *kv, size_t l, const llama_sp
     uint64_t per_item = work / items + 1;
     size_t min_items = (size_t)(ATTN_CHUNK_WORK_MIN / per_item) + 1;
     pool_for_min(c->cfg.pool, items, 1, min_items, attention_items, &j);
-}
-
-/*
- * hb (n, ffn) = silu(hb) * hb2, silu(g) = g / (1 + e^-g). Row by row: a vector
- * kernel treats its tail elements differently from its body, so one call over
- * all n rows would make a row's bits depend on where it sits in the batch.
- */
-static void swiglu(float *hb, const float *hb2, size_t n, size_t ffn)
-{
-    for (size_t t = 0; t < n; t++)
-        kern_swiglu(hb + t * ffn, hb + t * ffn, hb2 + t * ffn, ffn);
-}
-
-/* x (n) += y (n). */
-static void add_into(float *x, const float *y, size_t n)
-{
-    kern_add(x, x, y, n);
 }
 
 /* Checks the spans and lays out tok/pos/span per token. Returns the token count. */
@@ -941,7 +989,7 @@ static int forward(llama_ctx *c, llama_kv *kv, const llama_span *spans, size_t n
         return rc;
     if (B == 0)
         return 0;
-    size_t dim = hp->dim, kvd = hp->kv_dim, ffn = hp->ffn;
+    size_t dim = hp->dim;
 
     // x (B, dim) = token_embd[tok]
     for (size_t t = 0; t < B; t++)
@@ -950,36 +998,34 @@ static int forward(llama_ctx *c, llama_kv *kv, const llama_span *spans, size_t n
                               c->x + t * dim, dim);
     rope_tables(c, B);
 
+    // xb (B, dim) = the first layer's attention norm; later layers get theirs
+    // from the previous layer's last residual add
+    rows(c, B, (rows_job){.op = ROWS_NORM, .g = m->layers[0].attn_norm});
     for (size_t l = 0; l < hp->n_layer; l++) {
         const llama_layer *L = &m->layers[l];
         // attention block
-        rmsnorm(c->x, L->attn_norm, B, dim, hp->rms_eps, c->xb);
         {  // q (B, dim), k (B, kv_dim), v (B, kv_dim)
             const llama_weight *w[] = {&L->wq, &L->wk, &L->wv};
             float *y[] = {c->q, c->k, c->v};
             matmul_group(c, w, y, 3, c->xb, B);
         }
-        if (L->bq) {
-            add_bias(c->q, L->bq, B, dim);
-            add_bias(c->k, L->bk, B, kvd);
-            add_bias(c->v, L->bv, B, kvd);
-        }
-        rope_apply(c, c->q, B, hp->n_head);
-        rope_apply(c, c->k, B, hp->n_kv_head);
-        kv_store(c, kv, l, spans, B);
+        // biases, RoPE, K/V rows into the cache
+        rows(c, B, (rows_job){.op = ROWS_QKV, .L = L, .kv = kv, .l = l, .spans = spans});
         attention(c, kv, l, spans, B);
         matmul(c, &L->wo, c->att, B, c->xb2);  // (B, dim)
-        add_into(c->x, c->xb2, B * dim);
+        // x += xb2; xb = ffn norm of x
+        rows(c, B, (rows_job){.op = ROWS_ADD_NORM, .g = L->ffn_norm});
         // feed-forward block
-        rmsnorm(c->x, L->ffn_norm, B, dim, hp->rms_eps, c->xb);
         {  // hb (B, ffn) gate, hb2 (B, ffn) up
             const llama_weight *w[] = {&L->w_gate, &L->w_up};
             float *y[] = {c->hb, c->hb2};
             matmul_group(c, w, y, 2, c->xb, B);
         }
-        swiglu(c->hb, c->hb2, B, ffn);
+        rows(c, B, (rows_job){.op = ROWS_SWIGLU});
         matmul(c, &L->w_down, c->hb, B, c->xb2);  // (B, dim)
-        add_into(c->x, c->xb2, B * dim);
+        // x += xb2; xb = the next layer's attention norm of x
+        const float *g_next = l + 1 < hp->n_layer ? m->layers[l + 1].attn_norm : NULL;
+        rows(c, B, (rows_job){.op = ROWS_ADD_NORM, .g = g_next});
     }
 
     if (hidden) {  // (B, dim) final-norm hidden state of every token, in batch order
