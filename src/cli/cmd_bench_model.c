@@ -11,11 +11,15 @@
  *   roofline decode tokens/s if every step only streamed the weights at copy
  *            bandwidth: bandwidth / weight bytes read per token; decode is
  *            reported as a share of it.
+ *   cpu      process CPU seconds (all threads, spinning included) per decoded
+ *            token: unlike tokens/s it holds up on a loaded machine, where the
+ *            threads are descheduled for part of the wall time.
  * Each figure is the median of --runs runs (default 3).
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "base/base.h"
 #include "base/clock.h"
@@ -27,8 +31,11 @@ static void usage(FILE *f)
 {
     fprintf(f,
             "usage: ferry bench-model -m MODEL [-p 512] [-n 128] [-t N] [--runs 3] [--json]\n"
+            "                         [--no-copy]\n"
             "  prefill and decode tokens/s (median of --runs) and decode as a share of the\n"
-            "  memory-bandwidth roofline (weight bytes per token vs measured copy bandwidth)\n");
+            "  memory-bandwidth roofline (weight bytes per token vs measured copy bandwidth),\n"
+            "  and decode CPU time per token (all threads); --no-copy skips the bandwidth\n"
+            "  probe (no roofline figures: quicker A/B runs)\n");
 }
 
 typedef struct copy_job {
@@ -68,6 +75,14 @@ static double copy_bandwidth(pool *p)
     return cli_median(v, 5);
 }
 
+/* CPU nanoseconds used by every thread of this process so far. */
+static uint64_t cpu_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
 static int32_t argmax(const float *l, size_t n)
 {
     size_t b = 0;
@@ -81,7 +96,7 @@ int cli_cmd_bench_model(int argc, char **argv)
 {
     const char *path = NULL;
     int64_t n_prompt = 512, n_gen = 128, n_threads = 0, runs = 3;
-    bool json = false;
+    bool json = false, copy = true;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         bool has = i + 1 < argc;
@@ -90,6 +105,8 @@ int cli_cmd_bench_model(int argc, char **argv)
             return 0;
         } else if (!strcmp(a, "--json")) {
             json = true;
+        } else if (!strcmp(a, "--no-copy")) {
+            copy = false;
         } else if (!strcmp(a, "-m") && has) {
             path = argv[++i];
         } else if (!strcmp(a, "-p") && has) {
@@ -131,7 +148,7 @@ int cli_cmd_bench_model(int argc, char **argv)
     llama_kv *kv = NULL;
     int32_t *toks = NULL, *table = NULL;
     float *logits = NULL;
-    double *pre = NULL, *dec = NULL;
+    double *pre = NULL, *dec = NULL, *dcpu = NULL;
     int rc = model_load(path, &m, &e);
     if (rc < 0) {
         cli_errorf("%s", err_text(&e, rc));
@@ -159,7 +176,8 @@ int cli_cmd_bench_model(int argc, char **argv)
     logits = malloc((size_t)hp->n_vocab * sizeof *logits);
     pre = malloc((size_t)runs * sizeof *pre);
     dec = malloc((size_t)runs * sizeof *dec);
-    if (!toks || !table || !logits || !pre || !dec) {
+    dcpu = malloc((size_t)runs * sizeof *dcpu);
+    if (!toks || !table || !logits || !pre || !dec || !dcpu) {
         cli_errorf("bench-model: out of memory");
         goto out;
     }
@@ -170,7 +188,7 @@ int cli_cmd_bench_model(int argc, char **argv)
         x = x * 6364136223846793005ull + 1442695040888963407ull;
         toks[i] = (int32_t)((x >> 33) % hp->n_vocab);
     }
-    double bw = copy_bandwidth(p);
+    double bw = copy ? copy_bandwidth(p) : 0;
     for (int64_t r = 0; r < runs; r++) {
         llama_span sp = {toks, (size_t)n_prompt, 0, table, nb, 1};
         uint64_t t0 = clock_mono_ns();
@@ -179,6 +197,7 @@ int cli_cmd_bench_model(int argc, char **argv)
         pre[r] = (double)n_prompt / ((double)(clock_mono_ns() - t0) * 1e-9);
         int32_t t = toks[0];
         t0 = clock_mono_ns();
+        uint64_t c0 = cpu_ns();
         for (int64_t i = 0; i < n_gen; i++) {
             llama_span d = {&t, 1, (size_t)i, table, nb, 1};
             if ((rc = llama_forward(c, kv, &d, 1, logits, &e)) < 0)
@@ -186,23 +205,28 @@ int cli_cmd_bench_model(int argc, char **argv)
             t = argmax(logits, hp->n_vocab);
         }
         dec[r] = (double)n_gen / ((double)(clock_mono_ns() - t0) * 1e-9);
+        dcpu[r] = (double)(cpu_ns() - c0) * 1e-6 / (double)n_gen;
     }
     double pp = cli_median(pre, (size_t)runs), tg = cli_median(dec, (size_t)runs);
+    double tcpu = cli_median(dcpu, (size_t)runs);
     uint64_t wb = model_weight_bytes_per_token(m);
     double roof = bw > 0 ? bw / (double)wb : 0;
     double share = roof > 0 ? tg / roof : 0;
     if (json) {
         printf("{\"model\":\"%s\",\"threads\":%d,\"n_prompt\":%lld,\"n_gen\":%lld,\"runs\":%lld,"
                "\"prefill_tok_s\":%.2f,\"decode_tok_s\":%.2f,\"weight_bytes_per_token\":%llu,"
-               "\"copy_bandwidth_gb_s\":%.3f,\"roofline_tok_s\":%.2f,\"roofline_share\":%.4f}\n",
+               "\"decode_cpu_ms_per_tok\":%.3f,\"copy_bandwidth_gb_s\":%.3f,\"roofline_tok_s\":%.2f,"
+               "\"roofline_share\":%.4f}\n",
                path, pool_threads(p), (long long)n_prompt, (long long)n_gen, (long long)runs, pp,
-               tg, (unsigned long long)wb, bw * 1e-9, roof, share);
+               tg, (unsigned long long)wb, tcpu, bw * 1e-9, roof, share);
     } else {
         printf("model            %s\n", path);
         printf("threads          %d\n", pool_threads(p));
         printf("prefill-%-8lld %.2f tok/s (median of %lld)\n", (long long)n_prompt, pp,
                (long long)runs);
         printf("decode-%-9lld %.2f tok/s (median of %lld)\n", (long long)n_gen, tg,
+               (long long)runs);
+        printf("decode CPU       %.3f ms/token, all threads (median of %lld)\n", tcpu,
                (long long)runs);
         printf("weights/token    %.1f MB\n", (double)wb * 1e-6);
         printf("copy bandwidth   %.2f GB/s (read + write)\n", bw * 1e-9);
@@ -215,6 +239,7 @@ fwd_fail:
 out:
     free(pre);
     free(dec);
+    free(dcpu);
     free(logits);
     free(table);
     free(toks);
