@@ -130,26 +130,30 @@ static ALWAYS_INLINE __m256 f16_bcast(const uint8_t *p)
 }
 
 /*
- * One activation row against 4 weight rows (decode's matvec), bitwise the same
- * per pair as kern_gemm_avx2.c's tile_q8 (same integer lane sums, same fma per block, same hsum8),
- * but cheaper per block: a Q4_0 block's 16 bytes are broadcast to both halves
- * by the load itself and one variable shift moves the high nibbles down in the
- * upper half (load, shift, and: 3 operations instead of 4), and each weight
- * row is prefetched MV_PREFETCH_BLOCKS blocks ahead (~3 KiB for Q4_0, ~6 KiB
- * for Q8_0: past the end of short rows, i.e. into the next group of rows), so
- * the four row streams keep enough misses in flight while the integer work
- * runs. Measured on 128 MiB matrices, one thread, load ~15: Q4_0 3.5-4.3 ->
- * 6.3-7.0 GB/s per CPU-second, Q8_0 5.2 -> 6.5-7.7 (768 bytes ahead gained
- * nothing; the hardware prefetcher alone does not run far enough ahead).
+ * One activation row against R (1 or 4) weight rows, bitwise the same per pair
+ * as kern_gemm_avx2.c's tile_q8 (same integer lane sums, same fma per block,
+ * same hsum8), but cheaper per block: a Q4_0 block's 16 bytes are broadcast to
+ * both halves by the load itself and one variable shift moves the high nibbles
+ * down in the upper half (load, shift, and: 3 operations instead of 4).
+ * The R rows are r, r + rs, r + 2*rs, ...: rs = 1 for adjacent rows (the
+ * batched tiles' leftovers), rs = a quarter chunk for decode (mv_chunk).
+ *
+ * Each row is prefetched MV_PREFETCH_BLOCKS blocks ahead (~3 KiB for Q4_0,
+ * ~6 KiB for Q8_0): the hardware prefetcher alone does not run far enough
+ * ahead to keep a core's row streams busy (768 bytes ahead gained nothing).
+ * With stream_end set, row k's prefetch stops at stream_end + k*rs rows (the
+ * end of the stretch of rows that stream k walks), so nothing is fetched that
+ * this call will not read; without it the prefetch runs on unchecked.
  */
 #define MV_PREFETCH_BLOCKS 180
 
 static ALWAYS_INLINE void mv_q8(const int R, const int is_q4, const kern_mat *w, size_t r,
-                                const kern_act *a, size_t i, float *y, size_t ldy)
+                                size_t rs, const kern_act *a, size_t i, float *y, size_t ldy,
+                                const uint8_t *stream_end)
 {
     const size_t bb = is_q4 ? 18 : 34;
     const size_t nb = w->cols / 32;
-    const uint8_t *wr[4];
+    const uint8_t *wr[4], *pf_end[4];
     __m256 acc[4];
     const __m256i ones = _mm256_set1_epi16(1), m4 = _mm256_set1_epi8(0x0f);
     const __m256i shift = _mm256_setr_epi64x(0, 0, 4, 4);
@@ -158,7 +162,8 @@ static ALWAYS_INLINE void mv_q8(const int R, const int is_q4, const kern_mat *w,
     const int32_t *xs = kern_act_s4(a, i);
 #pragma GCC unroll 4
     for (int k = 0; k < R; k++) {
-        wr[k] = (const uint8_t *)w->data + (r + (size_t)k) * w->row_bytes;
+        wr[k] = (const uint8_t *)w->data + (r + (size_t)k * rs) * w->row_bytes;
+        pf_end[k] = stream_end ? stream_end + (size_t)k * rs * w->row_bytes : NULL;
         acc[k] = _mm256_setzero_ps();
     }
     for (size_t b = 0; b < nb; b++) {
@@ -170,7 +175,9 @@ static ALWAYS_INLINE void mv_q8(const int R, const int is_q4, const kern_mat *w,
 #pragma GCC unroll 4
         for (int k = 0; k < R; k++) {
             const uint8_t *blk = wr[k] + b * bb;
-            _mm_prefetch((const char *)blk + MV_PREFETCH_BLOCKS * bb, _MM_HINT_T0);
+            const uint8_t *pf = blk + MV_PREFETCH_BLOCKS * bb;
+            if (!stream_end || pf < pf_end[k])
+                _mm_prefetch((const char *)pf, _MM_HINT_T0);
             __m256i s32;
             if (is_q4) {
                 __m256i q = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(blk + 2)));
@@ -187,7 +194,7 @@ static ALWAYS_INLINE void mv_q8(const int R, const int is_q4, const kern_mat *w,
     }
 #pragma GCC unroll 4
     for (int k = 0; k < R; k++)
-        y[i * ldy + r + (size_t)k] = hsum8(acc[k]);
+        y[i * ldy + r + (size_t)k * rs] = hsum8(acc[k]);
 }
 
 void kern_avx2_mv_q8(const kern_mat *w, size_t r0, size_t r1, const kern_act *a, size_t i,
@@ -196,15 +203,66 @@ void kern_avx2_mv_q8(const kern_mat *w, size_t r0, size_t r1, const kern_act *a,
     size_t r = r0;
     if (is_q4) {
         for (; r + 4 <= r1; r += 4)
-            mv_q8(4, 1, w, r, a, i, y, ldy);
+            mv_q8(4, 1, w, r, 1, a, i, y, ldy, NULL);
         for (; r < r1; r++)
-            mv_q8(1, 1, w, r, a, i, y, ldy);
+            mv_q8(1, 1, w, r, 1, a, i, y, ldy, NULL);
     } else {
         for (; r + 4 <= r1; r += 4)
-            mv_q8(4, 0, w, r, a, i, y, ldy);
+            mv_q8(4, 0, w, r, 1, a, i, y, ldy, NULL);
         for (; r < r1; r++)
-            mv_q8(1, 0, w, r, a, i, y, ldy);
+            mv_q8(1, 0, w, r, 1, a, i, y, ldy, NULL);
     }
+}
+
+/*
+ * Decode's matvec (n == 1) over one pool chunk of rows [r0, r1): FOUR LONG
+ * SEQUENTIAL STREAMS. The chunk is cut into quarters of q rows and each pass
+ * computes one row of every quarter (rows t, q+t, 2q+t, 3q+t), so each of the
+ * four weight streams walks its quarter front to back, row after row. Four
+ * adjacent rows per pass (what the batched tiles do) make four short streams
+ * a row apart instead: with 576-column rows (612 bytes of Q8_0) the hardware
+ * prefetcher never locks on to them, and even the software prefetch left the
+ * core at ~5 GB/s per CPU-second on a 128 MiB matrix where the quarter
+ * streams reach ~10 (bench/matvec_cpu.sh, Q8_0 576 and 2048 columns; Q4_0
+ * ~5 -> ~8). The four accumulators still give the out-of-order core four
+ * independent fma chains, and every pair runs mv_q8's sequence: the results
+ * are bitwise those of any other grouping.
+ * The first MV_PREFETCH_BLOCKS blocks of every quarter are prefetched up front
+ * (the in-loop prefetch runs that far ahead, so a chunk would otherwise start
+ * on demand misses), and no quarter prefetches past its own end. The last
+ * r1 - r0 - 4q (< 4) rows run one at a time.
+ */
+static ALWAYS_INLINE void mv_chunk(const kern_mat *w, size_t r0, size_t r1, const kern_act *a,
+                                   float *y, size_t ldy, const int is_q4)
+{
+    const size_t bb = is_q4 ? 18 : 34, rb = w->row_bytes;
+    const size_t q = (r1 - r0) / 4;
+    const uint8_t *lo = (const uint8_t *)w->data + r0 * rb;
+    if (q > 0) {
+        size_t ahead = MV_PREFETCH_BLOCKS * bb < q * rb ? MV_PREFETCH_BLOCKS * bb : q * rb;
+        for (int k = 0; k < 4; k++)
+            for (size_t o = 0; o < ahead; o += 64)
+                _mm_prefetch((const char *)lo + (size_t)k * q * rb + o, _MM_HINT_T0);
+        for (size_t t = 0; t < q; t++)
+            mv_q8(4, is_q4, w, r0 + t, q, a, 0, y, ldy, lo + q * rb);
+    }
+    const uint8_t *hi = (const uint8_t *)w->data + r1 * rb;
+    for (size_t r = r0 + 4 * q; r < r1; r++)
+        mv_q8(1, is_q4, w, r, 1, a, 0, y, ldy, hi);
+}
+
+static void v_mv_q8_0(const kern_mat *w, size_t r0, size_t r1, const kern_act *a, size_t n,
+                      float *y, size_t ldy)
+{
+    (void)n;
+    mv_chunk(w, r0, r1, a, y, ldy, 0);
+}
+
+static void v_mv_q4_0(const kern_mat *w, size_t r0, size_t r1, const kern_act *a, size_t n,
+                      float *y, size_t ldy)
+{
+    (void)n;
+    mv_chunk(w, r0, r1, a, y, ldy, 1);
 }
 
 /* Weight rows per L1-resident tile; activation rows stream through it in groups of 4. */
@@ -758,6 +816,8 @@ const kern_impl kern_impl_avx2 = {
     .mm_bf16 = v_mm_bf16,
     .mm_q8_0 = kern_gemm_avx2_mm_q8_0,
     .mm_q4_0 = kern_gemm_avx2_mm_q4_0,
+    .mv_q8_0 = v_mv_q8_0,
+    .mv_q4_0 = v_mv_q4_0,
     .mm_q4_K = v_mm_q4_K,
     .mm_q6_K = v_mm_q6_K,
     .quant_q8 = v_quant_q8,

@@ -513,6 +513,61 @@ static void test_matmul_batch_invariance(void **state)
     assert_int_equal(kern_simd_set("scalar"), 0);
 }
 
+/*
+ * Decode's matvec (n = 1) runs its own Q8_0/Q4_0 kernel on AVX2 (four quarter
+ * streams per pool chunk, the last < 4 rows one at a time): every row must
+ * be bitwise the scalar reference's and the batched tiles' result, for row
+ * counts that leave every remainder, and for pool splits whose chunks do too.
+ */
+static void test_matvec_decode_rows(void **state)
+{
+    (void)state;
+    bool avx2 = have_avx2();
+    pool *p2 = NULL, *p3 = NULL;
+    assert_int_equal(pool_new(2, &p2), 0);
+    assert_int_equal(pool_new(3, &p3), 0);
+    static const tensor_type types[] = {TENSOR_Q8_0, TENSOR_Q4_0};
+    static const size_t rows_list[] = {1, 2, 3, 4, 5, 7, 8, 13, 17, 64, 67, 301};
+    static const size_t cols_list[] = {32, 576};
+    for (size_t k = 0; k < ARRAY_LEN(types); k++)
+        for (size_t ri = 0; ri < ARRAY_LEN(rows_list); ri++)
+            for (size_t ci = 0; ci < ARRAY_LEN(cols_list); ci++) {
+                size_t rows = rows_list[ri], cols = cols_list[ci], n = 5;
+                mm_case c;
+                mm_case_init(&c, types[k], rows, cols, n);
+                float *ref = malloc(n * rows * sizeof(float));
+                float *got = malloc(n * rows * sizeof(float));
+                assert_true(ref && got);
+                assert_int_equal(kern_simd_set("scalar"), 0);
+                mm_run(&c, NULL, 0, n, ref);
+                for (int impl = 0; impl < (avx2 ? 2 : 1); impl++) {
+                    assert_int_equal(kern_simd_set(impl ? "avx2" : "scalar"), 0);
+                    pool *pools[] = {NULL, p2, p3};
+                    for (size_t pi = 0; pi < ARRAY_LEN(pools); pi++) {
+                        memset(got, 0xff, n * rows * sizeof(float));
+                        for (size_t i = 0; i < n; i++)
+                            mm_run(&c, pools[pi], i, 1, got + i * rows);
+                        if (memcmp(ref, got, n * rows * sizeof(float)) != 0)
+                            fail_msg("%s %s rows %zu cols %zu pool %zu: n=1 differs from the "
+                                     "scalar batch", impl ? "avx2" : "scalar",
+                                     tensor_type_name(types[k]), rows, cols, pi);
+                    }
+                    /* and the batched tiles of this implementation */
+                    mm_run(&c, p2, 0, n, got);
+                    if (memcmp(ref, got, n * rows * sizeof(float)) != 0)
+                        fail_msg("%s %s rows %zu cols %zu: batch differs from scalar",
+                                 impl ? "avx2" : "scalar", tensor_type_name(types[k]), rows,
+                                 cols);
+                }
+                free(ref);
+                free(got);
+                mm_case_free(&c);
+            }
+    assert_int_equal(kern_simd_set("scalar"), 0);
+    pool_free(p2);
+    pool_free(p3);
+}
+
 static void test_mat_init_and_scratch(void **state)
 {
     (void)state;
@@ -691,6 +746,7 @@ int main(void)
         cmocka_unit_test(test_mat_init_and_scratch),
         cmocka_unit_test(test_matmul_accuracy),
         cmocka_unit_test(test_matmul_batch_invariance),
+        cmocka_unit_test(test_matvec_decode_rows),
         cmocka_unit_test(test_helpers),
         cmocka_unit_test(test_rope),
     };
