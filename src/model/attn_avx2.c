@@ -110,17 +110,23 @@ static ALWAYS_INLINE void scores_pass(const bool q8, const size_t G, const attn_
      * not run ahead, and a decode step reads most of them from DRAM. */
     const bool pf = h0 == 0 && n_pos > ATTN_PREFETCH_POS;
     const size_t head_bytes = q8 ? 0 : hd * 2;
-    attn_rows ak, av;
+    attn_rows ak = {0}, av = {0};
     if (pf) {
-        attn_rows_init(&ak, kv, kv->k, blocks, ATTN_PREFETCH_POS);
-        attn_rows_init(&av, kv, kv->v, blocks, ATTN_PREFETCH_POS);
+        // the first positions now, then one position ahead per position scored
+        attn_rows_init(&ak, kv, kv->k, blocks, 0);
+        attn_rows_init(&av, kv, kv->v, blocks, 0);
+        for (size_t j = 0; j < ATTN_PREFETCH_POS; j++) {
+            if (j)
+                attn_rows_next(&ak), attn_rows_next(&av);
+            prefetch_row(ak.row, off, head_bytes, q8, hd);
+            prefetch_row(av.row, off, head_bytes, q8, hd);
+        }
     }
     for (size_t j = 0; j < n_pos; j++) {
         if (j)
             attn_rows_next(&it);
         if (pf && j + ATTN_PREFETCH_POS < n_pos) {
-            if (j)
-                attn_rows_next(&ak), attn_rows_next(&av);
+            attn_rows_next(&ak), attn_rows_next(&av);
             prefetch_row(ak.row, off, head_bytes, q8, hd);
             prefetch_row(av.row, off, head_bytes, q8, hd);
         }
