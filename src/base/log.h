@@ -50,6 +50,13 @@ void log_write(log_level l, const char *mod, const char *fmt, ...)
  */
 void log_write_fields(log_level l, const char *mod, const char *msg, const char *fields);
 
+/*
+ * Writes one whole line (JSON object and '\n', formatted by the caller) with
+ * one write(2), as the other calls do. For hot paths that format by hand
+ * (the HTTP request line); the caller checks log_enabled first.
+ */
+void log_write_line(const char *line, size_t n);
+
 #define LOG_AT_(lvl, mod, ...)                                                                  \
     do {                                                                                        \
         if (log_enabled((lvl), (mod)))                                                         \

@@ -2,24 +2,23 @@
  * http/front — the thread that accepts connections and holds each new one
  * until its first request head is in and checked (http_head_check on bytes
  * peeked with MSG_PEEK, so nothing is consumed), then hands it to a worker
- * (server.c), whose libmicrohttpd daemon reads the same bytes again.
+ * (server.c), whose connection engine reads and parses the same bytes.
  *
- * What it enforces, answering with the server's JSON errors where
- * libmicrohttpd would answer HTML or close silently:
+ * What it enforces, answering with the server's JSON errors:
  *   - a malformed head or chunked framing in view: 400/413/431/501/505;
  *   - read_timeout_s as a total deadline for the head (slowloris clients
  *     that dribble bytes): 408 once any byte arrived, a quiet close if none;
  *   - max_connections and per_ip_connections over every open connection
- *     (here or in libmicrohttpd): 503 / 429, then close.
+ *     (here or in the workers): 503 / 429, then close.
  * An answered connection is shut for writing and lingers up to LINGER_MS,
  * reading and dropping what the client still sends, so the close does not
  * reset the connection before the client has read the answer.
  *
  * Data: two FIFO lists (waiting heads; lingering), each sorted by deadline
  * because every entry of a list gets the same timeout; the per-IP counts
- * are an open-addressing table under a mutex (libmicrohttpd's threads
- * release their connections through http_front_conn_closed).
- * Follow-up requests on a kept-alive connection are libmicrohttpd's alone.
+ * are an open-addressing table under a mutex (the workers release their
+ * connections through http_front_conn_closed).
+ * Follow-up requests on a kept-alive connection are the workers' alone.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -42,7 +41,6 @@
 #define LINGER_MS 2000
 #define LINGER_DRAIN_BYTES (1u << 20)
 #define LINGER_MAX 512               // lingering sockets at most; past that, plain close
-#define ACCEPT_TIME_FDS 65536
 
 enum { FC_HEAD = 0, FC_LINGER };
 
@@ -77,11 +75,10 @@ struct http_front {
     flist heads, lingers;
     char *view; // peek buffer: max_header_bytes + BODY_VIEW_BYTES + 1
     size_t view_cap;
-    _Atomic int64_t open; // connections open here or in libmicrohttpd
+    _Atomic int64_t open; // connections open here or in the workers
     pthread_mutex_t ip_mu;
     ip_slot *ips; // under ip_mu; power-of-two size
     size_t ips_cap;
-    _Atomic uint64_t *accept_ns; // by fd < ACCEPT_TIME_FDS
 };
 
 static char g_listen_tag, g_wake_tag;
@@ -107,9 +104,12 @@ const char *http_reason(int status)
 {
     switch (status) {
     case 400: return "Bad Request";
+    case 404: return "Not Found";
+    case 405: return "Method Not Allowed";
     case 408: return "Request Timeout";
     case 411: return "Length Required";
     case 413: return "Content Too Large";
+    case 415: return "Unsupported Media Type";
     case 429: return "Too Many Requests";
     case 431: return "Request Header Fields Too Large";
     case 500: return "Internal Server Error";
@@ -322,16 +322,15 @@ static void answer(http_front *f, fconn *c, int code, const char *msg, const htt
     list_push(&f->lingers, c);
 }
 
-/* The head checked out: hand the connection to libmicrohttpd. */
+/* The head checked out: hand the connection to a worker. */
 static void pass(http_front *f, fconn *c)
 {
     list_del(&f->heads, c);
     epoll_ctl(f->ep, EPOLL_CTL_DEL, c->fd, NULL);
-    if (c->fd >= 0 && c->fd < ACCEPT_TIME_FDS)
-        atomic_store_explicit(&f->accept_ns[c->fd], c->t0_ns, memory_order_relaxed);
-    /* From here a worker owns the socket; libmicrohttpd's CLOSED
-     * notification releases the counts (http_front_conn_closed). */
-    int rc = f->cfg.hand_over(f->cfg.hand_ctx, c->fd, (const struct sockaddr *)&c->sa, c->salen);
+    /* From here a worker owns the socket; its close releases the counts
+     * (http_front_conn_closed). */
+    int rc = f->cfg.hand_over(f->cfg.hand_ctx, c->fd, (const struct sockaddr *)&c->sa, c->salen,
+                              c->t0_ns);
     if (rc != 0) {
         LOG_WARN("http", "no worker took a connection: %s", err_name(rc));
         close(c->fd);
@@ -544,9 +543,8 @@ int http_front_start(const http_front_config *c, http_front **out, err_msg *e)
     while (f->ips_cap < (size_t)c->max_connections * 2)
         f->ips_cap *= 2;
     f->ips = calloc(f->ips_cap, sizeof *f->ips);
-    f->accept_ns = calloc(ACCEPT_TIME_FDS, sizeof *f->accept_ns);
     int rc = ERR_NOMEM;
-    if (!f->view || !f->ips || !f->accept_ns) {
+    if (!f->view || !f->ips) {
         err_set(e, rc, "http: out of memory for the front");
         goto fail;
     }
@@ -578,7 +576,6 @@ fail:
         close(f->wake_fd);
     free(f->view);
     free(f->ips);
-    free(f->accept_ns);
     pthread_mutex_destroy(&f->ip_mu);
     free(f);
     return rc;
@@ -620,7 +617,6 @@ void http_front_free(http_front *f)
     close(f->wake_fd);
     free(f->view);
     free(f->ips);
-    free(f->accept_ns);
     pthread_mutex_destroy(&f->ip_mu);
     free(f);
 }
@@ -630,11 +626,4 @@ void http_front_conn_closed(http_front *f, const struct sockaddr *sa)
     if (sa)
         ip_release(f, sa);
     atomic_fetch_sub(&f->open, 1);
-}
-
-uint64_t http_front_accept_ns(http_front *f, int fd)
-{
-    if (fd < 0 || fd >= ACCEPT_TIME_FDS)
-        return 0;
-    return atomic_exchange_explicit(&f->accept_ns[fd], 0, memory_order_relaxed);
 }

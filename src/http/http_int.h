@@ -1,7 +1,7 @@
 /*
- * http/http_int.h — private to src/http: the front (front.c) that accepts
- * connections and pre-checks first request heads, and what it shares with
- * the libmicrohttpd glue (server.c).
+ * http/http_int.h — private to src/http: the request parser (head.c), the
+ * front (front.c) that accepts connections and pre-checks first request
+ * heads, and what they share with the connection engine (server.c).
  */
 #pragma once
 
@@ -59,14 +59,16 @@ int http_chunked_decode(http_chunked *c, const char *p, size_t n, char *out,
 
 typedef struct http_front_config {
     int listen_fd;              // bound and listening; the front owns it from start
-    /* Where a connection whose first head checked out goes (a worker's
-     * libmicrohttpd daemon). Takes fd on success (0); on error the front
-     * closes fd and releases its counts. Called on the front thread. */
-    int (*hand_over)(void *ctx, int fd, const struct sockaddr *sa, socklen_t len);
+    /* Where a connection whose first head checked out goes (a worker):
+     * t0_ns is the accept time (the first request's deadline counts from
+     * it). Takes fd on success (0); on error the front closes fd and
+     * releases its counts. Called on the front thread. */
+    int (*hand_over)(void *ctx, int fd, const struct sockaddr *sa, socklen_t len,
+                     uint64_t t0_ns);
     void *hand_ctx;
     http_head_limits lim;
     unsigned read_timeout_s;    // total for a first request's head; 0 = none
-    unsigned max_connections;   // open connections (front + libmicrohttpd)
+    unsigned max_connections;   // open connections (front + workers)
     unsigned per_ip_connections;// 0 = none
     void (*on_complete)(void *ctx, const http_req_info *info); // may be NULL
     void *hook_ctx;
@@ -78,17 +80,14 @@ int http_front_start(const http_front_config *c, http_front **out, err_msg *e);
 /* Stops accepting: the listening socket is closed. Thread: any. */
 void http_front_drain(http_front *f);
 /* Stops the thread and closes the connections the front still holds (not
- * the ones passed on). Call before stopping the daemon. Idempotent; NULL ok. */
+ * the ones passed on). Call before stopping the workers. Idempotent; NULL ok. */
 void http_front_stop(http_front *f);
-/* Stops (if needed) and frees f. Call after the daemon stopped: its
- * connections' CLOSED notifications use f. NULL ok. */
+/* Stops (if needed) and frees f. Call after the workers stopped: their
+ * closes use f. NULL ok. */
 void http_front_free(http_front *f);
-/* A connection passed to libmicrohttpd closed (its NOTIFY_CONNECTION
- * CLOSED): releases its place in the connection counts. Thread: any. */
+/* A connection passed to a worker closed (or lingers after its last
+ * answer): releases its place in the connection counts. Thread: any. */
 void http_front_conn_closed(http_front *f, const struct sockaddr *sa);
-/* When fd (passed to libmicrohttpd) was accepted, clock_mono_ns; 0 if
- * unknown. The first request's deadline counts from there. Thread: any. */
-uint64_t http_front_accept_ns(http_front *f, int fd);
 
 /* "host:port" or "[v6]:port" of sa into out; "-" for other families. */
 void http_sockaddr_str(const struct sockaddr *sa, char *out, size_t cap);
