@@ -1,20 +1,22 @@
 /*
- * http — the HTTP/1.1 server (libmicrohttpd), the router, and the pieces a
- * handler needs to answer now, later (deferred), or as a stream (SSE).
+ * http — ferry's HTTP/1.1 server (its own connection engine, server.c), the
+ * router, and the pieces a handler needs to answer now, later (deferred), or
+ * as a stream (SSE).
  *
  * Threads: a fixed pool of I/O workers (threads = cores by default), each
- * running its own libmicrohttpd daemon on epoll (server.c); a connection is
- * served by one worker, never one thread per connection. Handlers run on
+ * running an epoll loop that owns its connections (server.c); a connection
+ * is served by one worker, never one thread per connection. Handlers run on
  * those threads and must not block: work that takes time defers (http_defer)
  * and answers from another thread.
  *
  * Connections: a front thread (front.c) accepts, enforces max_connections
  * and per_ip_connections (429/503), and holds each new connection until its
  * first request head is in view and passes http_head_check (else it answers
- * the JSON error itself: 400/408/413/431/501/505); then libmicrohttpd serves it.
+ * the JSON error itself: 400/408/413/431/501/505); then a worker serves it
+ * and every later request on it (the same parser: every error is JSON).
  *
  * One request, in order:
- *   request line   -> an http_req is created, request counted in flight
+ *   first byte     -> the request is counted in flight
  *   headers        -> request id, traceparent, header size (431), draining
  *                     (503), route (404/405), body length (411/413) and media
  *                     type (415, HTTP_ROUTE_JSON) are checked before any body
@@ -213,11 +215,12 @@ int http_head_check(const char *p, size_t n, bool is_complete_view,
 /* ----------------------------------------------------------- requests -- */
 
 const char *http_req_method(const http_req *r);
-/* The path without the query string (not percent-decoded). */
+/* The path without the query string, percent-decoded (%XX; '+' is kept). */
 str http_req_path(const http_req *r);
 /* A header value by name (case-insensitive), or NULL. */
 const char *http_req_header(const http_req *r, const char *name);
-/* A query-string argument (decoded by libmicrohttpd), or NULL. */
+/* A query-string argument (percent- and '+'-decoded), or NULL (also for an
+ * argument without '='). Thread: the handler's. */
 const char *http_req_query(const http_req *r, const char *name);
 /* A {param} of the matched route, or an empty slice. */
 str http_req_param(const http_req *r, const char *name);
@@ -287,8 +290,8 @@ int http_async_error(http_async *a, int code, const char *msg, const char *param
 void http_async_release(http_async *a);
 /*
  * True when the client of a deferred request that is not answered yet has
- * closed or reset its connection, or the server is stopping: a non-blocking
- * peek at the socket (libmicrohttpd does not watch suspended connections).
+ * closed or reset its connection, or the server is stopping (the worker
+ * watches the socket of a deferred request and says so here at once).
  * Producers of long answers poll it to cancel work nobody will read.
  * Thread: any, while the caller still owns a.
  */
@@ -299,8 +302,9 @@ bool http_async_client_gone(http_async *a);
 /*
  * A streamed body (SSE, chunked transfer). The producer owns its handle:
  * writes append to a pending buffer capped at HTTP_STREAM_PENDING_MAX and
- * wake the connection, which libmicrohttpd drains on its own thread; when the
- * buffer is empty the connection is suspended, so nothing busy-waits.
+ * wake the connection's worker, which writes them as one chunk on its own
+ * thread (once the socket took the previous ones: a slow client backs the
+ * producer up to the cap, ERR_BUSY); nothing busy-waits.
  */
 typedef struct http_async http_stream;
 
