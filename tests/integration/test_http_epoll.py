@@ -1,14 +1,13 @@
-"""The I/O workers run libmicrohttpd on epoll without its 128-event stall.
+"""An I/O worker with many connections ready at once serves them all at once.
 
-libmicrohttpd 0.9.75's own epoll loop calls epoll_wait again, with the full
-timeout, after a call that returned exactly 128 events: a worker whose ready
-connections number a multiple of 128 sleeps with them unserved until the
-connection timeout. Our workers drive the daemon themselves (poll on its epoll
-fd, then MHD_run, whose epoll_wait has a zero timeout), so that re-wait returns
-at once.
+(libmicrohttpd 0.9.75's epoll loop, which ferry used before its own engine,
+called epoll_wait again with the full timeout after a call that returned
+exactly 128 events, so a worker whose ready connections numbered a multiple of
+128 slept with them unserved; the engine's loop takes up to 256 events a turn
+and must not stall at any count.)
 
 The condition is made for real: one worker (--threads 1), N kept-alive
-connections (each served once, so libmicrohttpd holds them), the server
+connections (each served once, so the worker holds them), the server
 stopped with SIGSTOP, one request written on every connection, SIGCONT: the
 worker wakes with exactly N ready connections. N = 128 and 256 (the second
 epoll_wait returns 128 too). Every answer must arrive within 3 s; the

@@ -85,7 +85,7 @@ def big_header(s):
     out = s.raw(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 65536 + b"\r\n\r\n")
     check(status_of(out) == 431, out[:100])
     error_of(out.split(b"\r\n\r\n", 1)[1])
-    # far past libmicrohttpd's buffer too: refused, never crashes
+    # far past the input buffer too: refused, never crashes
     out = s.raw(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * (1 << 20) + b"\r\n\r\n")
     check(status_of(out) == 431, out[:100])
     error_of(out.split(b"\r\n\r\n", 1)[1])

@@ -75,7 +75,7 @@ def main():
                "--threads", "2", "--read-timeout-s", "10")
     try:
         # Up to the per-IP limit from 127.0.0.1: half kept alive after a
-        # request (libmicrohttpd's), half idle before any byte (the front's).
+        # request (a worker's), half idle before any byte (the front's).
         held = []
         for i in range(PER_IP):
             c = conn(s, "127.0.0.1")
@@ -97,7 +97,7 @@ def main():
         for c in other:
             c.close()
         wait_until(lambda: healthz_from(s, "127.0.0.3") == 200, "served after others closed")
-        held.pop(0).close()  # a kept-alive one: released by libmicrohttpd's close
+        held.pop(0).close()  # a kept-alive one: released by the worker's close
         wait_until(lambda: healthz_from(s, "127.0.0.1") == 200, "served after one closed")
         held.pop(0).close()  # an idle one: released by the front
         time.sleep(0.2)

@@ -1,5 +1,5 @@
 """Malformed requests get the server's JSON error with the right status, never
-libmicrohttpd's HTML nor a silent close: garbage request lines, bad versions,
+an HTML page nor a silent close: garbage request lines, bad versions,
 bad header lines, oversized heads (first and follow-up requests), bad
 Content-Length / Transfer-Encoding, invalid chunked framing, chunked bodies
 past max_body_bytes (seen by the front, and past its view by the server),
@@ -116,7 +116,7 @@ def malformed(s):
 
 
 def follow_up(s):
-    """A follow-up request on a kept-alive connection (libmicrohttpd's, not
+    """A follow-up request on a kept-alive connection (the worker's, not
     the front's) with a 64 KiB header still gets the JSON 431."""
     c = conn(s)
     c.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
