@@ -6,9 +6,12 @@
 # (default build/bench-models). Beside each figure: the llama.cpp `llama-bench
 # -t 2` figure quoted in issue 3 (same shapes, same machine type) and our ratio
 # to it; decode also as a share of the memory-bandwidth roofline that
-# bench-model measures (weight bytes per token vs copy bandwidth). The load
-# average is printed before and after each model: the machine is shared, and a
-# figure measured under load says little.
+# bench-model measures (weight bytes per token vs copy bandwidth: a 256 MiB
+# copy on the same threads before every run, the median of those probes), and
+# decode CPU milliseconds per token (all threads, spinning included: the figure
+# that holds up under load). The load average is printed before and after each
+# model: the machine is shared, and a wall-clock figure measured under load
+# says little. Takes ~5-8 minutes on a quiet machine (models made once).
 # Usage: bench/model.sh [FERRY_BIN] [OUT_DIR] [RUNS]
 set -euo pipefail
 bin=${1:-build/ferry}
@@ -16,8 +19,8 @@ out=${2:-build/bench-models}
 runs=${3:-3}
 mkdir -p "$out"
 echo "# $(date -u +%FT%TZ) $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
-printf "%-15s %-5s %9s %6s %6s %9s %6s %6s %8s %9s %6s  %s\n" shape type prefill/s llama "x" \
-    decode/s llama "x" "copyGB/s" roofline/s share "load avg (before, after)"
+printf "%-15s %-5s %9s %6s %6s %9s %6s %6s %8s %11s %9s %6s  %s\n" shape type prefill/s llama "x" \
+    decode/s llama "x" "cpu ms/t" "copyGB/s" roofline/s share "load avg (before, after)"
 for shape in smollm-135m tinyllama-1.1b; do
     for type in q8_0 q4_0; do
         f="$out/$shape-$type.gguf"
@@ -39,9 +42,11 @@ shape, typ, rp, rd, l0, l1, j = sys.argv[1:8]
 j = json.loads(j)
 rp, rd = float(rp), float(rd)
 p, d = j["prefill_tok_s"], j["decode_tok_s"]
-print("%-15s %-5s %9.1f %6.0f %6.2f %9.1f %6.1f %6.2f %8.2f %9.1f %5.0f%%  %s, %s" % (
-    shape, typ, p, rp, p / rp, d, rd, d / rd, j["copy_bandwidth_gb_s"], j["roofline_tok_s"],
-    100 * j["roofline_share"], l0, l1))
+cp = "%.1f (%.0f-%.0f)" % (j["copy_bandwidth_gb_s"], j["copy_bandwidth_min_gb_s"],
+                           j["copy_bandwidth_max_gb_s"])
+print("%-15s %-5s %9.1f %6.0f %6.2f %9.1f %6.1f %6.2f %8.1f %11s %9.1f %5.0f%%  %s, %s" % (
+    shape, typ, p, rp, p / rp, d, rd, d / rd, j["decode_cpu_ms_per_tok"], cp,
+    j["roofline_tok_s"], 100 * j["roofline_share"], l0, l1))
 ' "$shape" "$type" "$ref_p" "$ref_d" "$l0" "$l1" "$j"
     done
 done

@@ -50,28 +50,25 @@ static void copy_chunk(void *arg, size_t begin, size_t end, int tid)
     memcpy(j->dst + begin, j->src + begin, end - begin);
 }
 
-/* Copy bandwidth in bytes/s (read + write), median of 5 copies of 256 MiB. */
-static double copy_bandwidth(pool *p)
+/*
+ * Copy bandwidth in bytes/s (read + write, STREAM's convention), median of 5
+ * copies of 256 MiB (far past the caches) split into one chunk per thread of
+ * p. One chunk per thread keeps each memcpy call at 256/threads MiB, far above
+ * glibc's non-temporal threshold (3/4 of the shared cache), so the stores
+ * bypass the caches and the bus carries exactly the bytes counted here (a
+ * cached copy would also read every destination line first: 3 bytes moved
+ * per 2 counted, and a roofline too low). Returns 0 when memory is short.
+ */
+static double copy_bandwidth(pool *p, char *a, char *b, size_t n)
 {
-    const size_t n = (size_t)256 << 20;
-    char *a = malloc(n), *b = malloc(n);
-    if (!a || !b) {
-        free(a);
-        free(b);
-        return 0;
-    }
-    memset(a, 1, n);
-    memset(b, 2, n);
     copy_job j = {b, a};
-    pool_for(p, n, 1 << 20, copy_chunk, &j);  // warm-up: fault the pages in
+    size_t per = n / (size_t)pool_threads(p);
     double v[5];
     for (int i = 0; i < 5; i++) {
         uint64_t t0 = clock_mono_ns();
-        pool_for(p, n, 1 << 20, copy_chunk, &j);
+        pool_for(p, n, per, copy_chunk, &j);
         v[i] = 2.0 * (double)n / ((double)(clock_mono_ns() - t0) * 1e-9);
     }
-    free(a);
-    free(b);
     return cli_median(v, 5);
 }
 
@@ -148,7 +145,8 @@ int cli_cmd_bench_model(int argc, char **argv)
     llama_kv *kv = NULL;
     int32_t *toks = NULL, *table = NULL;
     float *logits = NULL;
-    double *pre = NULL, *dec = NULL, *dcpu = NULL;
+    double *pre = NULL, *dec = NULL, *dcpu = NULL, *cbw = NULL;
+    char *ca = NULL, *cb = NULL;
     int rc = model_load(path, &m, &e);
     if (rc < 0) {
         cli_errorf("%s", err_text(&e, rc));
@@ -177,7 +175,8 @@ int cli_cmd_bench_model(int argc, char **argv)
     pre = malloc((size_t)runs * sizeof *pre);
     dec = malloc((size_t)runs * sizeof *dec);
     dcpu = malloc((size_t)runs * sizeof *dcpu);
-    if (!toks || !table || !logits || !pre || !dec || !dcpu) {
+    cbw = malloc((size_t)runs * sizeof *cbw);
+    if (!toks || !table || !logits || !pre || !dec || !dcpu || !cbw) {
         cli_errorf("bench-model: out of memory");
         goto out;
     }
@@ -188,8 +187,24 @@ int cli_cmd_bench_model(int argc, char **argv)
         x = x * 6364136223846793005ull + 1442695040888963407ull;
         toks[i] = (int32_t)((x >> 33) % hp->n_vocab);
     }
-    double bw = copy ? copy_bandwidth(p) : 0;
+    /* the copy probe runs before every run and the roofline uses the median of
+     * those probes: on a shared machine one probe can land in a busy second */
+    const size_t copy_n = (size_t)256 << 20;
+    if (copy) {
+        ca = malloc(copy_n);
+        cb = malloc(copy_n);
+        if (!ca || !cb) {
+            cli_errorf("bench-model: out of memory for the copy probe (2 x 256 MiB)");
+            goto out;
+        }
+        memset(ca, 1, copy_n);
+        memset(cb, 2, copy_n);
+        copy_job warm = {cb, ca};
+        pool_for(p, copy_n, copy_n / (size_t)pool_threads(p), copy_chunk, &warm);
+    }
     for (int64_t r = 0; r < runs; r++) {
+        if (copy)
+            cbw[r] = copy_bandwidth(p, ca, cb, copy_n);
         llama_span sp = {toks, (size_t)n_prompt, 0, table, nb, 1};
         uint64_t t0 = clock_mono_ns();
         if ((rc = llama_forward(c, kv, &sp, 1, logits, &e)) < 0)
@@ -209,16 +224,27 @@ int cli_cmd_bench_model(int argc, char **argv)
     }
     double pp = cli_median(pre, (size_t)runs), tg = cli_median(dec, (size_t)runs);
     double tcpu = cli_median(dcpu, (size_t)runs);
+    double bw = 0, bw_lo = 0, bw_hi = 0;
+    if (copy) {
+        bw_lo = bw_hi = cbw[0];
+        for (int64_t r = 1; r < runs; r++) {
+            bw_lo = cbw[r] < bw_lo ? cbw[r] : bw_lo;
+            bw_hi = cbw[r] > bw_hi ? cbw[r] : bw_hi;
+        }
+        bw = cli_median(cbw, (size_t)runs);
+    }
     uint64_t wb = model_weight_bytes_per_token(m);
     double roof = bw > 0 ? bw / (double)wb : 0;
     double share = roof > 0 ? tg / roof : 0;
     if (json) {
         printf("{\"model\":\"%s\",\"threads\":%d,\"n_prompt\":%lld,\"n_gen\":%lld,\"runs\":%lld,"
                "\"prefill_tok_s\":%.2f,\"decode_tok_s\":%.2f,\"weight_bytes_per_token\":%llu,"
-               "\"decode_cpu_ms_per_tok\":%.3f,\"copy_bandwidth_gb_s\":%.3f,\"roofline_tok_s\":%.2f,"
-               "\"roofline_share\":%.4f}\n",
+               "\"decode_cpu_ms_per_tok\":%.3f,\"copy_bandwidth_gb_s\":%.3f,"
+               "\"copy_bandwidth_min_gb_s\":%.3f,\"copy_bandwidth_max_gb_s\":%.3f,"
+               "\"roofline_tok_s\":%.2f,\"roofline_share\":%.4f}\n",
                path, pool_threads(p), (long long)n_prompt, (long long)n_gen, (long long)runs, pp,
-               tg, (unsigned long long)wb, tcpu, bw * 1e-9, roof, share);
+               tg, (unsigned long long)wb, tcpu, bw * 1e-9, bw_lo * 1e-9, bw_hi * 1e-9, roof,
+               share);
     } else {
         printf("model            %s\n", path);
         printf("threads          %d\n", pool_threads(p));
@@ -229,7 +255,8 @@ int cli_cmd_bench_model(int argc, char **argv)
         printf("decode CPU       %.3f ms/token, all threads (median of %lld)\n", tcpu,
                (long long)runs);
         printf("weights/token    %.1f MB\n", (double)wb * 1e-6);
-        printf("copy bandwidth   %.2f GB/s (read + write)\n", bw * 1e-9);
+        printf("copy bandwidth   %.2f GB/s (read + write; median of %lld probes, %.2f-%.2f)\n",
+               bw * 1e-9, (long long)runs, bw_lo * 1e-9, bw_hi * 1e-9);
         printf("roofline         %.2f tok/s; decode is %.1f%% of it\n", roof, 100.0 * share);
     }
     ret = 0;
@@ -240,6 +267,9 @@ out:
     free(pre);
     free(dec);
     free(dcpu);
+    free(cbw);
+    free(ca);
+    free(cb);
     free(logits);
     free(table);
     free(toks);
