@@ -1002,8 +1002,10 @@ static int flush_out(hconn *c)
             if (errno == EINTR)
                 continue;
             if (errno == EAGAIN || errno == EWOULDBLOCK) {
-                /* no progress for read_timeout_s: the client does not read */
-                timer_set(c, read_deadline(c->w->srv, clock_mono_ns()));
+                /* an answer making no progress for read_timeout_s: the client
+                 * does not read (HEAD/BODY keep their request deadline) */
+                if (c->state == CS_WRITE || c->state == CS_HANDLER)
+                    timer_set(c, read_deadline(c->w->srv, clock_mono_ns()));
                 return 1;
             }
             return -1;
@@ -1559,6 +1561,11 @@ static bool begin(http_req *r)
     if (!r->id[0])
         http_make_id(r->id);
     parse_traceparent(http_req_header(r, "traceparent"), r->trace_id);
+    if (!r->is_http10 && !http_req_header(r, "Host")) { // RFC 9112 3.2: a MUST
+        http_respond_error(r, ERR_FORMAT, "an HTTP/1.1 request needs a Host header", NULL,
+                           NULL, r->has_body ? "Connection: close" : NULL);
+        return true;
+    }
     int rc = http_router_match(s->rt, r->method, r->path, &r->match);
     if (rc == ERR_NOT_FOUND) {
         char msg[200];

@@ -138,8 +138,9 @@ def pipelined(s):
     c = conn(s)
     body = b'{"x":1}'
     c.sendall(HEALTHZ + ECHO + b"Content-Length: %d\r\n\r\n" % len(body) + body + HEALTHZ +
-              b"GET /nope HTTP/1.1\r\n\r\n" + HEALTHZ)
-    want = [200, 200, 200, 404, 200]
+              b"GET /nope HTTP/1.1\r\nHost: x\r\n\r\n" + HEALTHZ +
+              b"GET /healthz HTTP/1.1\r\n\r\n" + HEALTHZ)  # no Host: 400, kept alive
+    want = [200, 200, 200, 404, 200, 400, 200]
     got = []
     rest = b""
     for _ in want:
@@ -147,7 +148,7 @@ def pipelined(s):
         got.append(st)
     check(got == want, got)
     c.close()
-    print("5 pipelined requests answered in order on one connection")
+    print("7 pipelined requests answered in order on one connection (one without Host: 400)")
 
 
 def expect_continue(s):
@@ -165,7 +166,7 @@ def expect_continue(s):
     check(st == 200 and b'"big"' in b, b[:100])
     # a refused one gets no 100, just the error
     c2 = conn(s)
-    c2.sendall(b"POST /debug/echo HTTP/1.1\r\nContent-Type: text/plain\r\n"
+    c2.sendall(b"POST /debug/echo HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\r\n"
                b"Expect: 100-continue\r\nContent-Length: 5\r\n\r\n")
     json_error(read_all(c2, 5), 415, "refused before the body")
     c.close()
@@ -188,13 +189,13 @@ def http10(s):
 
 def head_and_close(s):
     c = conn(s)
-    c.sendall(b"HEAD /healthz HTTP/1.1\r\n\r\n")
+    c.sendall(b"HEAD /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
     c.settimeout(5)
     out = b""
     while b"\r\n\r\n" not in out:
         out += c.recv(4096)
     check(b"Content-Length: 15" in out and out.endswith(b"\r\n\r\n"), out)
-    c.sendall(b"GET /healthz HTTP/1.1\r\nConnection: close\r\n\r\n")
+    c.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
     out = read_all(c, 5)
     check(out.startswith(b"HTTP/1.1 200") and out.endswith(b'{"status":"ok"}'), out)
     check(b"Connection: close" in out, out)
@@ -219,7 +220,7 @@ def streams(s):
         for _ in range(20):
             c = conn(s)
             c.sendall((b"GET " if b"stream" in path else b"POST ") + path +
-                      b" HTTP/1.1\r\nContent-Length: 0\r\n\r\n")
+                      b" HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n")
             if b"stream" in path:
                 c.recv(100)
             c.close()
