@@ -141,15 +141,16 @@ static ALWAYS_INLINE __m256 f16_bcast(const uint8_t *p)
  * Each row is prefetched MV_PREFETCH_BLOCKS blocks ahead (~3 KiB for Q4_0,
  * ~6 KiB for Q8_0): the hardware prefetcher alone does not run far enough
  * ahead to keep a core's row streams busy (768 bytes ahead gained nothing).
- * With stream_end set, row k's prefetch stops at stream_end + k*rs rows (the
- * end of the stretch of rows that stream k walks), so nothing is fetched that
- * this call will not read; without it the prefetch runs on unchecked.
+ * With clamp set, row k's prefetch stops at stream_end + k*rs rows (the end of
+ * the stretch of rows that stream k walks), so nothing is fetched that this
+ * call will not read; without it the prefetch runs on unchecked (stream_end
+ * unused; a compile-time choice, so the check costs nothing where it is off).
  */
 #define MV_PREFETCH_BLOCKS 180
 
-static ALWAYS_INLINE void mv_q8(const int R, const int is_q4, const kern_mat *w, size_t r,
-                                size_t rs, const kern_act *a, size_t i, float *y, size_t ldy,
-                                const uint8_t *stream_end)
+static ALWAYS_INLINE void mv_q8(const int R, const int is_q4, const int clamp, const kern_mat *w,
+                                size_t r, size_t rs, const kern_act *a, size_t i, float *y,
+                                size_t ldy, const uint8_t *stream_end)
 {
     const size_t bb = is_q4 ? 18 : 34;
     const size_t nb = w->cols / 32;
@@ -163,7 +164,7 @@ static ALWAYS_INLINE void mv_q8(const int R, const int is_q4, const kern_mat *w,
 #pragma GCC unroll 4
     for (int k = 0; k < R; k++) {
         wr[k] = (const uint8_t *)w->data + (r + (size_t)k * rs) * w->row_bytes;
-        pf_end[k] = stream_end ? stream_end + (size_t)k * rs * w->row_bytes : NULL;
+        pf_end[k] = clamp ? stream_end + (size_t)k * rs * w->row_bytes : NULL;
         acc[k] = _mm256_setzero_ps();
     }
     for (size_t b = 0; b < nb; b++) {
@@ -176,7 +177,7 @@ static ALWAYS_INLINE void mv_q8(const int R, const int is_q4, const kern_mat *w,
         for (int k = 0; k < R; k++) {
             const uint8_t *blk = wr[k] + b * bb;
             const uint8_t *pf = blk + MV_PREFETCH_BLOCKS * bb;
-            if (!stream_end || pf < pf_end[k])
+            if (!clamp || pf < pf_end[k])
                 _mm_prefetch((const char *)pf, _MM_HINT_T0);
             __m256i s32;
             if (is_q4) {
@@ -203,14 +204,14 @@ void kern_avx2_mv_q8(const kern_mat *w, size_t r0, size_t r1, const kern_act *a,
     size_t r = r0;
     if (is_q4) {
         for (; r + 4 <= r1; r += 4)
-            mv_q8(4, 1, w, r, 1, a, i, y, ldy, NULL);
+            mv_q8(4, 1, 0, w, r, 1, a, i, y, ldy, NULL);
         for (; r < r1; r++)
-            mv_q8(1, 1, w, r, 1, a, i, y, ldy, NULL);
+            mv_q8(1, 1, 0, w, r, 1, a, i, y, ldy, NULL);
     } else {
         for (; r + 4 <= r1; r += 4)
-            mv_q8(4, 0, w, r, 1, a, i, y, ldy, NULL);
+            mv_q8(4, 0, 0, w, r, 1, a, i, y, ldy, NULL);
         for (; r < r1; r++)
-            mv_q8(1, 0, w, r, 1, a, i, y, ldy, NULL);
+            mv_q8(1, 0, 0, w, r, 1, a, i, y, ldy, NULL);
     }
 }
 
@@ -244,11 +245,11 @@ static ALWAYS_INLINE void mv_chunk(const kern_mat *w, size_t r0, size_t r1, cons
             for (size_t o = 0; o < ahead; o += 64)
                 _mm_prefetch((const char *)lo + (size_t)k * q * rb + o, _MM_HINT_T0);
         for (size_t t = 0; t < q; t++)
-            mv_q8(4, is_q4, w, r0 + t, q, a, 0, y, ldy, lo + q * rb);
+            mv_q8(4, is_q4, 1, w, r0 + t, q, a, 0, y, ldy, lo + q * rb);
     }
     const uint8_t *hi = (const uint8_t *)w->data + r1 * rb;
     for (size_t r = r0 + 4 * q; r < r1; r++)
-        mv_q8(1, is_q4, w, r, 1, a, 0, y, ldy, hi);
+        mv_q8(1, is_q4, 1, w, r, 1, a, 0, y, ldy, hi);
 }
 
 static void v_mv_q8_0(const kern_mat *w, size_t r0, size_t r1, const kern_act *a, size_t n,
