@@ -100,15 +100,19 @@ static ALWAYS_INLINE __m256i load_w32(const uint8_t *row, size_t b, int is_q4)
 }
 
 /*
- * R weight rows × C activation rows of Q8_0/Q4_0 blocks. Per block and pair,
- * lane l gets the exact integer sum of elements 4l..4l+3 (maddubs + madd):
+ * R weight rows × C activation rows of Q8_0/Q4_0 blocks [b0, b1). Per block
+ * and pair, lane l gets the exact integer sum of elements 4l..4l+3 (maddubs +
+ * madd):
  *   Q8_0: |w| · sign(x, w)  (maddubs wants one unsigned operand);
  *   Q4_0: q · x - 8 · (x_4l + .. + x_4l+3), q the unsigned nibble, the
  *         activation's 4-sums precomputed by the quantizer (kern_act_s4).
  * Then acc = fma(dw * dx, (float)sum, acc), and hsum8 at the end (kern_int.h).
+ * With do_pf, each weight block of row r+k also prefetches the same block
+ * pf_bytes further on (the next tile's rows).
  */
-static ALWAYS_INLINE void tile_q8(const int R, const int C, const int is_q4, const kern_mat *w,
-                                  size_t r, const kern_act *a, size_t i, float *y, size_t ldy)
+static ALWAYS_INLINE void tile_q8(const int R, const int C, const int is_q4, const int do_pf,
+                                  const kern_mat *w, size_t r, const kern_act *a, size_t i,
+                                  float *y, size_t ldy, size_t pf_bytes)
 {
     const size_t bb = is_q4 ? 18 : 34;
     const size_t nb = w->cols / 32;
@@ -137,6 +141,8 @@ static ALWAYS_INLINE void tile_q8(const int R, const int C, const int is_q4, con
         __m256 dw[4];
 #pragma GCC unroll 4
         for (int k = 0; k < R; k++) {
+            if (do_pf)
+                _mm_prefetch((const char *)wr[k] + pf_bytes + b * bb, _MM_HINT_T0);
             sw[k] = load_w32(wr[k], b, is_q4);
             if (!is_q4)
                 aw[k] = _mm256_sign_epi8(sw[k], sw[k]);
@@ -170,24 +176,73 @@ static ALWAYS_INLINE void tile_q8(const int R, const int C, const int is_q4, con
             y[(i + (size_t)c) * ldy + r + (size_t)k] = hsum8(acc[k][c]);
 }
 
-/* Weight rows per L1-resident tile; activation rows stream through it in groups of 4. */
+/*
+ * Blocking (measured in docs/BENCHMARKS.md, "Batched matmul"):
+ *  - W_TILE weight rows form a tile; activation rows pass over it 4 at a time
+ *    (2x4 micro-tiles), so the tile's rows are re-read from L1, not memory;
+ *  - K is not blocked: with tinyllama's 5632-column rows the tile and 4
+ *    activation rows no longer fit L1, but parking the accumulators between
+ *    K chunks of 8-32 blocks measured 3-25% slower than reading from L2;
+ *  - activation rows are taken A_BLOCK_BYTES at a time (L2-sized) and the
+ *    weight rows pass over each block, so with long prompts the weights, not
+ *    the activations, stream from L3/memory;
+ *  - while the first group of an activation block runs over a tile, the
+ *    next tile's weight rows are prefetched (the lm head and every matrix
+ *    with few activation rows stream their weights from memory).
+ */
 #define W_TILE 16
+#define A_BLOCK_BYTES ((size_t)192 << 10)
+
+/* One group of C (1..4) activation rows against the tile's rows [rt, re). */
+static ALWAYS_INLINE void group_q8(const int C, const int is_q4, const int do_pf,
+                                   const kern_mat *w, size_t rt, size_t re, const kern_act *a,
+                                   size_t i, float *y, size_t ldy, size_t pf_bytes)
+{
+    size_t r = rt;
+    for (; r + 2 <= re; r += 2)
+        tile_q8(2, C, is_q4, do_pf, w, r, a, i, y, ldy, pf_bytes);
+    if (r < re)
+        tile_q8(1, C, is_q4, do_pf, w, r, a, i, y, ldy, pf_bytes);
+}
+
+static ALWAYS_INLINE void group_pf(size_t c, const int is_q4, const int do_pf,
+                                   const kern_mat *w, size_t rt, size_t re, const kern_act *a,
+                                   size_t i, float *y, size_t ldy, size_t pf_bytes)
+{
+    if (c == 4)
+        group_q8(4, is_q4, do_pf, w, rt, re, a, i, y, ldy, pf_bytes);
+    else if (c == 3)
+        group_q8(3, is_q4, do_pf, w, rt, re, a, i, y, ldy, pf_bytes);
+    else if (c == 2)
+        group_q8(2, is_q4, do_pf, w, rt, re, a, i, y, ldy, pf_bytes);
+    else
+        group_q8(1, is_q4, do_pf, w, rt, re, a, i, y, ldy, pf_bytes);
+}
 
 static ALWAYS_INLINE void mm_q8_any(const kern_mat *w, size_t r0, size_t r1, const kern_act *a,
                                     size_t n, float *y, size_t ldy, const int is_q4)
 {
-    for (size_t rt = r0; rt < r1; rt += W_TILE) {
-        size_t re = rt + W_TILE < r1 ? rt + W_TILE : r1;
-        size_t i = 0;
-        for (; i + 4 <= n; i += 4) {
-            size_t r = rt;
-            for (; r + 2 <= re; r += 2)
-                tile_q8(2, 4, is_q4, w, r, a, i, y, ldy);
-            for (; r < re; r++)
-                tile_q8(1, 4, is_q4, w, r, a, i, y, ldy);
+    if (n == 1) { // decode's matvec (kern_avx2.c)
+        kern_avx2_mv_q8(w, r0, r1, a, 0, y, ldy, is_q4);
+        return;
+    }
+    size_t mc = (A_BLOCK_BYTES / a->q_stride) & ~(size_t)3;
+    mc = mc < 4 ? 4 : mc;
+    const size_t pf_bytes = W_TILE * w->row_bytes;
+    for (size_t i0 = 0; i0 < n; i0 += mc) {
+        size_t i1 = i0 + mc < n ? i0 + mc : n;
+        for (size_t rt = r0; rt < r1; rt += W_TILE) {
+            size_t re = rt + W_TILE < r1 ? rt + W_TILE : r1;
+            bool pf = re < r1;
+            for (size_t i = i0; i < i1; i += 4) {
+                size_t c = i1 - i < 4 ? i1 - i : 4;
+                if (pf)
+                    group_pf(c, is_q4, 1, w, rt, re, a, i, y, ldy, pf_bytes);
+                else
+                    group_pf(c, is_q4, 0, w, rt, re, a, i, y, ldy, 0);
+                pf = false;
+            }
         }
-        for (; i < n; i++)
-            kern_avx2_mv_q8(w, rt, re, a, i, y, ldy, is_q4);
     }
 }
 
