@@ -100,9 +100,19 @@ static ALWAYS_INLINE __m256i load_w32(const uint8_t *row, size_t b, int is_q4)
 }
 
 /*
- * R weight rows × C activation rows of Q8_0/Q4_0 blocks [b0, b1). Per block
- * and pair, lane l gets the exact integer sum of elements 4l..4l+3 (maddubs +
- * madd):
+ * The largest micro-tile: TILE_R weight rows x TILE_C activation rows (12
+ * accumulators). Measured against 2x4, 2x5, 2x7, 2x8, 3x4, 3x5, 4x4 and 1x8
+ * in one process, alternated (L2-resident and streamed shapes of smollm and
+ * tinyllama, both types): 2x6 was 2-7% faster than the old 2x4, the others
+ * within noise of 2x6 or slower (docs/BENCHMARKS.md, "Batched matmul").
+ */
+#define TILE_R 2
+#define TILE_C 6
+
+/*
+ * R (<= TILE_R) weight rows × C (<= TILE_C) activation rows of Q8_0/Q4_0
+ * blocks. Per block and pair, lane l gets the exact integer sum of elements
+ * 4l..4l+3 (maddubs + madd):
  *   Q8_0: |w| · sign(x, w)  (maddubs wants one unsigned operand);
  *   Q4_0: q · x - 8 · (x_4l + .. + x_4l+3), q the unsigned nibble, the
  *         activation's 4-sums precomputed by the quantizer (kern_act_s4).
@@ -117,15 +127,15 @@ static ALWAYS_INLINE void tile_q8(const int R, const int C, const int is_q4, con
     const size_t bb = is_q4 ? 18 : 34;
     const size_t nb = w->cols / 32;
     const uint8_t *wr[4];
-    const int8_t *xq[4];
-    const float *xd[4];
-    const int32_t *xs[4];
-    __m256 acc[4][4];
+    const int8_t *xq[TILE_C];
+    const float *xd[TILE_C];
+    const int32_t *xs[TILE_C];
+    __m256 acc[TILE_R][TILE_C];
     const __m256i ones = _mm256_set1_epi16(1);
 #pragma GCC unroll 4
     for (int k = 0; k < R; k++)
         wr[k] = (const uint8_t *)w->data + (r + (size_t)k) * w->row_bytes;
-#pragma GCC unroll 4
+#pragma GCC unroll 8
     for (int c = 0; c < C; c++) {
         xq[c] = kern_act_qs(a, i + (size_t)c);
         xd[c] = kern_act_d(a, i + (size_t)c);
@@ -133,7 +143,7 @@ static ALWAYS_INLINE void tile_q8(const int R, const int C, const int is_q4, con
     }
 #pragma GCC unroll 4
     for (int k = 0; k < R; k++)
-#pragma GCC unroll 4
+#pragma GCC unroll 8
         for (int c = 0; c < C; c++)
             acc[k][c] = _mm256_setzero_ps();
     for (size_t b = 0; b < nb; b++) {
@@ -148,7 +158,7 @@ static ALWAYS_INLINE void tile_q8(const int R, const int C, const int is_q4, con
                 aw[k] = _mm256_sign_epi8(sw[k], sw[k]);
             dw[k] = f16_bcast(wr[k] + b * bb);
         }
-#pragma GCC unroll 4
+#pragma GCC unroll 8
         for (int c = 0; c < C; c++) {
             __m256i x = _mm256_load_si256((const __m256i *)(xq[c] + 32 * b));
             __m256 dx = _mm256_broadcast_ss(xd[c] + b);
@@ -171,15 +181,15 @@ static ALWAYS_INLINE void tile_q8(const int R, const int C, const int is_q4, con
     }
 #pragma GCC unroll 4
     for (int k = 0; k < R; k++)
-#pragma GCC unroll 4
+#pragma GCC unroll 8
         for (int c = 0; c < C; c++)
             y[(i + (size_t)c) * ldy + r + (size_t)k] = hsum8(acc[k][c]);
 }
 
 /*
  * Blocking (measured in docs/BENCHMARKS.md, "Batched matmul"):
- *  - W_TILE weight rows form a tile; activation rows pass over it 4 at a time
- *    (2x4 micro-tiles), so the tile's rows are re-read from L1, not memory;
+ *  - W_TILE weight rows form a tile; activation rows pass over it TILE_C at a
+ *    time (2x6 micro-tiles), so the tile's rows are re-read from L1, not memory;
  *  - K is not blocked: with tinyllama's 5632-column rows the tile and 4
  *    activation rows no longer fit L1, but parking the accumulators between
  *    K chunks of 8-32 blocks measured 3-25% slower than reading from L2;
@@ -193,30 +203,43 @@ static ALWAYS_INLINE void tile_q8(const int R, const int C, const int is_q4, con
 #define W_TILE 16
 #define A_BLOCK_BYTES ((size_t)192 << 10)
 
-/* One group of C (1..4) activation rows against the tile's rows [rt, re). */
+/* One group of C (1..TILE_C) activation rows against the tile's rows [rt, re). */
 static ALWAYS_INLINE void group_q8(const int C, const int is_q4, const int do_pf,
                                    const kern_mat *w, size_t rt, size_t re, const kern_act *a,
                                    size_t i, float *y, size_t ldy, size_t pf_bytes)
 {
     size_t r = rt;
-    for (; r + 2 <= re; r += 2)
-        tile_q8(2, C, is_q4, do_pf, w, r, a, i, y, ldy, pf_bytes);
-    if (r < re)
+    for (; r + TILE_R <= re; r += TILE_R)
+        tile_q8(TILE_R, C, is_q4, do_pf, w, r, a, i, y, ldy, pf_bytes);
+    for (; r < re; r++)
         tile_q8(1, C, is_q4, do_pf, w, r, a, i, y, ldy, pf_bytes);
 }
 
-static ALWAYS_INLINE void group_pf(size_t c, const int is_q4, const int do_pf,
-                                   const kern_mat *w, size_t rt, size_t re, const kern_act *a,
-                                   size_t i, float *y, size_t ldy, size_t pf_bytes)
+/* group_q8 with C a run-time count c (1..TILE_C). */
+static ALWAYS_INLINE void group_any(size_t c, const int is_q4, const int do_pf,
+                                    const kern_mat *w, size_t rt, size_t re, const kern_act *a,
+                                    size_t i, float *y, size_t ldy, size_t pf_bytes)
 {
-    if (c == 4)
+    switch (c) {
+    case 6:
+        group_q8(6, is_q4, do_pf, w, rt, re, a, i, y, ldy, pf_bytes);
+        break;
+    case 5:
+        group_q8(5, is_q4, do_pf, w, rt, re, a, i, y, ldy, pf_bytes);
+        break;
+    case 4:
         group_q8(4, is_q4, do_pf, w, rt, re, a, i, y, ldy, pf_bytes);
-    else if (c == 3)
+        break;
+    case 3:
         group_q8(3, is_q4, do_pf, w, rt, re, a, i, y, ldy, pf_bytes);
-    else if (c == 2)
+        break;
+    case 2:
         group_q8(2, is_q4, do_pf, w, rt, re, a, i, y, ldy, pf_bytes);
-    else
+        break;
+    default:
         group_q8(1, is_q4, do_pf, w, rt, re, a, i, y, ldy, pf_bytes);
+        break;
+    }
 }
 
 static ALWAYS_INLINE void mm_q8_any(const kern_mat *w, size_t r0, size_t r1, const kern_act *a,
@@ -226,20 +249,20 @@ static ALWAYS_INLINE void mm_q8_any(const kern_mat *w, size_t r0, size_t r1, con
         kern_avx2_mv_q8(w, r0, r1, a, 0, y, ldy, is_q4);
         return;
     }
-    size_t mc = (A_BLOCK_BYTES / a->q_stride) & ~(size_t)3;
-    mc = mc < 4 ? 4 : mc;
+    size_t mc = A_BLOCK_BYTES / a->q_stride / TILE_C * TILE_C;
+    mc = mc < TILE_C ? TILE_C : mc;
     const size_t pf_bytes = W_TILE * w->row_bytes;
     for (size_t i0 = 0; i0 < n; i0 += mc) {
         size_t i1 = i0 + mc < n ? i0 + mc : n;
         for (size_t rt = r0; rt < r1; rt += W_TILE) {
             size_t re = rt + W_TILE < r1 ? rt + W_TILE : r1;
             bool pf = re < r1;
-            for (size_t i = i0; i < i1; i += 4) {
-                size_t c = i1 - i < 4 ? i1 - i : 4;
+            for (size_t i = i0; i < i1; i += TILE_C) {
+                size_t c = i1 - i < TILE_C ? i1 - i : TILE_C;
                 if (pf)
-                    group_pf(c, is_q4, 1, w, rt, re, a, i, y, ldy, pf_bytes);
+                    group_any(c, is_q4, 1, w, rt, re, a, i, y, ldy, pf_bytes);
                 else
-                    group_pf(c, is_q4, 0, w, rt, re, a, i, y, ldy, 0);
+                    group_any(c, is_q4, 0, w, rt, re, a, i, y, ldy, 0);
                 pf = false;
             }
         }

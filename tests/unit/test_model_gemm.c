@@ -152,6 +152,28 @@ static void check_case(const gcase *c, pool *p, const char *impl, float *single)
     free(y);
 }
 
+/* One weight shape: check_case on scalar and AVX2, and the two paths against each other. */
+static void check_shape(pool *p, tensor_type t, size_t rows, size_t cols, bool avx2)
+{
+    gcase c;
+    gcase_init(&c, t, rows, cols);
+    float *ys = malloc(N_MAX * c.rows * sizeof(float));
+    float *yv = malloc(N_MAX * c.rows * sizeof(float));
+    assert_true(ys && yv);
+    assert_int_equal(kern_simd_set("scalar"), 0);
+    check_case(&c, p, "scalar", ys);
+    if (avx2) {
+        assert_int_equal(kern_simd_set("avx2"), 0);
+        check_case(&c, p, "avx2", yv);
+        check_bits(ys, yv, N_MAX * c.rows, "scalar vs avx2 (n=1)", &c, 1);
+        run(&c, p, 0, N_MAX, yv);
+        check_bits(ys, yv, N_MAX * c.rows, "scalar n=1 vs avx2 n=33", &c, N_MAX);
+    }
+    free(ys);
+    free(yv);
+    gcase_free(&c);
+}
+
 static void test_gemm_matches_matvec(void **state)
 {
     (void)state;
@@ -161,29 +183,29 @@ static void test_gemm_matches_matvec(void **state)
     pool *p = NULL;
     assert_int_equal(pool_new(3, &p), 0);
     for (size_t k = 0; k < sizeof TYPES / sizeof TYPES[0]; k++) {
-        tensor_type t = TYPES[k];
         // 768 crosses the 512-element K chunk; 37 rows cross the 16-row block
-        size_t shapes[2][2] = {{37, 768}, {5, 256}};
-        for (int s = 0; s < 2; s++) {
-            gcase c;
-            gcase_init(&c, t, shapes[s][0], shapes[s][1]);
-            float *ys = malloc(N_MAX * c.rows * sizeof(float));
-            float *yv = malloc(N_MAX * c.rows * sizeof(float));
-            assert_true(ys && yv);
-            assert_int_equal(kern_simd_set("scalar"), 0);
-            check_case(&c, p, "scalar", ys);
-            if (avx2) {
-                assert_int_equal(kern_simd_set("avx2"), 0);
-                check_case(&c, p, "avx2", yv);
-                check_bits(ys, yv, N_MAX * c.rows, "scalar vs avx2 (n=1)", &c, 1);
-                run(&c, p, 0, N_MAX, yv);
-                check_bits(ys, yv, N_MAX * c.rows, "scalar n=1 vs avx2 n=33", &c, N_MAX);
-            }
-            free(ys);
-            free(yv);
-            gcase_free(&c);
-        }
+        check_shape(p, TYPES[k], 37, 768, avx2);
+        check_shape(p, TYPES[k], 5, 256, avx2);
     }
+    assert_int_equal(kern_simd_set("scalar"), 0);
+    pool_free(p);
+}
+
+/*
+ * Q8_0/Q4_0 rows of 5632 elements (tinyllama's ffn_down): kern_gemm_avx2.c
+ * takes activation rows in L2-sized blocks (192 KiB: 12 rows of this length),
+ * so n = 1..33 crosses two block edges, with 2x6 tiles, their 1..5-row
+ * leftovers and the prefetch of the next 16-row tile (35 rows: two full tiles
+ * and an odd 3-row one) at every position.
+ */
+static void test_gemm_long_rows(void **state)
+{
+    (void)state;
+    bool avx2 = kern_simd_set("avx2") == 0;
+    pool *p = NULL;
+    assert_int_equal(pool_new(2, &p), 0);
+    check_shape(p, TENSOR_Q8_0, 35, 5632, avx2);
+    check_shape(p, TENSOR_Q4_0, 35, 5632, avx2);
     assert_int_equal(kern_simd_set("scalar"), 0);
     pool_free(p);
 }
@@ -240,6 +262,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_gemm_matches_matvec),
         cmocka_unit_test(test_gemm_multi),
+        cmocka_unit_test(test_gemm_long_rows),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
