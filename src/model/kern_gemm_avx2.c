@@ -9,8 +9,8 @@
  * loaded weight block serves C activation rows. Every (weight row, activation
  * row) pair keeps its own accumulator and runs exactly the same instruction
  * sequence whatever R and C are (compile-time constants of one always-inlined
- * function), ending in one fixed hsum8 tree, and the single leftover rows go
- * through kern_avx2.c's matvec (kern_avx2_mv_q8), bitwise the same per pair.
+ * function), ending in one fixed hsum8 tree; n = 1 goes to kern_avx2.c's
+ * matvec (kern_avx2_mv_q8), bitwise the same per pair.
  *
  * Panel kernels:
  * 1 weight row x 8 activation rows. Lane c of every vector is
