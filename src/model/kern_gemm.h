@@ -68,7 +68,7 @@ extern const kern_gemm_impl kern_gemm_avx2;
 /*
  * kern_impl_avx2's mm_q8_0 / mm_q4_0 (kern_mm_fn, kern_int.h): the batched
  * Q8_0/Q4_0 tiles of kern_gemm_avx2.c over kern.c's activation row layout,
- * any n (single leftover rows go through kern_avx2_mv_q8). Only after kern.c
+ * any n (n = 1 goes to kern_avx2_mv_q8). Only after kern.c
  * chose kern_impl_avx2; reentrant.
  */
 void kern_gemm_avx2_mm_q8_0(const kern_mat *w, size_t r0, size_t r1, const kern_act *a, size_t n,
