@@ -13,6 +13,7 @@
 #include "engine/sched.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <poll.h>
 #include <pthread.h>
@@ -462,6 +463,7 @@ static void publish(sched *s)
 /* One scheduler iteration. Returns true when a forward step ran. */
 static bool step(sched *s)
 {
+    uint64_t t_plan = clock_mono_ns();
     drain(s);
     reap(s);
     int rc = sched_plan_step(&s->L, s->kv, &s->lim, &s->plan);
@@ -508,8 +510,10 @@ static bool step(sched *s)
         n_logits += s->spans[i].n_logits;
     }
     err_msg e;
+    uint64_t t0 = clock_mono_ns();
     rc = llama_forward(s->ctx, s->lkv, s->spans, s->plan.n_items, s->logits, &e);
     s->st.steps++;
+    uint64_t t1 = clock_mono_ns();
     if (rc != 0) {
         /* Cannot happen with a valid plan; end the step's requests rather than
          * loop on the same failure. */
@@ -529,9 +533,20 @@ static bool step(sched *s)
      * the vocabulary each, more with temperature: exp of every candidate);
      * delivery stays here, in batch order. */
     pool_for(n_logits > 1 ? s->pool : NULL, n_logits, 1, sample_rows, s);
+    uint64_t t2 = clock_mono_ns();
     for (row = 0; row < n_logits; row++)
         emit(s, s->rows[row], &s->res[row], s->res_rc[row]);
     publish(s);
+    /* One line per step with --log-debug-modules sched: what the step held and
+     * where its time went (planning before the forward pass; sampling, then
+     * delivery and publishing, after it), to see how decode and prefill share
+     * the steps and what the scheduler itself costs. */
+    LOG_DEBUG("sched", "model %s: step %" PRIu64 ": %zu tokens, %zu sequences, %zu logits rows, "
+              "%zu admitted, %zu waiting; plan %.3f ms, forward %.2f ms, sample %.3f ms, deliver "
+              "%.3f ms", s->name, s->st.steps, s->plan.n_tokens, s->plan.n_items, n_logits,
+              s->plan.n_admitted, s->L.n_waiting, (double)(t0 - t_plan) / 1e6,
+              (double)(t1 - t0) / 1e6, (double)(t2 - t1) / 1e6,
+              (double)(clock_mono_ns() - t2) / 1e6);
     return true;
 }
 
