@@ -416,12 +416,43 @@ static void apply_penalties(sample_seq *s, sample_scratch *sc)
     }
 }
 
+/* True when apply_penalties would change a logit. */
+static bool has_penalties(const sample_seq *s)
+{
+    return (s->p.repetition_penalty != 1.0f && s->p.penalty_last_n > 0) ||
+           s->p.presence_penalty != 0.0f || s->p.frequency_penalty != 0.0f;
+}
+
+/*
+ * Temperature 0 with nothing to adjust: the first index of the largest logit,
+ * read in place (NaN never compares greater, as the -inf it is read as in the
+ * general path), in one pass instead of a copy and a second pass.
+ */
+static int greedy_raw(const sample_seq *s, const float *logits, sample_result *out)
+{
+    int32_t best = 0;
+    float bv = isnan(logits[0]) ? -INFINITY : logits[0];
+    for (int32_t t = 1; t < s->n_vocab; t++)
+        if (logits[t] > bv) {
+            bv = logits[t];
+            best = t;
+        }
+    if (!(bv > -INFINITY))
+        return ERR_INVAL;
+    out->token = best;
+    if (s->p.want_logprobs)
+        raw_logprobs(s, logits, out);
+    return 0;
+}
+
 int sample_next(sample_seq *s, sample_scratch *sc, const float *logits, sample_result *out)
 {
     ASSERT(sc->n_vocab == s->n_vocab);
     int32_t V = s->n_vocab;
     float *l = sc->l;
     memset(out, 0, sizeof *out);
+    if (s->p.temperature == 0.0f && s->n_bias == 0 && !has_penalties(s))
+        return greedy_raw(s, logits, out);
     for (int32_t t = 0; t < V; t++)
         l[t] = isnan(logits[t]) ? -INFINITY : logits[t];
     for (size_t i = 0; i < s->n_bias; i++)

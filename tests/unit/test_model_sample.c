@@ -55,6 +55,52 @@ static void test_greedy_and_ties(void **state)
     sample_scratch_free(sc);
 }
 
+/* Temperature 0 without bias or penalties reads the logits in place (one
+ * pass); with a zero bias the general path (scrubbed copy, then argmax) runs.
+ * Both must pick the first index of the largest logit, NaN read as -inf, and
+ * both refuse a row with no finite-or-+inf logit. */
+static void test_greedy_fast_path(void **state)
+{
+    (void)state;
+    sample_params p = sample_params_default();
+    p.temperature = 0;
+    sample_seq *fast = mk(&p);
+    sample_bias zero[] = {{7, 0.0f}};
+    p.bias = zero;
+    p.n_bias = 1;
+    sample_seq *slow = mk(&p);
+    sample_scratch *sc = mksc();
+    const float pool[] = {NAN, -INFINITY, INFINITY, 0.0f, -0.0f, 1.0f, 1.0f, -3.0f, 2.5f};
+    uint32_t x = 12345;
+    for (int trial = 0; trial < 20000; trial++) {
+        float l[V];
+        int32_t want = -1;
+        float wv = -INFINITY;
+        for (int t = 0; t < V; t++) {
+            x = x * 1103515245u + 12345u;
+            l[t] = pool[(x >> 16) % (sizeof pool / sizeof *pool)];
+            float v = isnan(l[t]) ? -INFINITY : l[t];
+            if (want < 0 ? v > -INFINITY : v > wv) {
+                want = t;
+                wv = v;
+            }
+        }
+        sample_result a, b;
+        int ra = sample_next(fast, sc, l, &a), rb = sample_next(slow, sc, l, &b);
+        assert_int_equal(ra, rb);
+        if (want < 0) {
+            assert_int_equal(ra, ERR_INVAL);
+            continue;
+        }
+        assert_int_equal(ra, 0);
+        assert_int_equal(a.token, want);
+        assert_int_equal(b.token, want);
+    }
+    sample_seq_free(fast);
+    sample_seq_free(slow);
+    sample_scratch_free(sc);
+}
+
 static void test_bias_and_penalties(void **state)
 {
     (void)state;
@@ -377,6 +423,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_greedy_and_ties),
+        cmocka_unit_test(test_greedy_fast_path),
         cmocka_unit_test(test_bias_and_penalties),
         cmocka_unit_test(test_seed_reproducible_and_distribution),
         cmocka_unit_test(test_top_k_top_p_min_p),
