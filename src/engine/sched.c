@@ -541,12 +541,13 @@ static bool step(sched *s)
      * where its time went (planning before the forward pass; sampling, then
      * delivery and publishing, after it), to see how decode and prefill share
      * the steps and what the scheduler itself costs. */
-    LOG_DEBUG("sched", "model %s: step %" PRIu64 ": %zu tokens, %zu sequences, %zu logits rows, "
+    LOG_DEBUG("sched",
+              "model %s: step %" PRIu64 ": %zu tokens, %zu sequences, %zu logits rows, "
               "%zu admitted, %zu waiting; plan %.3f ms, forward %.2f ms, sample %.3f ms, deliver "
-              "%.3f ms", s->name, s->st.steps, s->plan.n_tokens, s->plan.n_items, n_logits,
-              s->plan.n_admitted, s->L.n_waiting, (double)(t0 - t_plan) / 1e6,
-              (double)(t1 - t0) / 1e6, (double)(t2 - t1) / 1e6,
-              (double)(clock_mono_ns() - t2) / 1e6);
+              "%.3f ms",
+              s->name, s->st.steps, s->plan.n_tokens, s->plan.n_items, n_logits, s->plan.n_admitted,
+              s->L.n_waiting, (double)(t0 - t_plan) / 1e6, (double)(t1 - t0) / 1e6,
+              (double)(t2 - t1) / 1e6, (double)(clock_mono_ns() - t2) / 1e6);
     return true;
 }
 

@@ -80,8 +80,8 @@ static ALWAYS_INLINE float elem1(bool is_q8, const uint8_t *row, size_t e)
 #define ATTN_PREFETCH_POS 4
 
 /* Requests the cache lines of one KV head's elements [off, off + hd) of a row. */
-static ALWAYS_INLINE void prefetch_row(const uint8_t *row, size_t off, size_t head_bytes,
-                                       bool q8, size_t hd)
+static ALWAYS_INLINE void prefetch_row(const uint8_t *row, size_t off, size_t head_bytes, bool q8,
+                                       size_t hd)
 {
     const uint8_t *a, *z;
     if (q8) {

@@ -840,8 +840,8 @@ typedef struct rows_job {
 
 /* Least tokens per pool chunk of each rows_op (a chunk worth a few microseconds:
  * a hand-off costs about one). */
-static const size_t rows_chunk_min[] = {[ROWS_NORM] = 16, [ROWS_QKV] = 4,
-                                        [ROWS_ADD_NORM] = 12, [ROWS_SWIGLU] = 4};
+static const size_t rows_chunk_min[] = {
+    [ROWS_NORM] = 16, [ROWS_QKV] = 4, [ROWS_ADD_NORM] = 12, [ROWS_SWIGLU] = 4};
 
 static void rows_run(void *arg, size_t begin, size_t end, int tid)
 {
