@@ -293,6 +293,8 @@ void kern_matmul_multi(pool *p, const kern_mat *const *w, float *const *y, size_
             j.mm[k] = im->mv_q8_0;
         if (n == 1 && w[k]->type == TENSOR_Q4_0 && im->mv_q4_0)
             j.mm[k] = im->mv_q4_0;
+        if (n == 1 && w[k]->type == TENSOR_Q4_K && im->mv_q4_K)
+            j.mm[k] = im->mv_q4_K;
         ASSERT(j.mm[k] != NULL);
         j.act[k] = (kern_act){.x = x, .q = qbase[f], .q_stride = qstride[f], .cols = j.cols};
         j.row0[k + 1] = j.row0[k] + w[k]->rows;

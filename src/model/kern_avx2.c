@@ -373,8 +373,8 @@ static ALWAYS_INLINE int hsum_i32(__m256i v)
  * sums against the mins (each twice), the activation loads serve R rows, and
  * the weights are prefetched ~3 KiB ahead per row.
  */
-static ALWAYS_INLINE void mv_q4_K(const int R, const kern_mat *w, size_t r, const kern_act *a,
-                                  size_t i, float *y, size_t ldy)
+static ALWAYS_INLINE void mv_q4_K(const int R, const kern_mat *w, size_t r, size_t rs,
+                                  const kern_act *a, size_t i, float *y, size_t ldy)
 {
     const size_t nb = w->cols / 256;
     const uint8_t *row[2];
@@ -388,7 +388,7 @@ static ALWAYS_INLINE void mv_q4_K(const int R, const kern_mat *w, size_t r, cons
     const __m256i bc0 = _mm256_set1_epi16(0x0100), bc1 = _mm256_set1_epi16(0x0302);
 #pragma GCC unroll 2
     for (int k = 0; k < R; k++) {
-        row[k] = (const uint8_t *)w->data + (r + (size_t)k) * w->row_bytes;
+        row[k] = (const uint8_t *)w->data + (r + (size_t)k * rs) * w->row_bytes;
         acc[k] = _mm256_setzero_ps();
         accm[k] = 0.0f;
     }
@@ -446,7 +446,32 @@ static ALWAYS_INLINE void mv_q4_K(const int R, const kern_mat *w, size_t r, cons
     }
 #pragma GCC unroll 2
     for (int k = 0; k < R; k++)
-        y[i * ldy + r + (size_t)k] = hsum8(acc[k]) - accm[k];
+        y[i * ldy + r + (size_t)k * rs] = hsum8(acc[k]) - accm[k];
+}
+
+/*
+ * Decode's Q4_K matvec over one pool chunk: two HALF STREAMS (rows t and h+t
+ * of a chunk of 2h rows, each half walked front to back), for the reason
+ * mv_chunk gives for Q8_0/Q4_0; the first 24 blocks of each half are
+ * prefetched at the start. Bitwise the same per pair as mv_q4_K over adjacent
+ * rows and tile_q4_K.
+ */
+static void v_mv_q4_K(const kern_mat *w, size_t r0, size_t r1, const kern_act *a, size_t n,
+                      float *y, size_t ldy)
+{
+    (void)n;
+    const size_t h = (r1 - r0) / 2, rb = w->row_bytes;
+    const uint8_t *lo = (const uint8_t *)w->data + r0 * rb;
+    if (h > 0) {
+        size_t ahead = 24 * 144 < h * rb ? 24 * 144 : h * rb;
+        for (int k = 0; k < 2; k++)
+            for (size_t o = 0; o < ahead; o += 64)
+                _mm_prefetch((const char *)lo + (size_t)k * h * rb + o, _MM_HINT_T0);
+        for (size_t t = 0; t < h; t++)
+            mv_q4_K(2, w, r0 + t, h, a, 0, y, ldy);
+    }
+    if (r0 + 2 * h < r1)
+        mv_q4_K(1, w, r1 - 1, 1, a, 0, y, ldy);
 }
 
 static void v_mm_q4_K(const kern_mat *w, size_t r0, size_t r1, const kern_act *a, size_t n,
@@ -461,9 +486,9 @@ static void v_mm_q4_K(const kern_mat *w, size_t r0, size_t r1, const kern_act *a
         for (; i < n; i++) {
             size_t r = rt;
             for (; r + 2 <= re; r += 2)
-                mv_q4_K(2, w, r, a, i, y, ldy);
+                mv_q4_K(2, w, r, 1, a, i, y, ldy);
             for (; r < re; r++)
-                mv_q4_K(1, w, r, a, i, y, ldy);
+                mv_q4_K(1, w, r, 1, a, i, y, ldy);
         }
     }
 }
@@ -819,6 +844,7 @@ const kern_impl kern_impl_avx2 = {
     .mm_q4_0 = kern_gemm_avx2_mm_q4_0,
     .mv_q8_0 = v_mv_q8_0,
     .mv_q4_0 = v_mv_q4_0,
+    .mv_q4_K = v_mv_q4_K,
     .mm_q4_K = v_mm_q4_K,
     .mm_q6_K = v_mm_q6_K,
     .quant_q8 = v_quant_q8,

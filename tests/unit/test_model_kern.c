@@ -514,8 +514,9 @@ static void test_matmul_batch_invariance(void **state)
 }
 
 /*
- * Decode's matvec (n = 1) runs its own Q8_0/Q4_0 kernel on AVX2 (four quarter
- * streams per pool chunk, the last < 4 rows one at a time): every row must
+ * Decode's matvec (n = 1) runs its own Q8_0/Q4_0/Q4_K kernels on AVX2 (four
+ * quarter streams per pool chunk, the last < 4 rows one at a time; two half
+ * streams for Q4_K): every row must
  * be bitwise the scalar reference's and the batched tiles' result, for row
  * counts that leave every remainder, and for pool splits whose chunks do too.
  */
@@ -526,13 +527,15 @@ static void test_matvec_decode_rows(void **state)
     pool *p2 = NULL, *p3 = NULL;
     assert_int_equal(pool_new(2, &p2), 0);
     assert_int_equal(pool_new(3, &p3), 0);
-    static const tensor_type types[] = {TENSOR_Q8_0, TENSOR_Q4_0};
+    static const tensor_type types[] = {TENSOR_Q8_0, TENSOR_Q4_0, TENSOR_Q4_K};
     static const size_t rows_list[] = {1, 2, 3, 4, 5, 7, 8, 13, 17, 64, 67, 301};
-    static const size_t cols_list[] = {32, 576};
+    static const size_t cols_list[] = {256, 576, 2048};
     for (size_t k = 0; k < ARRAY_LEN(types); k++)
         for (size_t ri = 0; ri < ARRAY_LEN(rows_list); ri++)
             for (size_t ci = 0; ci < ARRAY_LEN(cols_list); ci++) {
                 size_t rows = rows_list[ri], cols = cols_list[ci], n = 5;
+                if (cols % tensor_type_block_elems(types[k]) != 0)
+                    continue;
                 mm_case c;
                 mm_case_init(&c, types[k], rows, cols, n);
                 float *ref = malloc(n * rows * sizeof(float));
