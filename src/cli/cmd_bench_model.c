@@ -29,13 +29,12 @@
 
 static void usage(FILE *f)
 {
-    fprintf(f,
-            "usage: ferry bench-model -m MODEL [-p 512] [-n 128] [-t N] [--runs 3] [--json]\n"
-            "                         [--no-copy]\n"
-            "  prefill and decode tokens/s (median of --runs) and decode as a share of the\n"
-            "  memory-bandwidth roofline (weight bytes per token vs measured copy bandwidth),\n"
-            "  and decode CPU time per token (all threads); --no-copy skips the bandwidth\n"
-            "  probe (no roofline figures: quicker A/B runs)\n");
+    fprintf(f, "usage: ferry bench-model -m MODEL [-p 512] [-n 128] [-t N] [--runs 3] [--json]\n"
+               "                         [--no-copy]\n"
+               "  prefill and decode tokens/s (median of --runs) and decode as a share of the\n"
+               "  memory-bandwidth roofline (weight bytes per token vs measured copy bandwidth),\n"
+               "  and decode CPU time per token (all threads); --no-copy skips the bandwidth\n"
+               "  probe (no roofline figures: quicker A/B runs)\n");
 }
 
 typedef struct copy_job {

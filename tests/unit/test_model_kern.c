@@ -552,15 +552,15 @@ static void test_matvec_decode_rows(void **state)
                             mm_run(&c, pools[pi], i, 1, got + i * rows);
                         if (memcmp(ref, got, n * rows * sizeof(float)) != 0)
                             fail_msg("%s %s rows %zu cols %zu pool %zu: n=1 differs from the "
-                                     "scalar batch", impl ? "avx2" : "scalar",
-                                     tensor_type_name(types[k]), rows, cols, pi);
+                                     "scalar batch",
+                                     impl ? "avx2" : "scalar", tensor_type_name(types[k]), rows,
+                                     cols, pi);
                     }
                     /* and the batched tiles of this implementation */
                     mm_run(&c, p2, 0, n, got);
                     if (memcmp(ref, got, n * rows * sizeof(float)) != 0)
                         fail_msg("%s %s rows %zu cols %zu: batch differs from scalar",
-                                 impl ? "avx2" : "scalar", tensor_type_name(types[k]), rows,
-                                 cols);
+                                 impl ? "avx2" : "scalar", tensor_type_name(types[k]), rows, cols);
                 }
                 free(ref);
                 free(got);
