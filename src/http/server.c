@@ -768,7 +768,7 @@ static void req_start(hconn *c)
     r->keep_alive = true;
     r->body_left = 0;
     err_clear(&r->err);
-    atomic_fetch_add_explicit(&r->srv->in_flight, 1, memory_order_relaxed);
+    atomic_fetch_add(&r->srv->in_flight, 1);
 }
 
 static void async_unref(http_async *a);
@@ -806,7 +806,7 @@ static void finish_request(hconn *c)
     arena_free(r->arena);
     r->arena = NULL;
     c->has_req = false;
-    atomic_fetch_sub_explicit(&s->in_flight, 1, memory_order_relaxed);
+    atomic_fetch_sub(&s->in_flight, 1); // release: the stopper sees what handlers did
 }
 
 /* Frees c (its request finished, its socket closed). */
