@@ -148,7 +148,7 @@ static const key_def keys[] = {
      "log destination: stderr or a file path (reopened on SIGHUP)"},
     {"log.debug_modules", "log-debug-modules", "FERRY_LOG_DEBUG_MODULES", K_STR, "", 0, 0,
      RL(debug_modules), CF(log_debug_modules),
-     "comma-separated modules logged at debug whatever the level (e.g. http,mhd)"},
+     "comma-separated modules logged at debug whatever the level (e.g. http,sched)"},
 };
 
 static const char *const sections[] = {"http", "log"};

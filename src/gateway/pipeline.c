@@ -39,6 +39,9 @@ struct gw {
     /* Workers (n_workers threads; none when the pipeline never blocks). */
     pthread_t workers[GW_WORKERS_MAX];
     size_t n_workers;
+    /* Set once in gw_new (workers were configured) and never changed, so
+     * gw_defers reads it without the lock; gw_post still refuses after gw_stop. */
+    bool defers;
     pthread_mutex_t mu; // guards the queue below and is_stopping
     pthread_cond_t cv;
     gw_job *q; // ring of GW_QUEUE_MAX
@@ -148,7 +151,7 @@ static void *worker_main(void *arg)
 
 bool gw_defers(const gw *p)
 {
-    return p->n_workers > 0;
+    return p->defers;
 }
 
 int gw_post(gw *p, void (*fn)(void *), void *arg)
@@ -233,6 +236,7 @@ int gw_new(const gw_config *cfg, gw **out, err_msg *e)
             }
             p->n_workers++;
         }
+        p->defers = true;
     }
     *out = p;
     return 0;
