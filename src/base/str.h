@@ -28,6 +28,17 @@ static inline bool str_starts_with(str a, str prefix)
 {
     return a.n >= prefix.n && memcmp(a.p, prefix.p, prefix.n) == 0;
 }
+/* The value 0..15 of an ASCII hex digit (either case), or -1 for any other byte. */
+static inline int str_hexval(unsigned char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
 /* ASCII case-insensitive equality (HTTP header names, media types). */
 bool str_case_eq(str a, str b);
 /* Trims ASCII spaces and tabs at both ends. */

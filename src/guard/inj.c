@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/str.h"
 #include "guard/guard_int.h"
 
 typedef enum { CAT_OVERRIDE, CAT_ROLEPLAY, CAT_EXFIL, CAT_SMUGGLE, CAT_ENCODED } inj_cat;
@@ -375,17 +376,6 @@ static int b64v(unsigned char c)
     return -1;
 }
 
-static int hexv(unsigned char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 typedef struct dec_ctx {
     const inj_set *s;
     int depth;
@@ -438,7 +428,7 @@ static void decode_hex(dec_ctx *d, const unsigned char *t, size_t a, size_t b)
     if (!out)
         return;
     for (size_t i = 0; i < n; i++)
-        out[i] = (unsigned char)(hexv(t[a + 2 * i]) << 4 | hexv(t[a + 2 * i + 1]));
+        out[i] = (unsigned char)(str_hexval(t[a + 2 * i]) << 4 | str_hexval(t[a + 2 * i + 1]));
     score_decoded(d, out, n);
     free(out);
 }
@@ -450,8 +440,8 @@ static void decode_pct(dec_ctx *d, const unsigned char *t, size_t a, size_t b)
         return;
     size_t w = 0;
     for (size_t i = a; i < b; i++) {
-        if (t[i] == '%' && i + 2 < b && hexv(t[i + 1]) >= 0 && hexv(t[i + 2]) >= 0) {
-            out[w++] = (unsigned char)(hexv(t[i + 1]) << 4 | hexv(t[i + 2]));
+        if (t[i] == '%' && i + 2 < b && str_hexval(t[i + 1]) >= 0 && str_hexval(t[i + 2]) >= 0) {
+            out[w++] = (unsigned char)(str_hexval(t[i + 1]) << 4 | str_hexval(t[i + 2]));
             i += 2;
         } else {
             out[w++] = t[i] == '+' ? ' ' : t[i];
@@ -487,7 +477,7 @@ static void enc_table(uint8_t tab[256])
             f = E_PCT;
         else if (c == '+' || c == '/' || c == '-' || c == '_' || c == '.' || c == '~')
             f = E_OTH;
-        if (hexv((unsigned char)c) >= 0)
+        if (str_hexval((unsigned char)c) >= 0)
             f |= E_HEX;
         if (b64v((unsigned char)c) >= 0 || c == '%')
             f |= E_START;

@@ -25,6 +25,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "base/str.h"
 #include "http/http_int.h"
 
 static bool is_tchar(unsigned char c)
@@ -37,17 +38,6 @@ static bool is_tchar(unsigned char c)
 static bool is_value_char(unsigned char c)
 {
     return c == '\t' || c == ' ' || (c >= 0x21 && c != 0x7f);
-}
-
-static int hexval(unsigned char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
 }
 
 static int fail(http_head *h, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
@@ -231,12 +221,12 @@ int http_chunked_decode(http_chunked *c, const char *p, size_t n, char *out,
             size_t j = i;
             uint64_t size = 0;
             size_t digits = 0;
-            while (j < n && hexval((unsigned char)p[j]) >= 0) {
+            while (j < n && str_hexval((unsigned char)p[j]) >= 0) {
                 if (++digits > 16) {
                     rc = fail(h, ERR_TOO_LARGE, "a chunk size has more than 16 hex digits");
                     goto out;
                 }
-                size = size * 16 + (uint64_t)hexval((unsigned char)p[j]);
+                size = size * 16 + (uint64_t)str_hexval((unsigned char)p[j]);
                 j++;
             }
             if (j == n)

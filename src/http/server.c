@@ -65,6 +65,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "base/str.h"
 #include "base/buf.h"
 #include "base/clock.h"
 #include "base/log.h"
@@ -1419,25 +1420,14 @@ const char *http_req_header(const http_req *r, const char *name)
     return NULL;
 }
 
-static int hexval(unsigned char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 /* Appends p[0..n) percent-decoded ('+' as a space when is_form) to b. */
 static int append_decoded(buf *b, const char *p, size_t n, bool is_form)
 {
     for (size_t i = 0; i < n; i++) {
         char ch = p[i];
-        if (ch == '%' && i + 2 < n && hexval((unsigned char)p[i + 1]) >= 0 &&
-            hexval((unsigned char)p[i + 2]) >= 0) {
-            ch = (char)(hexval((unsigned char)p[i + 1]) * 16 + hexval((unsigned char)p[i + 2]));
+        if (ch == '%' && i + 2 < n && str_hexval((unsigned char)p[i + 1]) >= 0 &&
+            str_hexval((unsigned char)p[i + 2]) >= 0) {
+            ch = (char)(str_hexval((unsigned char)p[i + 1]) * 16 + str_hexval((unsigned char)p[i + 2]));
             i += 2;
         } else if (ch == '+' && is_form) {
             ch = ' ';

@@ -15,21 +15,10 @@
 #include "model/attn_int.h"
 #include "model/kern.h"
 #include "model/tensor.h"
+#include "model/simd_avx2.h"
 
 /* The per-pass bodies are instantiated for each constant head count and cache
  * type, so the accumulators stay in registers. */
-#define ALWAYS_INLINE inline __attribute__((always_inline))
-
-/* kern_avx2.c's reduction order: ((a0+a4)+(a1+a5)) + ((a2+a6)+(a3+a7)). */
-static ALWAYS_INLINE float hsum8(__m256 v)
-{
-    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    __m128 sh = _mm_movehdup_ps(s);
-    s = _mm_add_ps(s, sh);
-    sh = _mm_movehl_ps(sh, s);
-    s = _mm_add_ss(s, sh);
-    return _mm_cvtss_f32(s);
-}
 
 /* One Q8_0 value d * q rounded to f16 and back. */
 static inline float q8_elem(const uint8_t *row, size_t e)

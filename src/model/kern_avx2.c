@@ -22,19 +22,8 @@
 
 #include "model/kern_gemm.h"
 #include "model/kern_int.h"
+#include "model/simd_avx2.h"
 
-#define ALWAYS_INLINE inline __attribute__((always_inline))
-
-/* Fixed-order horizontal sum of 8 floats: (lo+hi) then pairs then the last two. */
-static ALWAYS_INLINE float hsum8(__m256 v)
-{
-    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    __m128 sh = _mm_movehdup_ps(s);
-    s = _mm_add_ps(s, sh);
-    sh = _mm_movehl_ps(sh, s);
-    s = _mm_add_ss(s, sh);
-    return _mm_cvtss_f32(s);
-}
 
 static ALWAYS_INLINE float hmax8(__m256 v)
 {

@@ -31,8 +31,8 @@
 #include <string.h>
 
 #include "model/kern_gemm.h"
+#include "model/simd_avx2.h"
 
-#define ALWAYS_INLINE inline __attribute__((always_inline))
 
 #define GEMM_RB 16  /* weight rows sharing one K chunk of the panel */
 #define GEMM_KC 512 /* elements per K chunk */
@@ -63,17 +63,6 @@ static ALWAYS_INLINE void store_tree(const __m256 a[8], const __m256 *sub, float
 }
 
 /* ------------------------------------------------- Q8_0 / Q4_0 row tiles */
-
-/* Fixed-order horizontal sum of 8 floats: (lo+hi) then pairs then the last two. */
-static ALWAYS_INLINE float hsum8(__m256 v)
-{
-    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    __m128 sh = _mm_movehdup_ps(s);
-    s = _mm_add_ps(s, sh);
-    sh = _mm_movehl_ps(sh, s);
-    s = _mm_add_ss(s, sh);
-    return _mm_cvtss_f32(s);
-}
 
 /* The f16 scale at p in all 8 lanes (broadcast, then one conversion). */
 static ALWAYS_INLINE __m256 f16_bcast(const uint8_t *p)
