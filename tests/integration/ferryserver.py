@@ -133,6 +133,22 @@ class Server:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
+def read_all(c, timeout=10):
+    """Everything the server sends on socket c until it closes, resets, or stays
+    silent for timeout seconds (raw-socket tests of malformed input)."""
+    c.settimeout(timeout)
+    out = b""
+    try:
+        while True:
+            d = c.recv(65536)
+            if not d:
+                break
+            out += d
+    except (socket.timeout, ConnectionResetError):
+        pass
+    return out
+
+
 def error_of(body):
     """Checks the OpenAI error shape and returns the inner object."""
     v = json.loads(body)

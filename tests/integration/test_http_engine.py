@@ -11,7 +11,7 @@ import json
 import socket
 import time
 
-from ferryserver import Server, error_of
+from ferryserver import Server, error_of, read_all
 
 TIMEOUT_S = 2
 HEALTHZ = b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
@@ -47,20 +47,6 @@ def read_response(c, timeout=10, out=b""):
         check(d, "closed inside a body")
         rest += d
     return int(lines[0].split(" ")[1]), hdrs, rest[:n], rest[n:]
-
-
-def read_all(c, timeout=10):
-    c.settimeout(timeout)
-    out = b""
-    try:
-        while True:
-            d = c.recv(65536)
-            if not d:
-                break
-            out += d
-    except (socket.timeout, ConnectionResetError):
-        pass
-    return out
 
 
 def json_error(raw, status, what):

@@ -9,7 +9,7 @@ import json
 import socket
 import time
 
-from ferryserver import Server, error_of
+from ferryserver import Server, error_of, read_all
 
 TIMEOUT_S = 2
 
@@ -43,20 +43,6 @@ def expect_json_error(raw, status, what):
 def conn(s, src="127.0.0.1"):
     c = socket.create_connection(("127.0.0.1", s.port), timeout=10, source_address=(src, 0))
     return c
-
-
-def read_all(c, timeout=10):
-    c.settimeout(timeout)
-    out = b""
-    try:
-        while True:
-            d = c.recv(65536)
-            if not d:
-                break
-            out += d
-    except (socket.timeout, ConnectionResetError):
-        pass
-    return out
 
 
 POST = (b"POST /debug/echo HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n")
