@@ -156,7 +156,7 @@ static int bench_type(pool *p, tensor_type t, size_t n_rows, int runs, size_t mi
     uint64_t st = 7;
     fill_random(x, n_rows * cols, &st);
     kern_mat m;
-    if (kern_mat_init(&m, t, rows, cols, w))
+    if (kern_mat_init(&m, t, rows, cols, w) || kern_mat_pack(&m))
         return ERR_INTERNAL;
     double v[64], vc[64];
     kern_matmul(p, &m, x, 1, y, scratch, sb); /* warm-up, fault pages */
@@ -167,8 +167,9 @@ static int bench_type(pool *p, tensor_type t, size_t n_rows, int runs, size_t mi
     }
     double mv = cli_median(v, (size_t)runs);
     /* matmul: 5632 x 2048, n_rows activation rows */
+    kern_mat_unpack(&m);
     kern_mat m2;
-    if (kern_mat_init(&m2, t, 5632, cols, w))
+    if (kern_mat_init(&m2, t, 5632, cols, w) || kern_mat_pack(&m2))
         return ERR_INTERNAL;
     kern_matmul(p, &m2, x, n_rows, y, scratch, sb);
     int mruns = runs < 3 ? runs : 3;
@@ -185,6 +186,7 @@ static int bench_type(pool *p, tensor_type t, size_t n_rows, int runs, size_t mi
            "GMAC per CPU-second\n",
            tensor_type_name(t), mv * 1e-9, 100.0 * mv / read_bw, n_rows, mm * 1e-9, mmc * 1e-9);
     fflush(stdout);
+    kern_mat_unpack(&m2);
     free(w);
     free(x);
     free(y);

@@ -247,10 +247,31 @@ static int load_vocab(bert_model *m, err_msg *e)
     return 0;
 }
 
+/* Calls fn on every layer matmul weight of m (the embeddings are only looked up
+ * by row), stopping at the first error. */
+static int each_mat(bert_model *m, int (*fn)(kern_mat *))
+{
+    int rc = 0;
+    for (uint32_t i = 0; rc == 0 && m->layers && i < m->hp.n_layer; i++) {
+        bert_layer *L = &m->layers[i];
+        kern_mat *ks[] = {&L->wq.km, &L->wk.km, &L->wv.km, &L->wo.km, &L->w_up.km, &L->w_down.km};
+        for (size_t k = 0; rc == 0 && k < sizeof ks / sizeof ks[0]; k++)
+            rc = fn(ks[k]);
+    }
+    return rc;
+}
+
+static int unpack_one(kern_mat *k)
+{
+    kern_mat_unpack(k);
+    return 0;
+}
+
 static void bert_free(bert_model *m)
 {
     if (!m)
         return;
+    (void)each_mat(m, unpack_one);
     tok_vocab_free(m->vocab);
     free(m->layers);
     free(m->vecs);
@@ -270,6 +291,11 @@ int bert_load(const char *path, bert_model **out, err_msg *e)
         (rc = load_tensors(m, e)) < 0 || (rc = load_vocab(m, e)) < 0) {
         bert_free(m);
         return rc;
+    }
+    // the AVX2 Q8_0/Q4_0 kernels' layout (kern_mat_pack); the results do not change
+    if ((rc = each_mat(m, kern_mat_pack)) < 0) {
+        bert_free(m);
+        return err_set(e, rc, "bert: out of memory for the packed weights");
     }
     *out = m;
     return 0;

@@ -19,6 +19,7 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include "model/kern_gemm.h"
 #include "model/kern_int.h"
@@ -110,7 +111,57 @@ int kern_mat_init(kern_mat *m, tensor_type type, size_t rows, size_t cols, const
     m->cols = cols;
     m->row_bytes = rb;
     m->data = data;
+    m->pack = NULL;
+    m->pack_groups = m->pack_group_bytes = m->pack_bytes = 0;
     return 0;
+}
+
+/* Group g's 8 rows of m into dst (kern_int.h's packed layout). */
+static void pack_group(const kern_mat *m, size_t g, uint8_t *dst)
+{
+    const bool q4 = m->type == TENSOR_Q4_0;
+    const size_t nb = m->cols / 32, bb = q4 ? 18 : 34, qb = KERN_PACK_QB(q4);
+    uint8_t *qs = dst + KERN_PACK_D_BYTES(nb);
+    for (size_t r = 0; r < 8; r++) {
+        const uint8_t *row = (const uint8_t *)m->data + (8 * g + r) * m->row_bytes;
+        for (size_t b = 0; b < nb; b++) {
+            const uint8_t *blk = row + b * bb;
+            memcpy(dst + 16 * b + 2 * r, blk, 2);
+            for (size_t k = 0; k < qb / 32; k++)
+                memcpy(qs + b * qb + 32 * k + 4 * r, blk + 2 + 4 * k, 4);
+        }
+    }
+}
+
+int kern_mat_pack(kern_mat *m)
+{
+    if (m->pack || m->rows < 8 || (m->type != TENSOR_Q8_0 && m->type != TENSOR_Q4_0))
+        return 0;
+    const size_t nb = m->cols / 32, qb = KERN_PACK_QB(m->type == TENSOR_Q4_0);
+    size_t groups = m->rows / 8, gbytes, total;
+    if (!size_mul_ok(nb, qb, &gbytes) || !size_add_ok(gbytes, KERN_PACK_D_BYTES(nb), &gbytes) ||
+        !size_mul_ok(gbytes, groups, &total))
+        return ERR_OVERFLOW;
+    void *p = mmap(NULL, total, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED)
+        return ERR_NOMEM;
+    (void)madvise(p, total, MADV_HUGEPAGE); // decode streams the whole copy: fewer TLB misses
+    for (size_t g = 0; g < groups; g++)
+        pack_group(m, g, (uint8_t *)p + g * gbytes);
+    m->pack = p;
+    m->pack_groups = groups;
+    m->pack_group_bytes = gbytes;
+    m->pack_bytes = total;
+    return 0;
+}
+
+void kern_mat_unpack(kern_mat *m)
+{
+    if (!m->pack)
+        return;
+    munmap((void *)(uintptr_t)m->pack, m->pack_bytes);
+    m->pack = NULL;
+    m->pack_groups = m->pack_group_bytes = m->pack_bytes = 0;
 }
 
 /* Bytes of one quantized activation row, a multiple of 64; 0 for float types. */
@@ -122,7 +173,7 @@ static size_t act_stride(tensor_type t, size_t cols)
     case TENSOR_Q4_0:
         if (cols > SIZE_MAX / 3)
             return SIZE_MAX;
-        b = kern_act_s4_offset(cols) + cols; // + 8 int32 per 32-block
+        b = kern_act_sb_offset(cols) + cols / 8; // + 1 int32 per 32-block
         break;
     case TENSOR_Q4_K:
     case TENSOR_Q6_K:
@@ -382,7 +433,7 @@ static void s_quant_q8(const float *x, uint8_t *dst, size_t cols)
 {
     int8_t *qs = (int8_t *)dst;
     float *d = (float *)(dst + cols);
-    int32_t *s4 = (int32_t *)(dst + kern_act_s4_offset(cols));
+    int32_t *sb = (int32_t *)(dst + kern_act_sb_offset(cols));
     for (size_t b = 0; b < cols / 32; b++) {
         const float *xb = x + 32 * b;
         float amax = 0.0f;
@@ -392,10 +443,10 @@ static void s_quant_q8(const float *x, uint8_t *dst, size_t cols)
         d[b] = amax / 127.0f;
         for (int j = 0; j < 32; j++)
             qs[32 * b + j] = (int8_t)lrintf(xb[j] * id);
-        for (int l = 0; l < 8; l++) {
-            const int8_t *q = qs + 32 * b + 4 * l;
-            s4[8 * b + (size_t)l] = 8 * (q[0] + q[1] + q[2] + q[3]);
-        }
+        int sum = 0;
+        for (int j = 0; j < 32; j++)
+            sum += qs[32 * b + j];
+        sb[b] = 8 * sum;
     }
 }
 
@@ -423,48 +474,44 @@ static void s_quant_q8K(const float *x, uint8_t *dst, size_t cols)
 }
 
 /*
- * The dot products below follow kern_int.h's float order contract: integer
- * sums per 4-element lane (exact, so their own order is free), then one fused
- * multiply-add per lane and block, then kern_hsum8. fmaf is correctly rounded,
- * exactly like the AVX2 FMA instruction.
+ * The dot products below follow kern_int.h's float order contract: exact
+ * integer sums (their own order is free), then fused multiply-adds in the
+ * contract's order (Q8_0/Q4_0: one per block; Q4_K/Q6_K: one per lane and
+ * block, then kern_hsum8). fmaf is correctly rounded, exactly like the AVX2
+ * FMA instruction. The Q8_0/Q4_0 ones read the rows, never kern_mat_pack's
+ * copy: the contract does not depend on the layout.
  */
 static float s_dot_q8_0(const uint8_t *wrow, const int8_t *xq, const float *xd, size_t nb)
 {
-    float acc[8] = {0};
+    float acc = 0.0f;
     for (size_t b = 0; b < nb; b++) {
         tensor_block_q8_0 blk;
         memcpy(&blk, wrow + b * sizeof blk, sizeof blk);
         const int8_t *x = xq + 32 * b;
-        float d = tensor_f16_to_f32(blk.d) * xd[b];
-        for (int l = 0; l < 8; l++) {
-            int s = 0;
-            for (int e = 4 * l; e < 4 * l + 4; e++)
-                s += blk.qs[e] * x[e];
-            acc[l] = fmaf(d, (float)s, acc[l]);
-        }
+        int s = 0;
+        for (int e = 0; e < 32; e++)
+            s += blk.qs[e] * x[e];
+        acc = fmaf(tensor_f16_to_f32(blk.d) * xd[b], (float)s, acc);
     }
-    return kern_hsum8(acc);
+    return acc;
 }
 
 static float s_dot_q4_0(const uint8_t *wrow, const int8_t *xq, const float *xd, size_t nb)
 {
-    float acc[8] = {0};
+    float acc = 0.0f;
     for (size_t b = 0; b < nb; b++) {
         tensor_block_q4_0 blk;
         memcpy(&blk, wrow + b * sizeof blk, sizeof blk);
         const int8_t *x = xq + 32 * b;
-        float d = tensor_f16_to_f32(blk.d) * xd[b];
-        for (int l = 0; l < 8; l++) {
-            int s = 0;
-            for (int e = 4 * l; e < 4 * l + 4; e++) {
-                // element e < 16: low nibble of qs[e]; e >= 16: high nibble of qs[e-16]
-                int q = e < 16 ? (blk.qs[e] & 0xf) : (blk.qs[e - 16] >> 4);
-                s += (q - 8) * x[e];
-            }
-            acc[l] = fmaf(d, (float)s, acc[l]);
+        int s = 0;
+        for (int e = 0; e < 32; e++) {
+            // element e < 16: low nibble of qs[e]; e >= 16: high nibble of qs[e-16]
+            int q = e < 16 ? (blk.qs[e] & 0xf) : (blk.qs[e - 16] >> 4);
+            s += (q - 8) * x[e];
         }
+        acc = fmaf(tensor_f16_to_f32(blk.d) * xd[b], (float)s, acc);
     }
-    return kern_hsum8(acc);
+    return acc;
 }
 
 static float s_dot_q4_K(const uint8_t *wrow, const int8_t *xq, const float *xd,

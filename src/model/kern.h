@@ -44,12 +44,21 @@ const char *kern_simd_name(void);
  */
 int kern_simd_set(const char *name) MUST_USE;
 
-/* A weight matrix: rows × cols elements of type, rows row_bytes apart. */
+/*
+ * A weight matrix: rows × cols elements of type, rows row_bytes apart. After
+ * kern_mat_pack, a Q8_0/Q4_0 matrix also holds its rows in groups of 8
+ * interleaved rows (layout: kern_int.h), which the AVX2 kernels read instead
+ * of data; results are bitwise the same either way (the float order is a
+ * function of the values, not of the layout), only faster.
+ */
 typedef struct kern_mat {
     tensor_type type;
     size_t rows, cols;
     size_t row_bytes; /* stride between rows, >= tensor_row_bytes(type, cols) */
     const void *data; /* borrowed; must outlive the kern_mat's use */
+    /* kern_mat_pack's copy (owned; NULL when not packed): rows [0, 8 * pack_groups) */
+    const uint8_t *pack;
+    size_t pack_groups, pack_group_bytes, pack_bytes;
 } kern_mat;
 
 /*
@@ -59,6 +68,21 @@ typedef struct kern_mat {
  */
 int kern_mat_init(kern_mat *m, tensor_type type, size_t rows, size_t cols, const void *data)
     MUST_USE;
+
+/*
+ * Adds the interleaved copy of a Q8_0/Q4_0 matrix's rows (in groups of 8; the
+ * rows past the last whole group stay in data only) that the AVX2 matmul reads:
+ * one sequential stream per group for decode, and 8 weight rows per vector
+ * lane set for the batched kernels. A no-op (0) for other types, for fewer than
+ * 8 rows and when already packed. Costs one more copy of the matrix in memory
+ * (anonymous pages, advised to be huge pages); data stays borrowed and is
+ * still read for the tail rows. Returns 0, ERR_NOMEM or ERR_OVERFLOW.
+ * Not thread-safe against kernels using m; undo with kern_mat_unpack.
+ */
+int kern_mat_pack(kern_mat *m) MUST_USE;
+
+/* Frees kern_mat_pack's copy (no-op when there is none). */
+void kern_mat_unpack(kern_mat *m);
 
 /*
  * Scratch bytes kern_matmul needs for n activation rows of cols elements with

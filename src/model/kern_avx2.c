@@ -68,7 +68,7 @@ static void v_quant_q8(const float *x, uint8_t *dst, size_t cols)
 {
     int8_t *qs = (int8_t *)dst;
     float *d = (float *)(dst + cols);
-    int32_t *s4 = (int32_t *)(dst + kern_act_s4_offset(cols));
+    int32_t *sb = (int32_t *)(dst + kern_act_sb_offset(cols));
     const __m256i ones8 = _mm256_set1_epi8(1), ones = _mm256_set1_epi16(1);
     for (size_t b = 0; b < cols / 32; b++) {
         float amax = amax_n(x + 32 * b, 32);
@@ -77,7 +77,7 @@ static void v_quant_q8(const float *x, uint8_t *dst, size_t cols)
         __m256i q = quant32(x + 32 * b, _mm256_set1_ps(id));
         _mm256_store_si256((__m256i *)(qs + 32 * b), q);
         __m256i s = _mm256_madd_epi16(_mm256_maddubs_epi16(ones8, q), ones);
-        _mm256_store_si256((__m256i *)(s4 + 8 * b), _mm256_slli_epi32(s, 3));
+        sb[b] = 8 * hsum_i32(s);
     }
 }
 
@@ -108,152 +108,7 @@ static void v_quant_q8K(const float *x, uint8_t *dst, size_t cols)
 
 /* ------------------------------------------------------------ Q8_0 and Q4_0 */
 
-/* The batched Q8_0/Q4_0 tiles (n > 1) are in kern_gemm_avx2.c. */
-
-/* The f16 scale at p in all 8 lanes (broadcast, then one conversion). */
-static ALWAYS_INLINE __m256 f16_bcast(const uint8_t *p)
-{
-    int16_t h;
-    memcpy(&h, p, 2);
-    return _mm256_cvtph_ps(_mm_set1_epi16(h));
-}
-
-/*
- * One activation row against R (1 or 4) weight rows, bitwise the same per pair
- * as kern_gemm_avx2.c's tile_q8 (same integer lane sums, same fma per block,
- * same hsum8), but cheaper per block: a Q4_0 block's 16 bytes are broadcast to
- * both halves by the load itself and one variable shift moves the high nibbles
- * down in the upper half (load, shift, and: 3 operations instead of 4).
- * The R rows are r, r + rs, r + 2*rs, ...: rs = 1 for adjacent rows (the
- * batched tiles' leftovers), rs = a quarter chunk for decode (mv_chunk).
- *
- * Each row is prefetched MV_PREFETCH_BLOCKS blocks ahead (~3 KiB for Q4_0,
- * ~6 KiB for Q8_0): the hardware prefetcher alone does not run far enough
- * ahead to keep a core's row streams busy (768 bytes ahead gained nothing).
- * With clamp set, row k's prefetch stops at stream_end + k*rs rows (the end of
- * the stretch of rows that stream k walks), so nothing is fetched that this
- * call will not read; without it the prefetch runs on unchecked (stream_end
- * unused; a compile-time choice, so the check costs nothing where it is off).
- */
-#define MV_PREFETCH_BLOCKS 180
-
-static ALWAYS_INLINE void mv_q8(const int R, const int is_q4, const int clamp, const kern_mat *w,
-                                size_t r, size_t rs, const kern_act *a, size_t i, float *y,
-                                size_t ldy, const uint8_t *stream_end)
-{
-    const size_t bb = is_q4 ? 18 : 34;
-    const size_t nb = w->cols / 32;
-    const uint8_t *wr[4], *pf_end[4];
-    __m256 acc[4];
-    const __m256i ones = _mm256_set1_epi16(1), m4 = _mm256_set1_epi8(0x0f);
-    const __m256i shift = _mm256_setr_epi64x(0, 0, 4, 4);
-    const int8_t *xq = kern_act_qs(a, i);
-    const float *xd = kern_act_d(a, i);
-    const int32_t *xs = kern_act_s4(a, i);
-#pragma GCC unroll 4
-    for (int k = 0; k < R; k++) {
-        wr[k] = (const uint8_t *)w->data + (r + (size_t)k * rs) * w->row_bytes;
-        pf_end[k] = clamp ? stream_end + (size_t)k * rs * w->row_bytes : NULL;
-        acc[k] = _mm256_setzero_ps();
-    }
-    for (size_t b = 0; b < nb; b++) {
-        __m256i x = _mm256_load_si256((const __m256i *)(xq + 32 * b));
-        __m256 dx = _mm256_broadcast_ss(xd + b);
-        __m256i corr = _mm256_setzero_si256();
-        if (is_q4)
-            corr = _mm256_load_si256((const __m256i *)(xs + 8 * b));
-#pragma GCC unroll 4
-        for (int k = 0; k < R; k++) {
-            const uint8_t *blk = wr[k] + b * bb;
-            const uint8_t *pf = blk + MV_PREFETCH_BLOCKS * bb;
-            if (!clamp || pf < pf_end[k])
-                _mm_prefetch((const char *)pf, _MM_HINT_T0);
-            __m256i s32;
-            if (is_q4) {
-                __m256i q = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(blk + 2)));
-                q = _mm256_and_si256(_mm256_srlv_epi64(q, shift), m4);
-                s32 = _mm256_sub_epi32(_mm256_madd_epi16(_mm256_maddubs_epi16(q, x), ones), corr);
-            } else {
-                __m256i q = _mm256_loadu_si256((const __m256i *)(blk + 2));
-                s32 = _mm256_madd_epi16(
-                    _mm256_maddubs_epi16(_mm256_sign_epi8(q, q), _mm256_sign_epi8(x, q)), ones);
-            }
-            acc[k] = _mm256_fmadd_ps(_mm256_mul_ps(f16_bcast(blk), dx), _mm256_cvtepi32_ps(s32),
-                                     acc[k]);
-        }
-    }
-#pragma GCC unroll 4
-    for (int k = 0; k < R; k++)
-        y[i * ldy + r + (size_t)k * rs] = hsum8(acc[k]);
-}
-
-void kern_avx2_mv_q8(const kern_mat *w, size_t r0, size_t r1, const kern_act *a, size_t i,
-                     float *y, size_t ldy, int is_q4)
-{
-    size_t r = r0;
-    if (is_q4) {
-        for (; r + 4 <= r1; r += 4)
-            mv_q8(4, 1, 0, w, r, 1, a, i, y, ldy, NULL);
-        for (; r < r1; r++)
-            mv_q8(1, 1, 0, w, r, 1, a, i, y, ldy, NULL);
-    } else {
-        for (; r + 4 <= r1; r += 4)
-            mv_q8(4, 0, 0, w, r, 1, a, i, y, ldy, NULL);
-        for (; r < r1; r++)
-            mv_q8(1, 0, 0, w, r, 1, a, i, y, ldy, NULL);
-    }
-}
-
-/*
- * Decode's matvec (n == 1) over one pool chunk of rows [r0, r1): FOUR LONG
- * SEQUENTIAL STREAMS. The chunk is cut into quarters of q rows and each pass
- * computes one row of every quarter (rows t, q+t, 2q+t, 3q+t), so each of the
- * four weight streams walks its quarter front to back, row after row. Four
- * adjacent rows per pass (what the batched tiles do) make four short streams
- * a row apart instead: with 576-column rows (612 bytes of Q8_0) the hardware
- * prefetcher never locks on to them, and even the software prefetch left the
- * core at ~5 GB/s per CPU-second on a 128 MiB matrix where the quarter
- * streams reach ~10 (bench/matvec_cpu.sh, Q8_0 576 and 2048 columns; Q4_0
- * ~5 -> ~8). The four accumulators still give the out-of-order core four
- * independent fma chains, and every pair runs mv_q8's sequence: the results
- * are bitwise those of any other grouping.
- * The first MV_PREFETCH_BLOCKS blocks of every quarter are prefetched up front
- * (the in-loop prefetch runs that far ahead, so a chunk would otherwise start
- * on demand misses), and no quarter prefetches past its own end. The last
- * r1 - r0 - 4q (< 4) rows run one at a time.
- */
-static ALWAYS_INLINE void mv_chunk(const kern_mat *w, size_t r0, size_t r1, const kern_act *a,
-                                   float *y, size_t ldy, const int is_q4)
-{
-    const size_t bb = is_q4 ? 18 : 34, rb = w->row_bytes;
-    const size_t q = (r1 - r0) / 4;
-    const uint8_t *lo = (const uint8_t *)w->data + r0 * rb;
-    if (q > 0) {
-        size_t ahead = MV_PREFETCH_BLOCKS * bb < q * rb ? MV_PREFETCH_BLOCKS * bb : q * rb;
-        for (int k = 0; k < 4; k++)
-            for (size_t o = 0; o < ahead; o += 64)
-                _mm_prefetch((const char *)lo + (size_t)k * q * rb + o, _MM_HINT_T0);
-        for (size_t t = 0; t < q; t++)
-            mv_q8(4, is_q4, 1, w, r0 + t, q, a, 0, y, ldy, lo + q * rb);
-    }
-    const uint8_t *hi = (const uint8_t *)w->data + r1 * rb;
-    for (size_t r = r0 + 4 * q; r < r1; r++)
-        mv_q8(1, is_q4, 1, w, r, 1, a, 0, y, ldy, hi);
-}
-
-static void v_mv_q8_0(const kern_mat *w, size_t r0, size_t r1, const kern_act *a, size_t n,
-                      float *y, size_t ldy)
-{
-    (void)n;
-    mv_chunk(w, r0, r1, a, y, ldy, 0);
-}
-
-static void v_mv_q4_0(const kern_mat *w, size_t r0, size_t r1, const kern_act *a, size_t n,
-                      float *y, size_t ldy)
-{
-    (void)n;
-    mv_chunk(w, r0, r1, a, y, ldy, 1);
-}
+/* The Q8_0/Q4_0 matmul, one row or many, is in kern_q8_avx2.c. */
 
 /* Weight rows per L1-resident tile; activation rows stream through it in groups of 4. */
 #define W_TILE 16
@@ -343,15 +198,6 @@ static ALWAYS_INLINE void q4_K_scales(const uint8_t *s12, uint8_t sc[8], uint8_t
     memcpy(sc + 4, &s_hi, 4);
     memcpy(mn, &n_lo, 4);
     memcpy(mn + 4, &n_hi, 4);
-}
-
-/* Sum of the 8 int32 lanes (exact, so any order). */
-static ALWAYS_INLINE int hsum_i32(__m256i v)
-{
-    __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
-    s = _mm_add_epi32(s, _mm_unpackhi_epi64(s, s));
-    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 1));
-    return _mm_cvtsi128_si32(s);
 }
 
 /*
@@ -829,10 +675,8 @@ const kern_impl kern_impl_avx2 = {
     .mm_f32 = v_mm_f32,
     .mm_f16 = v_mm_f16,
     .mm_bf16 = v_mm_bf16,
-    .mm_q8_0 = kern_gemm_avx2_mm_q8_0,
-    .mm_q4_0 = kern_gemm_avx2_mm_q4_0,
-    .mv_q8_0 = v_mv_q8_0,
-    .mv_q4_0 = v_mv_q4_0,
+    .mm_q8_0 = kern_q8_avx2_mm_q8_0,
+    .mm_q4_0 = kern_q8_avx2_mm_q4_0,
     .mv_q4_K = v_mv_q4_K,
     .mm_q4_K = v_mm_q4_K,
     .mm_q6_K = v_mm_q6_K,

@@ -19,27 +19,9 @@
 /* Quantizer scratch for one block (kern_int.h's row layout with cols = 32 or 256). */
 #define QTMP_BYTES 320
 
-/*
- * Row r (< 8) of a Q8 panel from cols floats: each 32-block is quantized by the
- * implementation's own quantizer (so the quants are those of kern.c's layout,
- * bit for bit) and scattered into the interleaved places.
- */
-static void pack_q8(kern_quant_fn quant, const float *x, size_t cols, uint8_t *panel, size_t r)
-{
-    _Alignas(64) uint8_t tmp[QTMP_BYTES];
-    const size_t s4 = kern_act_s4_offset(32);
-    for (size_t b = 0; b < cols / 32; b++) {
-        quant(x + 32 * b, tmp, 32);
-        uint8_t *pb = panel + b * KERN_GEMM_Q8_BLOCK;
-        for (size_t l = 0; l < 8; l++) {
-            memcpy(pb + (l * 8 + r) * 4, tmp + 4 * l, 4);
-            memcpy(pb + KERN_GEMM_Q8_S4 + (l * 8 + r) * 4, tmp + s4 + 4 * l, 4);
-        }
-        memcpy(pb + KERN_GEMM_Q8_D + 4 * r, tmp + 32, 4);
-    }
-}
-
-/* Row r (< 8) of a Q8K panel, as pack_q8 with 256-element blocks. */
+/* Row r (< 8) of a Q8K panel: each 256-block is quantized by the implementation's
+ * own quantizer (the quants of kern.c's layout, bit for bit) and scattered into
+ * the interleaved places. */
 static void pack_q8K(kern_quant_fn quant, const float *x, size_t cols, uint8_t *panel, size_t r)
 {
     _Alignas(64) uint8_t tmp[QTMP_BYTES];
@@ -92,10 +74,8 @@ static void quant_rows(void *arg, size_t begin, size_t end, int tid)
             continue;
         }
         uint8_t *panel = j->q + (i / KERN_GEMM_COLS) * KERN_GEMM_COLS * j->q_stride;
-        if (j->fmt == FMT_Q8)
-            pack_q8(j->quant, xr, j->cols, panel, i % KERN_GEMM_COLS);
-        else
-            pack_q8K(j->quant, xr, j->cols, panel, i % KERN_GEMM_COLS);
+        ASSERT(j->fmt == FMT_Q8K); // no Q8 panel kernels: kern_gemm_impl.q8_0/q4_0 are NULL
+        pack_q8K(j->quant, xr, j->cols, panel, i % KERN_GEMM_COLS);
     }
 }
 
@@ -271,56 +251,6 @@ static void store8(float acc[8][8], const float *sub, float *y, size_t ldy, size
     }
 }
 
-/* Q8_0 / Q4_0: lane l of pair (r, c) = exact sum over elements 4l..4l+3 of w*x. */
-static void s_gemm_q8(const kern_mat *w, size_t r0, size_t r1, const uint8_t *panel, float *y,
-                      size_t ldy, int is_q4)
-{
-    const size_t nb = w->cols / 32, bb = is_q4 ? 18 : 34;
-    for (size_t r = r0; r < r1; r++) {
-        const uint8_t *row = (const uint8_t *)w->data + r * w->row_bytes;
-        float acc[8][8] = {{0}};
-        for (size_t b = 0; b < nb; b++) {
-            const uint8_t *blk = row + b * bb;
-            const uint8_t *pb = panel + b * KERN_GEMM_Q8_BLOCK;
-            int wq[32];
-            uint16_t h;
-            memcpy(&h, blk, 2);
-            float dw = tensor_f16_to_f32(h);
-            for (int e = 0; e < 32; e++) {
-                if (is_q4) // element e < 16: low nibble of qs[e]; else the high one of qs[e-16]
-                    wq[e] = (e < 16 ? (blk[2 + e] & 0xf) : (blk[2 + e - 16] >> 4)) - 8;
-                else
-                    wq[e] = (int8_t)blk[2 + e];
-            }
-            for (size_t c = 0; c < 8; c++) {
-                float dx;
-                memcpy(&dx, pb + KERN_GEMM_Q8_D + 4 * c, 4);
-                float d = dw * dx;
-                for (int l = 0; l < 8; l++) {
-                    const int8_t *xq = (const int8_t *)pb + ((size_t)l * 8 + c) * 4;
-                    int s = 0;
-                    for (int e = 0; e < 4; e++)
-                        s += wq[4 * l + e] * xq[e];
-                    acc[l][c] = fmaf(d, (float)s, acc[l][c]);
-                }
-            }
-        }
-        store8(acc, NULL, y, ldy, r);
-    }
-}
-
-static void s_gemm_q8_0(const kern_mat *w, size_t r0, size_t r1, const uint8_t *panel, float *y,
-                        size_t ldy)
-{
-    s_gemm_q8(w, r0, r1, panel, y, ldy, 0);
-}
-
-static void s_gemm_q4_0(const kern_mat *w, size_t r0, size_t r1, const uint8_t *panel, float *y,
-                        size_t ldy)
-{
-    s_gemm_q8(w, r0, r1, panel, y, ldy, 1);
-}
-
 /* The panel's 16-element sums of chunk c, row r: bs[2c] and bs[2c+1]. */
 static void bs_pair(const uint8_t *pb, size_t c, size_t r, int16_t out[2])
 {
@@ -420,8 +350,8 @@ static void s_gemm_q6_K(const kern_mat *w, size_t r0, size_t r1, const uint8_t *
 }
 
 const kern_gemm_impl kern_gemm_scalar = {
-    .q8_0 = s_gemm_q8_0,
-    .q4_0 = s_gemm_q4_0,
+    .q8_0 = NULL, // Q8_0/Q4_0: one float per pair (kern_int.h), kern.c's s_mm_* are enough
+    .q4_0 = NULL,
     .q4_K = s_gemm_q4_K,
     .q6_K = s_gemm_q6_K,
 };

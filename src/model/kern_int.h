@@ -4,9 +4,9 @@
  *
  * Activation row layout (in scratch, rows KERN_ACT stride apart, 64-aligned):
  *   Q8 (for Q8_0/Q4_0 weights): int8 qs[cols]; float d[cols/32]; then at
- *      kern_act_s4_offset(cols) (32-aligned) int32 s4[cols/32][8], with
- *      s4[b][l] = 8 * (qs[32b+4l] + .. + qs[32b+4l+3]): the Q4_0 kernels' -8
- *      offset, once per activation instead of once per weight row
+ *      kern_act_sb_offset(cols) (32-aligned) int32 sb[cols/32], with
+ *      sb[b] = 8 * (qs[32b] + .. + qs[32b+31]): the Q4_0 kernels' -8 offset,
+ *      once per activation instead of once per weight row
  *   Q8K (for Q4_K/Q6_K weights): int8 qs[cols]; float d[cols/256]; int16 bsums[cols/16]
  * with x ≈ d[b] * qs[j] and bsums[s] = sum of the 16 qs of group s. Both
  * implementations quantize identically: d = amax/127, q = round-half-even(x*(127/amax)).
@@ -24,8 +24,13 @@
  * and AVX2 give bitwise-equal results; kern.c spells each one out in scalar C):
  *  - An 8-lane accumulator acc[0..8) is reduced by kern_hsum8:
  *    ((a0+a4) + (a1+a5)) + ((a2+a6) + (a3+a7)).
- *  - Q8_0/Q4_0 dot: lane l of block b holds the exact integer sum of elements
- *    4l..4l+3 of the block; acc[l] = fma(dw_b * dx_b, (float)sum, acc[l]).
+ *  - Q8_0/Q4_0 dot: ONE float accumulator per (weight row, activation row);
+ *    for blocks b = 0, 1, .. in order, S_b = the exact integer sum over the
+ *    block's 32 elements of w·x (Q4_0: w = nibble - 8), and
+ *    acc = fma(dw_b * dx_b, (float)S_b, acc); the result is acc. |S_b| <=
+ *    32*128*127 < 2^24, so the conversion is exact, and nothing in the result
+ *    depends on how S_b was summed, on the weight layout (rows or kern_mat_pack's
+ *    groups) or on which rows are computed together.
  *  - Q4_K: lane l sums, over the block's four 64-element halves k, the
  *    sub-block scale times elements 64k+4l..+3 and 64k+32+4l..+3 (integers);
  *    acc[l] = fma(d * dx, lane, acc[l]); the mins go into one float
@@ -97,15 +102,30 @@ static inline const float *kern_act_d(const kern_act *a, size_t i)
 {
     return (const float *)(a->q + i * a->q_stride + a->cols);
 }
-/* Byte offset of a Q8 activation row's s4 sums: after qs and d, 32-aligned. */
-static inline size_t kern_act_s4_offset(size_t cols)
+/* Byte offset of a Q8 activation row's sb sums: after qs and d, 32-aligned. */
+static inline size_t kern_act_sb_offset(size_t cols)
 {
     return (cols + (cols / 32) * 4 + 31) & ~(size_t)31;
 }
-static inline const int32_t *kern_act_s4(const kern_act *a, size_t i)
+static inline const int32_t *kern_act_sb(const kern_act *a, size_t i)
 {
-    return (const int32_t *)(a->q + i * a->q_stride + kern_act_s4_offset(a->cols));
+    return (const int32_t *)(a->q + i * a->q_stride + kern_act_sb_offset(a->cols));
 }
+
+/*
+ * kern_mat_pack's layout of a Q8_0/Q4_0 matrix. Group g (rows 8g..8g+7) starts
+ * at pack + g * pack_group_bytes (64-aligned) and holds, for its nb = cols/32
+ * blocks:
+ *   uint16 d[nb][8] (f16): the 8 rows' scales of block b, 16 bytes per block,
+ *       the array padded to KERN_PACK_D_BYTES(nb) (a multiple of 64);
+ *   then qs, KERN_PACK_QB(type) bytes per block b at KERN_PACK_D_BYTES(nb) +
+ *       b * KERN_PACK_QB: byte 32k + 4r + e is byte 4k + e of row 8g+r's
+ *       block qs, k < 8 (Q8_0: element 4k+e) or k < 4 (Q4_0: its low nibble is
+ *       element 4k+e, its high nibble element 16+4k+e).
+ * So one 32-byte vector holds 4 consecutive elements of each of the 8 rows.
+ */
+#define KERN_PACK_QB(is_q4) ((is_q4) ? (size_t)128 : (size_t)256)
+#define KERN_PACK_D_BYTES(nb) ((((size_t)(nb)) * 16 + 63) & ~(size_t)63)
 static inline const int16_t *kern_act_bsums(const kern_act *a, size_t i)
 {
     return (const int16_t *)(a->q + i * a->q_stride + a->cols + (a->cols / 256) * 4);
@@ -137,14 +157,15 @@ typedef struct kern_impl {
 } kern_impl;
 
 /*
- * AVX2 one-activation-row Q8_0 (is_q4 = 0) / Q4_0 (is_q4 = 1) matvec
- * (kern_avx2.c): y[i*ldy + r] for weight rows r in [r0, r1) against
- * activation row i of a, bitwise as every batched tile (kern_int.h's order
- * contract). kern_gemm_avx2.c uses it for the rows that do not fill a tile.
- * Only after kern.c chose kern_impl_avx2; reentrant.
+ * The AVX2 Q8_0 / Q4_0 matmul (kern_q8_avx2.c), any n (n = 1: decode's
+ * streaming matvec): kern_mm_fn semantics, kern_int.h's order contract, packed
+ * groups where the matrix has them and whole groups lie in [r0, r1), row by
+ * row elsewhere. Only after kern.c chose kern_impl_avx2; reentrant.
  */
-void kern_avx2_mv_q8(const kern_mat *w, size_t r0, size_t r1, const kern_act *a, size_t i,
-                     float *y, size_t ldy, int is_q4);
+void kern_q8_avx2_mm_q8_0(const kern_mat *w, size_t r0, size_t r1, const kern_act *a, size_t n,
+                          float *y, size_t ldy);
+void kern_q8_avx2_mm_q4_0(const kern_mat *w, size_t r0, size_t r1, const kern_act *a, size_t n,
+                          float *y, size_t ldy);
 
 extern const kern_impl kern_impl_scalar;
 /* Defined in kern_avx2.c; only used after a CPU check. */

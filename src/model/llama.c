@@ -324,10 +324,35 @@ static int load_tensors(model *m, err_msg *e)
     return 0;
 }
 
+/*
+ * Calls fn on every matmul weight of m, stopping at the first error: the output
+ * and the layers' (not the embedding table, which is only looked up by row; a
+ * tied output is its own kern_mat copy of it).
+ */
+static int each_mat(model *m, int (*fn)(kern_mat *))
+{
+    int rc = fn(&m->output.km);
+    for (uint32_t i = 0; rc == 0 && m->layers && i < m->hp.n_layer; i++) {
+        llama_layer *L = &m->layers[i];
+        kern_mat *ks[] = {&L->wq.km,     &L->wk.km,   &L->wv.km,    &L->wo.km,
+                          &L->w_gate.km, &L->w_up.km, &L->w_down.km};
+        for (size_t k = 0; rc == 0 && k < sizeof ks / sizeof ks[0]; k++)
+            rc = fn(ks[k]);
+    }
+    return rc;
+}
+
+static int unpack_one(kern_mat *k)
+{
+    kern_mat_unpack(k);
+    return 0;
+}
+
 static void model_free(model *m)
 {
     if (!m)
         return;
+    (void)each_mat(m, unpack_one);
     free(m->layers);
     free(m->vecs);
     gguf_close(m->f);
@@ -349,6 +374,11 @@ int model_load(const char *path, model **out, err_msg *e)
         goto fail;
     if ((rc = load_tensors(m, e)) < 0)
         goto fail;
+    // the AVX2 Q8_0/Q4_0 kernels' layout (kern_mat_pack); the results do not change
+    if ((rc = each_mat(m, kern_mat_pack)) < 0) {
+        err_set(e, rc, "model: out of memory for the packed weights");
+        goto fail;
+    }
     *out = m;
     return 0;
 fail:

@@ -1,6 +1,6 @@
 /*
  * model/simd_avx2.h — inline helpers shared by the AVX2 translation units
- * (kern_avx2.c, kern_gemm_avx2.c, attn_avx2.c). Include it only from files
+ * (kern_avx2.c, kern_gemm_avx2.c, kern_q8_avx2.c, attn_avx2.c). Include it only from files
  * compiled with -mavx2 -mfma -mf16c (the *_avx2.c rule of cmake/ferry.cmake).
  *
  * hsum8 is part of the bitwise batch-invariance rule (docs/internals/kernels.md):
@@ -24,6 +24,15 @@ static ALWAYS_INLINE float hsum8(__m256 v)
     sh = _mm_movehl_ps(sh, s);
     s = _mm_add_ss(s, sh);
     return _mm_cvtss_f32(s);
+}
+
+/* Sum of the 8 int32 lanes (exact, so any order). */
+static ALWAYS_INLINE int hsum_i32(__m256i v)
+{
+    __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+    s = _mm_add_epi32(s, _mm_unpackhi_epi64(s, s));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 1));
+    return _mm_cvtsi128_si32(s);
 }
 
 #endif

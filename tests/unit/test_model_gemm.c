@@ -101,6 +101,7 @@ static void gcase_init(gcase *c, tensor_type t, size_t rows, size_t cols)
 
 static void gcase_free(gcase *c)
 {
+    kern_mat_unpack(&c->m);
     free(c->w);
     free(c->x);
     free(c->ref);
@@ -168,6 +169,17 @@ static void check_shape(pool *p, tensor_type t, size_t rows, size_t cols, bool a
         check_bits(ys, yv, N_MAX * c.rows, "scalar vs avx2 (n=1)", &c, 1);
         run(&c, p, 0, N_MAX, yv);
         check_bits(ys, yv, N_MAX * c.rows, "scalar n=1 vs avx2 n=33", &c, N_MAX);
+        // kern_mat_pack's groups (Q8_0/Q4_0; a no-op for the others): the same bits
+        assert_int_equal(kern_mat_pack(&c.m), 0);
+        if (c.m.pack)
+            assert_int_equal(c.m.pack_groups, c.rows / 8);
+        check_case(&c, p, "avx2 packed", yv);
+        check_bits(ys, yv, N_MAX * c.rows, "scalar vs avx2 packed (n=1)", &c, 1);
+        run(&c, p, 0, N_MAX, yv);
+        check_bits(ys, yv, N_MAX * c.rows, "scalar n=1 vs avx2 packed n=33", &c, N_MAX);
+        assert_int_equal(kern_simd_set("scalar"), 0); // the scalar path ignores the packing
+        run(&c, p, 0, N_MAX, yv);
+        check_bits(ys, yv, N_MAX * c.rows, "scalar vs scalar on a packed matrix", &c, N_MAX);
     }
     free(ys);
     free(yv);
@@ -192,11 +204,11 @@ static void test_gemm_matches_matvec(void **state)
 }
 
 /*
- * Q8_0/Q4_0 rows of 5632 elements (tinyllama's ffn_down): kern_gemm_avx2.c
- * takes activation rows in L2-sized blocks (192 KiB: 12 rows of this length),
- * so n = 1..33 crosses two block edges, with 2x6 tiles, their 1..5-row
- * leftovers and the prefetch of the next 16-row tile (35 rows: two full tiles
- * and an odd 3-row one) at every position.
+ * Q8_0/Q4_0 rows of 5632 elements (tinyllama's ffn_down): kern_q8_avx2.c
+ * takes activation rows in L2-sized blocks (192 KiB: 28 rows of this length),
+ * so n = 1..33 crosses a block edge, with 1-group x 4-row micro-kernels, their
+ * 1..3-row leftovers and the prefetch of the next 2-group tile (35 rows: four
+ * packed groups and 3 rows after them) at every position.
  */
 static void test_gemm_long_rows(void **state)
 {
@@ -210,24 +222,29 @@ static void test_gemm_long_rows(void **state)
     pool_free(p);
 }
 
-/* kern_matmul_multi with every activation format at once, n = 8..21, equals single calls. */
-static void test_gemm_multi(void **state)
+/*
+ * kern_matmul_multi over these K matrices, n = 1, 8 and 21, equals single calls.
+ * With pack, Q8_0/Q4_0 matrices are packed: matrices after one whose rows are
+ * not a multiple of 16 get pool chunks that start inside a group of 8, so the
+ * rows around it run row by row and the rest packed.
+ */
+enum { K = 4, COLS = 768 };
+static void check_multi(const tensor_type types[K], const size_t rows[K], bool pack)
 {
-    (void)state;
-    enum { K = 4, COLS = 768 };
-    const tensor_type types[K] = {TENSOR_Q4_0, TENSOR_Q6_K, TENSOR_F16, TENSOR_Q4_K};
-    const size_t rows[K] = {19, 33, 7, 16};
     gcase c[K];
     const kern_mat *mp[K];
-    float *ya[K], *yb[K];
+    float *ya[K], *yb[K], *ys[K]; // ys: the scalar path's n = 21 results
     for (int k = 0; k < K; k++) {
         gcase_init(&c[k], types[k], rows[k], COLS);
         if (k > 0) // one shared activation input
             memcpy(c[k].x, c[0].x, N_MAX * COLS * sizeof(float));
+        if (pack)
+            assert_int_equal(kern_mat_pack(&c[k].m), 0);
         mp[k] = &c[k].m;
         ya[k] = malloc(N_MAX * rows[k] * sizeof(float));
         yb[k] = malloc(N_MAX * rows[k] * sizeof(float));
-        assert_true(ya[k] && yb[k]);
+        ys[k] = malloc(N_MAX * rows[k] * sizeof(float));
+        assert_true(ya[k] && yb[k] && ys[k]);
     }
     size_t sb = kern_scratch_bytes_multi(mp, K, N_MAX);
     void *scratch = malloc(sb);
@@ -237,7 +254,7 @@ static void test_gemm_multi(void **state)
     for (int impl = 0; impl < 2; impl++) {
         if (kern_simd_set(impl ? "avx2" : "scalar") != 0)
             break;
-        for (size_t n = 8; n <= 21; n += 13) {
+        for (size_t n = 1; n <= 21; n += n == 1 ? 7 : 13) {
             for (int k = 0; k < K; k++)
                 for (size_t i = 0; i < n; i++)
                     run(&c[k], NULL, i, 1, ya[k] + i * rows[k]);
@@ -245,6 +262,12 @@ static void test_gemm_multi(void **state)
             for (int k = 0; k < K; k++)
                 check_bits(ya[k], yb[k], n * rows[k], impl ? "multi avx2" : "multi scalar",
                            &c[k], n);
+            for (int k = 0; k < K && n == 21; k++) {
+                if (impl == 0)
+                    memcpy(ys[k], yb[k], n * rows[k] * sizeof(float));
+                else
+                    check_bits(ys[k], yb[k], n * rows[k], "multi scalar vs avx2", &c[k], n);
+            }
         }
     }
     assert_int_equal(kern_simd_set("scalar"), 0);
@@ -253,8 +276,28 @@ static void test_gemm_multi(void **state)
     for (int k = 0; k < K; k++) {
         free(ya[k]);
         free(yb[k]);
+        free(ys[k]);
         gcase_free(&c[k]);
     }
+}
+
+/* Every activation format at once. */
+static void test_gemm_multi(void **state)
+{
+    (void)state;
+    const tensor_type types[K] = {TENSOR_Q4_0, TENSOR_Q6_K, TENSOR_F16, TENSOR_Q4_K};
+    const size_t rows[K] = {19, 33, 7, 16};
+    check_multi(types, rows, false);
+    check_multi(types, rows, true);
+}
+
+/* Packed Q8_0/Q4_0 matrices whose pool chunks split groups (see check_multi). */
+static void test_gemm_multi_packed(void **state)
+{
+    (void)state;
+    const tensor_type types[K] = {TENSOR_Q8_0, TENSOR_Q4_0, TENSOR_Q8_0, TENSOR_Q4_0};
+    const size_t rows[K] = {21, 37, 40, 67};
+    check_multi(types, rows, true);
 }
 
 int main(void)
@@ -262,6 +305,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_gemm_matches_matvec),
         cmocka_unit_test(test_gemm_multi),
+        cmocka_unit_test(test_gemm_multi_packed),
         cmocka_unit_test(test_gemm_long_rows),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1,0 +1,343 @@
+/*
+ * model/kern_q8_avx2 — the AVX2 Q8_0 / Q4_0 matmul, one activation row
+ * (decode) or many (prefill, batched decode). Compiled with -mavx2 -mfma -mf16c
+ * and -ffp-contract=off; entered only after kern.c chose kern_impl_avx2.
+ *
+ * FLOAT ORDER (kern_int.h): one float per (weight row, activation row);
+ * per block b in order, acc = fma(dw_b * dx_b, (float)S_b, acc) with S_b the
+ * exact integer sum of the block. Everything else here is integer work, exact
+ * in any order, so the layout and the tiling are free: that is what makes the
+ * kernels below fast and every result bitwise the same as kern.c's s_dot_*.
+ *
+ * PACKED GROUPS (kern_mat_pack, layout in kern_int.h): one vector of a group
+ * block holds 4 consecutive elements of each of 8 weight rows. Broadcasting
+ * the activation's 4 matching bytes to all lanes, one maddubs (+ madd) gives
+ * the 8 rows' partial sums in the 8 int32 lanes; summing the block's 8 (Q8_0)
+ * or 4 x 2 (Q4_0) vectors gives the 8 rows' S_b in one vector, and ONE
+ * convert, multiply and fma serve 8 (row, activation row) pairs. Integer
+ * ranges: maddubs's pair sums are at most 2*128*127 (Q8_0, |w| <= 128 unsigned
+ * against |x| <= 127) or 2*15*127 (Q4_0 nibbles); Q4_0 adds its 8 maddubs
+ * results in int16 (<= 30480) before one madd, Q8_0 widens each with madd.
+ *
+ * Rows outside whole packed groups of [r0, r1) (an unpacked matrix, the rows
+ * after the last group, a range that splits a group) run row by row
+ * (rows_plain), with the same float sequence.
+ */
+#include <immintrin.h>
+#include <math.h>
+#include <string.h>
+
+#include "model/kern_int.h"
+#include "model/simd_avx2.h"
+
+/* The 4 bytes at p in all 8 lanes (one broadcast load). */
+static ALWAYS_INLINE __m256i bcast4(const int8_t *p)
+{
+    int32_t v;
+    memcpy(&v, p, 4);
+    return _mm256_set1_epi32(v);
+}
+
+static ALWAYS_INLINE float f16s(const uint8_t *p)
+{
+    uint16_t h;
+    memcpy(&h, p, 2);
+    return _cvtsh_ss(h);
+}
+
+/* ------------------------------------------------------------ row by row */
+
+/* S_b of one Q8_0 / Q4_0 block of a row (blk) against 32 activation bytes x. */
+static ALWAYS_INLINE int block_isum(const uint8_t *blk, const int8_t *x, const int is_q4)
+{
+    __m256i q;
+    if (is_q4) {
+        __m128i t = _mm_loadu_si128((const __m128i *)(blk + 2));
+        q = _mm256_inserti128_si256(_mm256_castsi128_si256(t), _mm_srli_epi16(t, 4), 1);
+        q = _mm256_sub_epi8(_mm256_and_si256(q, _mm256_set1_epi8(0x0f)), _mm256_set1_epi8(8));
+    } else {
+        q = _mm256_loadu_si256((const __m256i *)(blk + 2));
+    }
+    __m256i xv = _mm256_loadu_si256((const __m256i *)x);
+    __m256i p = _mm256_maddubs_epi16(_mm256_sign_epi8(q, q), _mm256_sign_epi8(xv, q));
+    return hsum_i32(_mm256_madd_epi16(p, _mm256_set1_epi16(1)));
+}
+
+/* Weight rows [ra, rb) of the row layout against activation rows 0..n-1. */
+static void rows_plain(const kern_mat *w, size_t ra, size_t rb, const kern_act *a, size_t n,
+                       float *y, size_t ldy, const int is_q4)
+{
+    const size_t bb = is_q4 ? 18 : 34, nb = w->cols / 32;
+    for (size_t r = ra; r < rb; r++) {
+        const uint8_t *row = (const uint8_t *)w->data + r * w->row_bytes;
+        for (size_t i = 0; i < n; i++) {
+            const int8_t *xq = kern_act_qs(a, i);
+            const float *xd = kern_act_d(a, i);
+            float acc = 0.0f;
+            for (size_t b = 0; b < nb; b++) {
+                const uint8_t *blk = row + b * bb;
+                float s = (float)block_isum(blk, xq + 32 * b, is_q4);
+                acc = fmaf(f16s(blk) * xd[b], s, acc);
+            }
+            y[i * ldy + r] = acc;
+        }
+    }
+}
+
+/* --------------------------------------------------------- packed groups */
+
+/*
+ * R packed groups (bases g[k], output rows yr[k]..yr[k]+7) × C activation rows
+ * i..i+C-1, all nb blocks. With pf, each group's qs lines pf_off bytes ahead
+ * are prefetched, but not at or past pf_end[k].
+ */
+static ALWAYS_INLINE void gk(const int R, const int C, const int is_q4, const int pf,
+                             const uint8_t *const *g, const size_t *yr, size_t nb,
+                             const kern_act *a, size_t i, float *y, size_t ldy, size_t pf_off,
+                             const uint8_t *const *pf_end)
+{
+    const size_t qb = KERN_PACK_QB(is_q4), dby = KERN_PACK_D_BYTES(nb);
+    const __m256i ones = _mm256_set1_epi16(1), m4 = _mm256_set1_epi8(0x0f);
+    const int8_t *xq[8];
+    const float *xd[8];
+    const int32_t *xs[8];
+    __m256 acc[4][8];
+#pragma GCC unroll 8
+    for (int c = 0; c < C; c++) {
+        xq[c] = kern_act_qs(a, i + (size_t)c);
+        xd[c] = kern_act_d(a, i + (size_t)c);
+        xs[c] = kern_act_sb(a, i + (size_t)c);
+    }
+#pragma GCC unroll 4
+    for (int k = 0; k < R; k++)
+#pragma GCC unroll 8
+        for (int c = 0; c < C; c++)
+            acc[k][c] = _mm256_setzero_ps();
+    for (size_t b = 0; b < nb; b++) {
+        __m256i s[4][8];
+        const size_t qo = dby + b * qb;
+        if (pf) {
+#pragma GCC unroll 4
+            for (int k = 0; k < R; k++) {
+                const uint8_t *p = g[k] + qo + pf_off;
+#pragma GCC unroll 4
+                for (size_t l = 0; l < qb; l += 64)
+                    if (p + l < pf_end[k])
+                        _mm_prefetch((const char *)p + l, _MM_HINT_T0);
+            }
+        }
+        if (is_q4) {
+            __m256i s16[4][8];
+#pragma GCC unroll 4
+            for (int k = 0; k < R; k++)
+#pragma GCC unroll 8
+                for (int c = 0; c < C; c++)
+                    s16[k][c] = _mm256_setzero_si256();
+#pragma GCC unroll 4
+            for (int j = 0; j < 4; j++) {
+                __m256i lo[4], hi[4];
+#pragma GCC unroll 4
+                for (int k = 0; k < R; k++) {
+                    __m256i p = _mm256_load_si256((const __m256i *)(g[k] + qo + 32 * j));
+                    lo[k] = _mm256_and_si256(p, m4);
+                    hi[k] = _mm256_and_si256(_mm256_srli_epi16(p, 4), m4);
+                }
+#pragma GCC unroll 8
+                for (int c = 0; c < C; c++) {
+                    __m256i xl = bcast4(xq[c] + 32 * b + 4 * j);
+                    __m256i xh = bcast4(xq[c] + 32 * b + 16 + 4 * j);
+#pragma GCC unroll 4
+                    for (int k = 0; k < R; k++) {
+                        s16[k][c] = _mm256_add_epi16(s16[k][c], _mm256_maddubs_epi16(lo[k], xl));
+                        s16[k][c] = _mm256_add_epi16(s16[k][c], _mm256_maddubs_epi16(hi[k], xh));
+                    }
+                }
+            }
+#pragma GCC unroll 8
+            for (int c = 0; c < C; c++) {
+                __m256i corr = _mm256_set1_epi32(xs[c][b]); // 8 * (sum of the block's x)
+#pragma GCC unroll 4
+                for (int k = 0; k < R; k++)
+                    s[k][c] = _mm256_sub_epi32(_mm256_madd_epi16(s16[k][c], ones), corr);
+            }
+        } else {
+#pragma GCC unroll 4
+            for (int k = 0; k < R; k++)
+#pragma GCC unroll 8
+                for (int c = 0; c < C; c++)
+                    s[k][c] = _mm256_setzero_si256();
+#pragma GCC unroll 8
+            for (int j = 0; j < 8; j++) {
+                __m256i wv[4], aw[4];
+#pragma GCC unroll 4
+                for (int k = 0; k < R; k++) {
+                    wv[k] = _mm256_load_si256((const __m256i *)(g[k] + qo + 32 * j));
+                    aw[k] = _mm256_sign_epi8(wv[k], wv[k]);
+                }
+#pragma GCC unroll 8
+                for (int c = 0; c < C; c++) {
+                    __m256i xb = bcast4(xq[c] + 32 * b + 4 * j);
+#pragma GCC unroll 4
+                    for (int k = 0; k < R; k++) {
+                        __m256i p = _mm256_maddubs_epi16(aw[k], _mm256_sign_epi8(xb, wv[k]));
+                        s[k][c] = _mm256_add_epi32(s[k][c], _mm256_madd_epi16(p, ones));
+                    }
+                }
+            }
+        }
+#pragma GCC unroll 4
+        for (int k = 0; k < R; k++) {
+            __m256 dw = _mm256_cvtph_ps(_mm_load_si128((const __m128i *)(g[k] + 16 * b)));
+#pragma GCC unroll 8
+            for (int c = 0; c < C; c++)
+                acc[k][c] = _mm256_fmadd_ps(_mm256_mul_ps(dw, _mm256_broadcast_ss(xd[c] + b)),
+                                            _mm256_cvtepi32_ps(s[k][c]), acc[k][c]);
+        }
+    }
+#pragma GCC unroll 4
+    for (int k = 0; k < R; k++)
+#pragma GCC unroll 8
+        for (int c = 0; c < C; c++)
+            _mm256_storeu_ps(y + (i + (size_t)c) * ldy + yr[k], acc[k][c]);
+}
+
+/*
+ * Decode (n = 1) over packed groups [g0, g1): FOUR SEQUENTIAL STREAMS, as the
+ * row-layout matvec did before packing: the groups are cut into quarters and
+ * each pass computes one group of every quarter, so each stream walks its
+ * quarter front to back and the hardware prefetcher follows four long
+ * streams; software prefetch runs MV_PF_BYTES ahead in each (the hardware one
+ * alone does not run far enough ahead to keep a core busy) and never past the
+ * quarter's end. The first MV_PF_BYTES of every quarter are fetched up front.
+ */
+#define MV_PF_BYTES ((size_t)6144)
+
+static ALWAYS_INLINE void mv_groups(const kern_mat *w, size_t g0, size_t g1, const kern_act *a,
+                                    float *y, const int is_q4)
+{
+    const size_t gb = w->pack_group_bytes, nb = w->cols / 32;
+    const size_t q = (g1 - g0) / 4;
+    const uint8_t *base = w->pack + g0 * gb;
+    if (q > 0) {
+        const uint8_t *g[4], *end[4];
+        size_t yr[4];
+        size_t ahead = MV_PF_BYTES < q * gb ? MV_PF_BYTES : q * gb;
+        for (int k = 0; k < 4; k++) {
+            end[k] = base + ((size_t)k + 1) * q * gb;
+            for (size_t o = 0; o < ahead; o += 64)
+                _mm_prefetch((const char *)base + (size_t)k * q * gb + o, _MM_HINT_T0);
+        }
+        for (size_t t = 0; t < q; t++) {
+            for (int k = 0; k < 4; k++) {
+                g[k] = base + ((size_t)k * q + t) * gb;
+                yr[k] = 8 * (g0 + (size_t)k * q + t);
+            }
+            gk(4, 1, is_q4, 1, g, yr, nb, a, 0, y, 0, MV_PF_BYTES, end);
+        }
+    }
+    for (size_t t = g0 + 4 * q; t < g1; t++) {
+        const uint8_t *g[1] = {w->pack + t * gb}, *end[1] = {w->pack + g1 * gb};
+        size_t yr[1] = {8 * t};
+        gk(1, 1, is_q4, 1, g, yr, nb, a, 0, y, 0, MV_PF_BYTES, end);
+    }
+}
+
+/*
+ * Batched (n >= 2) over packed groups [g0, g1). Blocking:
+ *  - activation rows are taken A_BLOCK_BYTES at a time (L2-sized) and the
+ *    weight groups pass over each block, so with long prompts the weights,
+ *    not the activations, stream from L3/memory;
+ *  - G_TILE groups form a tile that activation rows pass over G_C at a time
+ *    (1 group x G_C micro-kernels), so the tile is re-read from L1/L2;
+ *  - while the first activation rows of a block run over a tile, the next
+ *    tile is prefetched.
+ */
+#define G_TILE 2
+#define G_C 4
+#define A_BLOCK_BYTES ((size_t)192 << 10)
+
+static ALWAYS_INLINE void mm_tile(const int C, const int is_q4, const int pf, const kern_mat *w,
+                                  size_t gt, size_t ge, const kern_act *a, size_t i, float *y,
+                                  size_t ldy, const uint8_t *pf_end)
+{
+    const size_t gb = w->pack_group_bytes, nb = w->cols / 32;
+    for (size_t t = gt; t < ge; t++) {
+        const uint8_t *g[1] = {w->pack + t * gb}, *end[1] = {pf_end};
+        size_t yr[1] = {8 * t};
+        gk(1, C, is_q4, pf, g, yr, nb, a, i, y, ldy, G_TILE * gb, end);
+    }
+}
+
+static ALWAYS_INLINE void mm_tile_any(size_t c, const int is_q4, const int pf, const kern_mat *w,
+                                      size_t gt, size_t ge, const kern_act *a, size_t i,
+                                      float *y, size_t ldy, const uint8_t *pf_end)
+{
+    switch (c) {
+    case 4:
+        mm_tile(4, is_q4, pf, w, gt, ge, a, i, y, ldy, pf_end);
+        break;
+    case 3:
+        mm_tile(3, is_q4, pf, w, gt, ge, a, i, y, ldy, pf_end);
+        break;
+    case 2:
+        mm_tile(2, is_q4, pf, w, gt, ge, a, i, y, ldy, pf_end);
+        break;
+    default:
+        mm_tile(1, is_q4, pf, w, gt, ge, a, i, y, ldy, pf_end);
+        break;
+    }
+}
+
+static ALWAYS_INLINE void mm_groups(const kern_mat *w, size_t g0, size_t g1, const kern_act *a,
+                                    size_t n, float *y, size_t ldy, const int is_q4)
+{
+    size_t mc = A_BLOCK_BYTES / a->q_stride / G_C * G_C;
+    mc = mc < G_C ? G_C : mc;
+    const uint8_t *end = w->pack + g1 * w->pack_group_bytes;
+    for (size_t i0 = 0; i0 < n; i0 += mc) {
+        size_t i1 = i0 + mc < n ? i0 + mc : n;
+        for (size_t gt = g0; gt < g1; gt += G_TILE) {
+            size_t ge = gt + G_TILE < g1 ? gt + G_TILE : g1;
+            for (size_t i = i0; i < i1; i += G_C) {
+                size_t c = i1 - i < G_C ? i1 - i : G_C;
+                if (i == i0 && ge < g1)
+                    mm_tile_any(c, is_q4, 1, w, gt, ge, a, i, y, ldy, end);
+                else
+                    mm_tile_any(c, is_q4, 0, w, gt, ge, a, i, y, ldy, end);
+            }
+        }
+    }
+}
+
+/* ------------------------------------------------------------------ entry */
+
+static ALWAYS_INLINE void mm_any(const kern_mat *w, size_t r0, size_t r1, const kern_act *a,
+                                 size_t n, float *y, size_t ldy, const int is_q4)
+{
+    // whole packed groups inside [r0, r1); the rest row by row
+    size_t g0 = (r0 + 7) / 8, g1 = r1 / 8;
+    if (!w->pack || g1 > w->pack_groups)
+        g1 = w->pack ? w->pack_groups : 0;
+    if (g0 >= g1) {
+        rows_plain(w, r0, r1, a, n, y, ldy, is_q4);
+        return;
+    }
+    rows_plain(w, r0, 8 * g0, a, n, y, ldy, is_q4);
+    if (n == 1)
+        mv_groups(w, g0, g1, a, y, is_q4);
+    else
+        mm_groups(w, g0, g1, a, n, y, ldy, is_q4);
+    rows_plain(w, 8 * g1, r1, a, n, y, ldy, is_q4);
+}
+
+void kern_q8_avx2_mm_q8_0(const kern_mat *w, size_t r0, size_t r1, const kern_act *a, size_t n,
+                          float *y, size_t ldy)
+{
+    mm_any(w, r0, r1, a, n, y, ldy, 0);
+}
+
+void kern_q8_avx2_mm_q4_0(const kern_mat *w, size_t r0, size_t r1, const kern_act *a, size_t n,
+                          float *y, size_t ldy)
+{
+    mm_any(w, r0, r1, a, n, y, ldy, 1);
+}
