@@ -8,6 +8,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "base/base.h"
 #include "model/attn_int.h"
 #include "model/kern.h"
 #include "model/kern_int.h"
@@ -105,4 +106,34 @@ void attn_group(const attn_kv *kv, const int32_t *blocks, size_t n_pos, size_t o
         attn_group_avx2(kv, blocks, n_pos, off, head_dim, q, n_q, out, scratch);
     else
         group_scalar(kv, blocks, n_pos, off, head_dim, q, n_q, out, scratch);
+}
+
+size_t attn_span_scratch_floats(size_t n_tok, size_t n_q, size_t n_pos_max, size_t head_dim)
+{
+    // scores (n_tok, n_q, stride) + K tile (8, hd) + V rows (ATTN_SPAN_VROWS, hd)
+    // + partial sums (n_tok, n_q, hd)
+    size_t stride, heads, a, b, c, n;
+    if (!size_add_ok(n_pos_max, 7, &stride) || !size_mul_ok(n_tok, n_q, &heads) ||
+        !size_mul_ok(heads, stride & ~(size_t)7, &a) ||
+        !size_mul_ok(8 + ATTN_SPAN_VROWS, head_dim, &b) || !size_mul_ok(heads, head_dim, &c) ||
+        !size_add_ok(a, b, &n) || !size_add_ok(n, c, &n))
+        return SIZE_MAX;
+    return n;
+}
+
+void attn_span(const attn_kv *kv, const int32_t *blocks, size_t pos0, size_t n_tok, size_t off,
+               size_t head_dim, const float *q, size_t q_stride, size_t n_q, float *out,
+               size_t out_stride, float *scratch)
+{
+    const char *simd = kern_simd_name();
+    if (simd[0] == 'a') { // "avx2"
+        attn_span_avx2(kv, blocks, pos0, n_tok, off, head_dim, q, q_stride, n_q, out,
+                       out_stride, scratch);
+        return;
+    }
+    /* The scalar path is the reference and the fallback, not a speed path:
+     * each token on its own, as attn_group computes it. */
+    for (size_t i = 0; i < n_tok; i++)
+        group_scalar(kv, blocks, pos0 + i + 1, off, head_dim, q + i * q_stride, n_q,
+                     out + i * out_stride, scratch);
 }

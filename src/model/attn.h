@@ -27,6 +27,11 @@
  * implementation in use (AVX2, or scalar with FERRY_SIMD=scalar): results do
  * not depend on the group size, the batch or the thread (batch invariance).
  *
+ * attn_span does the same for several consecutive query tokens of one sequence
+ * (a prefill chunk): each K and V row is converted to f32 once for all of them
+ * and all their heads, then every (token, head) runs the same FMA chains on
+ * it, so each token's output is bitwise the one attn_group gives it alone.
+ *
  * Threads: pure functions of their arguments; scratch is the caller's.
  */
 #pragma once
@@ -59,3 +64,31 @@ size_t attn_scratch_floats(size_t n_q, size_t n_pos_max, size_t head_dim);
  */
 void attn_group(const attn_kv *kv, const int32_t *blocks, size_t n_pos, size_t off,
                 size_t head_dim, const float *q, size_t n_q, float *out, float *scratch);
+
+/* V rows attn_span converts at a time (a longer run continues its FMA chains
+ * through memory, which changes no bit). */
+#define ATTN_SPAN_VROWS 64
+
+/*
+ * Floats of scratch attn_span needs for n_tok query tokens of n_q heads whose
+ * last token sees n_pos_max positions (pos0 + n_tok): the scores (n_tok, n_q,
+ * n_pos_max rounded up to 8), one K tile (8, head_dim), ATTN_SPAN_VROWS V rows
+ * and the partial sums (n_tok, n_q, head_dim). At least
+ * attn_scratch_floats(n_q, n_pos_max, head_dim). SIZE_MAX on overflow.
+ */
+size_t attn_span_scratch_floats(size_t n_tok, size_t n_q, size_t n_pos_max, size_t head_dim);
+
+/*
+ * Causal attention of n_tok >= 1 consecutive query tokens of one sequence:
+ * token i (0 <= i < n_tok) is at position pos0 + i and attends positions
+ * 0 .. pos0 + i; its n_q query heads are q + i * q_stride (n_q, head_dim) and
+ * its output goes to out + i * out_stride (n_q, head_dim). blocks must cover
+ * pos0 + n_tok positions (the tokens' own K/V rows already stored). scratch
+ * holds attn_span_scratch_floats(n_tok, n_q, pos0 + n_tok, head_dim) floats.
+ * Each token's output is bitwise what attn_group(kv, blocks, pos0 + i + 1,
+ * off, head_dim, q_i, n_q, out_i, scratch) gives, on the AVX2 and the scalar
+ * path alike. With n_tok == 1 it is attn_group.
+ */
+void attn_span(const attn_kv *kv, const int32_t *blocks, size_t pos0, size_t n_tok, size_t off,
+               size_t head_dim, const float *q, size_t q_stride, size_t n_q, float *out,
+               size_t out_stride, float *scratch);

@@ -260,3 +260,179 @@ void attn_group_avx2(const attn_kv *kv, const int32_t *blocks, size_t n_pos, siz
                 kern_add(out + h * hd, out + h * hd, part + h * hd, hd);
     }
 }
+
+/* ------------------------------------------------------------------ attn_span */
+
+/*
+ * Scores of one query head qh against the 8 K rows of a tile kf (8, hd), as
+ * f32: dst[p] = hsum8(Σ_d q·k_p) * scale with each position's 8-lane FMA chain
+ * exactly as scores_pass runs it (d ascending, from zero). The 8 hsum8 are
+ * done together: lanes l and l + 4 added (lo + hi halves, two positions per
+ * vector), then adjacent pairs twice (hadd), which is hsum8's tree
+ * ((a0+a4)+(a1+a5)) + ((a2+a6)+(a3+a7)) for each position, bit for bit
+ * (an IEEE add is commutative); the pairing (0,4) (1,5) (2,6) (3,7) leaves
+ * the results in position order.
+ */
+static ALWAYS_INLINE void span_scores8(const float *qh, const float *kf, size_t hd, __m256 vscale,
+                                       float *dst)
+{
+    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0,
+           a7 = a0;
+    for (size_t d = 0; d < hd; d += 8) {
+        __m256 qv = _mm256_loadu_ps(qh + d);
+        a0 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(kf + 0 * hd + d), a0);
+        a1 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(kf + 1 * hd + d), a1);
+        a2 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(kf + 2 * hd + d), a2);
+        a3 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(kf + 3 * hd + d), a3);
+        a4 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(kf + 4 * hd + d), a4);
+        a5 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(kf + 5 * hd + d), a5);
+        a6 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(kf + 6 * hd + d), a6);
+        a7 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(kf + 7 * hd + d), a7);
+    }
+    __m256 u04 = _mm256_add_ps(_mm256_permute2f128_ps(a0, a4, 0x20),
+                               _mm256_permute2f128_ps(a0, a4, 0x31));
+    __m256 u15 = _mm256_add_ps(_mm256_permute2f128_ps(a1, a5, 0x20),
+                               _mm256_permute2f128_ps(a1, a5, 0x31));
+    __m256 u26 = _mm256_add_ps(_mm256_permute2f128_ps(a2, a6, 0x20),
+                               _mm256_permute2f128_ps(a2, a6, 0x31));
+    __m256 u37 = _mm256_add_ps(_mm256_permute2f128_ps(a3, a7, 0x20),
+                               _mm256_permute2f128_ps(a3, a7, 0x31));
+    __m256 s = _mm256_hadd_ps(_mm256_hadd_ps(u04, u15), _mm256_hadd_ps(u26, u37));
+    _mm256_storeu_ps(dst, _mm256_mul_ps(s, vscale));
+}
+
+/*
+ * One chunk of NC (<= 8) vectors of a query head's output over cnt converted
+ * V rows vf (cnt, hd), columns [d0, d0 + 8 NC): acc = from (or 0 when NULL)
+ * then acc = fma(p_t, v_t, acc) for t ascending, the chain accum_pass runs.
+ * Then: to_part -> part = acc; else first_run -> out = acc; else out += acc
+ * (kern_add's one add per element).
+ */
+static ALWAYS_INLINE void span_accum_chunk(const size_t NC, const float *vf, size_t hd, size_t d0,
+                                           const float *p, size_t cnt, const float *from,
+                                           float *part, float *out, bool to_part, bool first_run)
+{
+    __m256 acc[8];
+    _Pragma("GCC unroll 8")
+    for (size_t c = 0; c < NC; c++)
+        acc[c] = from ? _mm256_loadu_ps(from + d0 + 8 * c) : _mm256_setzero_ps();
+    for (size_t t = 0; t < cnt; t++) {
+        __m256 w = _mm256_broadcast_ss(p + t);
+        const float *v = vf + t * hd + d0;
+        _Pragma("GCC unroll 8")
+        for (size_t c = 0; c < NC; c++)
+            acc[c] = _mm256_fmadd_ps(w, _mm256_loadu_ps(v + 8 * c), acc[c]);
+    }
+    _Pragma("GCC unroll 8")
+    for (size_t c = 0; c < NC; c++) {
+        float *o = (to_part ? part : out) + d0 + 8 * c;
+        if (to_part || first_run)
+            _mm256_storeu_ps(o, acc[c]);
+        else
+            _mm256_storeu_ps(o, _mm256_add_ps(_mm256_loadu_ps(o), acc[c]));
+    }
+}
+
+/* A query head's output over one piece of a run (see span_accum_chunk). */
+static void span_accum(const float *vf, size_t hd, const float *p, size_t cnt, const float *from,
+                       float *part, float *out, bool to_part, bool first_run)
+{
+    size_t d0 = 0;
+    for (; d0 + 64 <= hd; d0 += 64)
+        span_accum_chunk(8, vf, hd, d0, p, cnt, from, part, out, to_part, first_run);
+    switch ((hd - d0) / 8) {
+    case 0: break;
+    case 1: span_accum_chunk(1, vf, hd, d0, p, cnt, from, part, out, to_part, first_run); break;
+    case 2: span_accum_chunk(2, vf, hd, d0, p, cnt, from, part, out, to_part, first_run); break;
+    case 3: span_accum_chunk(3, vf, hd, d0, p, cnt, from, part, out, to_part, first_run); break;
+    case 4: span_accum_chunk(4, vf, hd, d0, p, cnt, from, part, out, to_part, first_run); break;
+    case 5: span_accum_chunk(5, vf, hd, d0, p, cnt, from, part, out, to_part, first_run); break;
+    case 6: span_accum_chunk(6, vf, hd, d0, p, cnt, from, part, out, to_part, first_run); break;
+    default: span_accum_chunk(7, vf, hd, d0, p, cnt, from, part, out, to_part, first_run); break;
+    }
+}
+
+/* Elements [off, off + hd) of a K or V row as f32, as load8 gives them. */
+static void convert_row(bool q8, const uint8_t *row, size_t off, size_t hd, float *dst)
+{
+    if (q8)
+        for (size_t d = 0; d < hd; d += 8)
+            _mm256_storeu_ps(dst + d, load8(true, row, off + d));
+    else
+        for (size_t d = 0; d < hd; d += 8)
+            _mm256_storeu_ps(dst + d, load8(false, row, off + d));
+}
+
+void attn_span_avx2(const attn_kv *kv, const int32_t *blocks, size_t pos0, size_t n_tok,
+                    size_t off, size_t hd, const float *q, size_t q_stride, size_t n_q,
+                    float *out, size_t out_stride, float *scratch)
+{
+    if (n_tok == 1 || hd % 8 != 0) { // nothing to share, or a vector tail: per token
+        for (size_t i = 0; i < n_tok; i++)
+            attn_group_avx2(kv, blocks, pos0 + i + 1, off, hd, q + i * q_stride, n_q,
+                            out + i * out_stride, scratch);
+        return;
+    }
+    const bool q8 = kv->is_q8;
+    const size_t n_last = pos0 + n_tok; // positions the last token sees
+    const size_t stride = (n_last + 7) & ~(size_t)7;
+    float *sc = scratch;                      // (n_tok, n_q, stride): row of (i, h)
+    float *kf = sc + n_tok * n_q * stride;    // (8, hd) K rows of one tile
+    float *vf = kf + 8 * hd;                  // (ATTN_SPAN_VROWS, hd) V rows
+    float *part = vf + ATTN_SPAN_VROWS * hd;  // (n_tok, n_q, hd) chains of a long run
+    const float scale = 1.0f / sqrtf((float)hd);
+    const __m256 vscale = _mm256_set1_ps(scale);
+
+    /* Scores, 8 positions at a time: token i needs positions < pos0 + i + 1,
+     * so a tile starting at jb concerns tokens i >= jb - pos0. Scores of
+     * positions past a token's own (the tile's diagonal, or the zero rows
+     * past n_last) land in its row's padding and are never read. */
+    attn_rows it;
+    attn_rows_init(&it, kv, kv->k, blocks, 0);
+    for (size_t jb = 0; jb < n_last; jb += 8) {
+        size_t nb = n_last - jb < 8 ? n_last - jb : 8;
+        for (size_t r = 0; r < nb; r++) {
+            if (jb + r)
+                attn_rows_next(&it);
+            convert_row(q8, it.row, off, hd, kf + r * hd);
+        }
+        if (nb < 8)
+            memset(kf + nb * hd, 0, (8 - nb) * hd * sizeof *kf);
+        for (size_t i = jb > pos0 ? jb - pos0 : 0; i < n_tok; i++)
+            for (size_t h = 0; h < n_q; h++)
+                span_scores8(q + i * q_stride + h * hd, kf, hd, vscale,
+                             sc + (i * n_q + h) * stride + jb);
+    }
+    for (size_t i = 0; i < n_tok; i++)
+        for (size_t h = 0; h < n_q; h++)
+            kern_softmax(sc + (i * n_q + h) * stride, pos0 + i + 1);
+
+    /* Weighted V sums, run by run (attn_run_len: the runs attn_group adds),
+     * each run in pieces of at most ATTN_SPAN_VROWS converted rows; a chain
+     * that spans pieces waits in part. */
+    const size_t run = attn_run_len(kv);
+    attn_rows_init(&it, kv, kv->v, blocks, 0);
+    for (size_t j0 = 0; j0 < n_last; j0 += run) {
+        size_t run_end = n_last - j0 < run ? n_last : j0 + run;
+        for (size_t pc = j0; pc < run_end; pc += ATTN_SPAN_VROWS) {
+            size_t pe = run_end - pc < ATTN_SPAN_VROWS ? run_end : pc + ATTN_SPAN_VROWS;
+            for (size_t r = pc; r < pe; r++) {
+                if (r)
+                    attn_rows_next(&it);
+                convert_row(q8, it.row, off, hd, vf + (r - pc) * hd);
+            }
+            for (size_t i = pc > pos0 ? pc - pos0 : 0; i < n_tok; i++) {
+                size_t n_i = pos0 + i + 1;             // token i's positions
+                size_t end_i = n_i < pe ? n_i : pe;    // its last position of the piece + 1
+                size_t run_end_i = n_i < run_end ? n_i : run_end;
+                bool to_part = end_i < run_end_i;      // its chain goes on in the next piece
+                for (size_t h = 0; h < n_q; h++) {
+                    float *ph = part + (i * n_q + h) * hd;
+                    span_accum(vf, hd, sc + (i * n_q + h) * stride + pc, end_i - pc,
+                               pc == j0 ? NULL : ph, ph, out + i * out_stride + h * hd,
+                               to_part, j0 == 0);
+                }
+            }
+        }
+    }
+}

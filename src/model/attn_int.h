@@ -56,3 +56,9 @@ static inline void attn_rows_next(attn_rows *it)
  */
 void attn_group_avx2(const attn_kv *kv, const int32_t *blocks, size_t n_pos, size_t off,
                      size_t head_dim, const float *q, size_t n_q, float *out, float *scratch);
+
+/* The AVX2 twin of attn_span (same contract; call only when kern's AVX2
+ * implementation is in use). */
+void attn_span_avx2(const attn_kv *kv, const int32_t *blocks, size_t pos0, size_t n_tok,
+                    size_t off, size_t head_dim, const float *q, size_t q_stride, size_t n_q,
+                    float *out, size_t out_stride, float *scratch);

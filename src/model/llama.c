@@ -24,6 +24,11 @@
 /* Least multiply-adds of attention per pool chunk (~5 us of work). */
 #define ATTN_CHUNK_WORK_MIN 16384
 
+/* Query heads (tokens x heads of one KV head) one attn_span call serves: each
+ * converted K/V row is used this many times, which hides the conversion; more
+ * only grows the scores scratch and coarsens the split over threads. */
+#define ATTN_TILE_QUERY_HEADS 24
+
 /* ================================================================ the model */
 
 /* A weight matrix in the mapping: n_out rows of n_in elements of type. */
@@ -598,6 +603,13 @@ static attn_kv attn_view(const llama_kv *kv, size_t l)
 
 /* ================================================================ context */
 
+/* Consecutive query tokens [t0, t0 + n) of one span: one attn_span call per KV head. */
+typedef struct attn_tile {
+    size_t t0, n;
+    uint64_t work; // positions attended, summed over the tokens
+} attn_tile;
+
+
 struct llama_ctx {
     model *m;
     llama_config cfg;
@@ -614,8 +626,11 @@ struct llama_ctx {
     float *xb2;         // (B, dim) sub-layer output before the residual add
     float *hb, *hb2;    // (B, ffn) gate and up projections
     float *xo;          // (max_logits, dim) final normed rows that want logits
-    float *scores;      // (n_threads, attn_scratch_floats(group, max_ctx, head_dim))
-                        // attention scratch of one (token, KV head) group
+    float *scores;      // (n_threads, scores_floats) attention scratch of one
+                        // (tile of tokens, KV head) item
+    size_t scores_floats; // attn_span_scratch_floats(tile_tokens, group, max_ctx, head_dim)
+    size_t tile_tokens; // query tokens of one sequence per attention item
+    attn_tile *tiles;   // (max_batch_tokens) attention items of a step, heaviest first
     size_t n_threads;   // participants of cfg.pool
     void *mm_scratch;   // kern_matmul's quantized activations, for the largest case
     size_t mm_scratch_bytes;
@@ -687,8 +702,18 @@ int llama_ctx_new(model *m, const llama_config *cfg, llama_ctx **out, err_msg *e
     x->hb = malloc(B * hp->ffn * sizeof(float));
     x->hb2 = malloc(B * hp->ffn * sizeof(float));
     x->xo = malloc(c.max_logits * hp->dim * sizeof(float));
-    x->scores = malloc(nt * attn_scratch_floats(hp->n_head / hp->n_kv_head, c.max_ctx,
-                                                hp->head_dim) * sizeof(float));
+    size_t grp = hp->n_head / hp->n_kv_head;
+    x->tile_tokens = (ATTN_TILE_QUERY_HEADS + grp - 1) / grp;
+    x->scores_floats = attn_span_scratch_floats(x->tile_tokens, grp, c.max_ctx, hp->head_dim);
+    size_t scores_bytes;
+    if (x->scores_floats == SIZE_MAX ||
+        !size_mul_ok(nt * sizeof(float), x->scores_floats, &scores_bytes)) {
+        llama_ctx_free(x);
+        return err_set(e, ERR_OVERFLOW, "llama: attention scratch for %zu positions overflows",
+                       c.max_ctx);
+    }
+    x->scores = malloc(scores_bytes);
+    x->tiles = malloc(B * sizeof *x->tiles);
     x->mm_scratch_bytes = ctx_scratch_bytes(m, B, c.max_logits);
     if (x->mm_scratch_bytes == SIZE_MAX) {
         llama_ctx_free(x);
@@ -697,7 +722,7 @@ int llama_ctx_new(model *m, const llama_config *cfg, llama_ctx **out, err_msg *e
     x->mm_scratch = x->mm_scratch_bytes ? malloc(x->mm_scratch_bytes) : NULL;
     if (!x->tok || !x->pos || !x->span || !x->rope || !x->x || !x->xb || !x->q || !x->k ||
         !x->v || !x->att || !x->xb2 || !x->hb || !x->hb2 || !x->xo || !x->scores ||
-        (x->mm_scratch_bytes && !x->mm_scratch)) {
+        !x->tiles || (x->mm_scratch_bytes && !x->mm_scratch)) {
         llama_ctx_free(x);
         return err_set(e, ERR_NOMEM, "llama: out of memory for a batch of %zu tokens", B);
     }
@@ -725,6 +750,7 @@ void llama_ctx_free(llama_ctx *c)
     free(c->hb2);
     free(c->xo);
     free(c->scores);
+    free(c->tiles);
     free(c->mm_scratch);
     model_unref(c->m);
     free(c);
@@ -915,46 +941,71 @@ static void rows(llama_ctx *c, size_t n, rows_job jb)
 
 typedef struct attn_job {
     llama_ctx *c;
-    attn_kv akv; // the layer's K/V as attn_group reads them
+    attn_kv akv; // the layer's K/V as attn_span reads them
     const llama_span *spans;
 } attn_job;
 
-/* Attention of items [begin, end), item = token * n_kv_head + KV head: the
- * n_head / n_kv_head query heads sharing that KV head, in one attn_group call
- * (each K/V row read once for the group). */
+/* Attention of items [begin, end), item = tile * n_kv_head + KV head: the
+ * tile's tokens and the n_head / n_kv_head query heads sharing that KV head, in
+ * one attn_span call (each K/V row converted once for all of them). */
 static void attention_items(void *arg, size_t begin, size_t end, int tid)
 {
     const attn_job *jb = arg;
     llama_ctx *c = jb->c;
     const llama_hparams *hp = &c->m->hp;
-    size_t hd = hp->head_dim, grp = hp->n_head / hp->n_kv_head;
-    float *scratch = c->scores + (size_t)tid * attn_scratch_floats(grp, c->cfg.max_ctx, hd);
+    size_t hd = hp->head_dim, grp = hp->n_head / hp->n_kv_head, dim = hp->dim;
+    float *scratch = c->scores + (size_t)tid * c->scores_floats;
     for (size_t it = begin; it < end; it++) {
-        size_t t = it / hp->n_kv_head, g = it % hp->n_kv_head;
-        size_t col = t * hp->dim + g * grp * hd; // the group's first query head
-        attn_group(&jb->akv, jb->spans[c->span[t]].blocks, (size_t)c->pos[t] + 1, g * hd, hd,
-                   c->q + col, grp, c->att + col, scratch);
+        const attn_tile *tl = &c->tiles[it / hp->n_kv_head];
+        size_t t = tl->t0, g = it % hp->n_kv_head;
+        size_t col = t * dim + g * grp * hd; // the group's first query head
+        attn_span(&jb->akv, jb->spans[c->span[t]].blocks, (size_t)c->pos[t], tl->n, g * hd, hd,
+                  c->q + col, dim, grp, c->att + col, dim, scratch);
     }
+}
+
+/* Heavier tiles first (ties in batch order), so the pool's last chunks are the
+ * small ones and the threads finish together. */
+static int tile_cmp(const void *a, const void *b)
+{
+    const attn_tile *x = a, *y = b;
+    if (x->work != y->work)
+        return x->work > y->work ? -1 : 1;
+    return x->t0 < y->t0 ? -1 : x->t0 > y->t0;
 }
 
 /*
  * Causal attention of every token over its own sequence's positions 0..pos:
  *   out_h = Σ_j softmax_j(q_h · k_j / sqrt(head_dim)) v_j, for query head h and KV
  *   head h / (n_head / n_kv_head), j in position order.
- * att (n, dim) gets the heads concatenated. Each (token, KV head) is one item
- * computed whole by one thread (model/attn: the same bits as per head), so the
- * result does not depend on the split.
+ * att (n, dim) gets the heads concatenated. The tokens of a span (consecutive
+ * positions of one sequence) are cut into tiles of tile_tokens; each (tile,
+ * KV head) is one item computed whole by one thread, and model/attn gives
+ * every token the bits attn_group gives it alone, so the result depends
+ * neither on the split nor on the tiling (a prefill chunked by other traffic
+ * gets the same bits).
  */
 static void attention(llama_ctx *c, const llama_kv *kv, size_t l, const llama_span *spans,
                       size_t n)
 {
     attn_job j = {c, attn_view(kv, l), spans};
-    uint64_t work = 0;  // multiply-adds: 2 * head_dim per (token, head, position)
-    for (size_t t = 0; t < n; t++)
-        work += 2 * (uint64_t)c->m->hp.dim * ((uint64_t)c->pos[t] + 1);
-    // chunks of at least ATTN_CHUNK_WORK_MIN multiply-adds (a hand-off costs ~1 us)
-    size_t items = n * c->m->hp.n_kv_head;
-    uint64_t per_item = work / items + 1;
+    size_t n_tiles = 0;
+    uint64_t work = 0; // positions attended over all tokens
+    for (size_t t = 0; t < n;) {
+        size_t e = t + 1; // the span's tokens are consecutive, at consecutive positions
+        while (e < n && e - t < c->tile_tokens && c->span[e] == c->span[t])
+            e++;
+        uint64_t p0 = (uint64_t)c->pos[t], m = e - t;
+        uint64_t w = m * p0 + m * (m + 1) / 2;
+        c->tiles[n_tiles++] = (attn_tile){.t0 = t, .n = e - t, .work = w};
+        work += w;
+        t = e;
+    }
+    qsort(c->tiles, n_tiles, sizeof *c->tiles, tile_cmp);
+    // multiply-adds: 2 * dim per (token, position); chunks of at least
+    // ATTN_CHUNK_WORK_MIN of them (a hand-off costs ~1 us)
+    size_t items = n_tiles * c->m->hp.n_kv_head;
+    uint64_t per_item = 2 * (uint64_t)c->m->hp.dim * work / items + 1;
     size_t min_items = (size_t)(ATTN_CHUNK_WORK_MIN / per_item) + 1;
     pool_for_min(c->cfg.pool, items, 1, min_items, attention_items, &j);
 }

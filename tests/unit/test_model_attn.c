@@ -7,7 +7,13 @@
  * ATTN_HEADS_PER_PASS heads), head sizes with and without vector tails, KV
  * heads not aligned to Q8_0 blocks, block sizes 1..80, positions across block
  * boundaries and a shuffled block table; on the scalar path and, when the CPU
- * has it, the AVX2 path.
+ * has it, the AVX2 path. And attn_span (several consecutive query tokens of a
+ * sequence at once) gives every token, bit for bit, what attn_group gives it
+ * alone: T = 1..40 tokens, first positions 0..130 (tiles of 8 positions, Q8_0
+ * runs of ATTN_Q8_RUN and blocks crossed mid-span), group sizes 1..9, head
+ * sizes with a vector tail (the per-token fallback), of 64 and of 128 (more
+ * than one register chunk), blocks of 1, 16 and 80 positions (an F16 run
+ * longer than ATTN_SPAN_VROWS, continued through memory).
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -234,12 +240,100 @@ static void test_paths_agree(void **state)
     cache_free(&c);
 }
 
+/* attn_span over tokens pos0 .. pos0 + n_tok - 1 of cache c (KV head g) against
+ * attn_group per token. */
+static void check_span(const cache *c, size_t pos0, size_t n_tok, size_t hd, size_t g,
+                       size_t n_q)
+{
+    size_t n_last = pos0 + n_tok;
+    attn_kv kv = {.k = c->k, .v = c->v, .row_bytes = c->row_bytes, .block_tokens = c->bt,
+                  .is_q8 = c->is_q8};
+    size_t qs = n_q * hd + 5; // a token's stride: not a multiple of the head
+    float *q = malloc(n_tok * qs * sizeof *q);
+    float *want = malloc(n_tok * qs * sizeof *want), *got = malloc(n_tok * qs * sizeof *got);
+    size_t nsc = attn_span_scratch_floats(n_tok, n_q, n_last, hd);
+    assert_true(nsc >= attn_scratch_floats(n_q, n_last, hd));
+    float *scratch = malloc(nsc * sizeof *scratch);
+    assert_non_null(q);
+    assert_non_null(want);
+    assert_non_null(got);
+    assert_non_null(scratch);
+    for (size_t i = 0; i < n_tok * qs; i++)
+        q[i] = rng_normal();
+    memset(want, 0xee, n_tok * qs * sizeof *want);
+    for (size_t i = 0; i < n_tok; i++)
+        attn_group(&kv, c->table, pos0 + i + 1, g * hd, hd, q + i * qs, n_q, want + i * qs,
+                   scratch);
+    memset(got, 0xee, n_tok * qs * sizeof *got);
+    memset(scratch, 0xff, nsc * sizeof *scratch); // NaNs: scratch must be written before read
+    attn_span(&kv, c->table, pos0, n_tok, g * hd, hd, q, qs, n_q, got, qs, scratch);
+    for (size_t i = 0; i < n_tok * qs; i++)
+        if (memcmp(&want[i], &got[i], sizeof(float)) != 0)
+            fail_msg("attn_span %s %s: pos0 %zu n_tok %zu bt %zu hd %zu group %zu: token %zu "
+                     "element %zu is %.9g, attn_group gives %.9g", kern_simd_name(),
+                     c->is_q8 ? "q8_0" : "f16", pos0, n_tok, c->bt, hd, n_q, i / qs, i % qs,
+                     (double)got[i], (double)want[i]);
+    free(q);
+    free(want);
+    free(got);
+    free(scratch);
+}
+
+/* full: every combination (the AVX2 path); else a few (the scalar attn_span is
+ * attn_group per token, and the scalar attn_group is slow). */
+static void span_sweep(bool full)
+{
+    static const size_t pos0s[] = {0, 5, 60, 130};
+    static const size_t n_toks[] = {1, 2, 3, 5, 7, 8, 9, 16, 23, 40};
+    static const size_t bts[] = {1, 16, 80};
+    static const size_t hds[] = {12, 64, 128};
+    static const size_t grp[] = {1, 3, 8};
+    for (size_t b = 0; b < sizeof bts / sizeof *bts; b++)
+        for (size_t d = 0; d < sizeof hds / sizeof *hds; d++)
+            for (int q8 = 0; q8 < 2; q8++) {
+                size_t hd = hds[d], n_kv = hd % 32 ? 8 : 2;
+                if (q8 && hd * n_kv % 32)
+                    continue;
+                cache c;
+                cache_make(&c, 170, bts[b], hd * n_kv, q8);
+                for (size_t a = 0; a < sizeof pos0s / sizeof *pos0s; a++)
+                    for (size_t n = 0; n < sizeof n_toks / sizeof *n_toks; n++)
+                        for (size_t g = 0; g < sizeof grp / sizeof *grp; g++)
+                            if (full || (a == 2 && n % 4 == 1 && g == 1))
+                                check_span(&c, pos0s[a], n_toks[n], hd, n_kv - 1, grp[g]);
+                if (hd == 64) {
+                    check_span(&c, 3, 33, hd, 0, 9); // a group of 9, the first KV head
+                    check_span(&c, 0, 70, hd, 1, 3); // one span from position 0 to 69
+                }
+                cache_free(&c);
+            }
+}
+
+static void test_span_scalar(void **state)
+{
+    (void)state;
+    assert_int_equal(kern_simd_set("scalar"), 0);
+    span_sweep(false);
+}
+
+static void test_span_avx2(void **state)
+{
+    (void)state;
+    if (kern_simd_set("avx2") != 0) {
+        fprintf(stderr, "skipping the AVX2 half: the CPU has no AVX2/FMA/F16C\n");
+        return;
+    }
+    span_sweep(true);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_scalar),
         cmocka_unit_test(test_avx2),
         cmocka_unit_test(test_paths_agree),
+        cmocka_unit_test(test_span_scalar),
+        cmocka_unit_test(test_span_avx2),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
