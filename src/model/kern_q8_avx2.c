@@ -120,9 +120,9 @@ static ALWAYS_INLINE void gk(const int R, const int C, const int is_q4, const in
 #pragma GCC unroll 4
             for (int k = 0; k < R; k++) {
                 const uint8_t *p = g[k] + qo + pf_off;
+                if (p < pf_end[k]) // the block's lines ahead, stopping at the stream's end
 #pragma GCC unroll 4
-                for (size_t l = 0; l < qb; l += 64)
-                    if (p + l < pf_end[k])
+                    for (size_t l = 0; l < qb; l += 64)
                         _mm_prefetch((const char *)p + l, _MM_HINT_T0);
             }
         }
@@ -202,40 +202,44 @@ static ALWAYS_INLINE void gk(const int R, const int C, const int is_q4, const in
 }
 
 /*
- * Decode (n = 1) over packed groups [g0, g1): FOUR SEQUENTIAL STREAMS, as the
- * row-layout matvec did before packing: the groups are cut into quarters and
- * each pass computes one group of every quarter, so each stream walks its
- * quarter front to back and the hardware prefetcher follows four long
- * streams; software prefetch runs MV_PF_BYTES ahead in each (the hardware one
- * alone does not run far enough ahead to keep a core busy) and never past the
- * quarter's end. The first MV_PF_BYTES of every quarter are fetched up front.
+ * Decode (n = 1) over packed groups [g0, g1): MV_R SEQUENTIAL STREAMS. The
+ * groups are cut into MV_R stretches and each pass computes one group of
+ * every stretch, so each stream walks its stretch front to back (two fma
+ * chains in flight, and the hardware prefetcher follows a few long streams);
+ * software prefetch runs MV_PF_BYTES ahead in each (the hardware one alone
+ * does not run far enough ahead to keep a core busy) and never past the
+ * stretch's end. The first MV_PF_BYTES of every stretch are fetched up front.
+ * bench-kern -t 1 --type q8_0 (2048 columns, 256 MiB, 4 runs each, a noisy
+ * machine): 2 streams ~9.5 GB/s, 4 streams ~8.1, 1 stream ~8.7; prefetching
+ * into L2 instead (T1) ~8.8 with 2 streams, 3 or 12 KiB ahead no different.
  */
 #define MV_PF_BYTES ((size_t)6144)
 
+#define MV_R 2
 static ALWAYS_INLINE void mv_groups(const kern_mat *w, size_t g0, size_t g1, const kern_act *a,
                                     float *y, const int is_q4)
 {
     const size_t gb = w->pack_group_bytes, nb = w->cols / 32;
-    const size_t q = (g1 - g0) / 4;
+    const size_t q = (g1 - g0) / MV_R;
     const uint8_t *base = w->pack + g0 * gb;
     if (q > 0) {
-        const uint8_t *g[4], *end[4];
-        size_t yr[4];
+        const uint8_t *g[MV_R], *end[MV_R];
+        size_t yr[MV_R];
         size_t ahead = MV_PF_BYTES < q * gb ? MV_PF_BYTES : q * gb;
-        for (int k = 0; k < 4; k++) {
+        for (int k = 0; k < MV_R; k++) {
             end[k] = base + ((size_t)k + 1) * q * gb;
             for (size_t o = 0; o < ahead; o += 64)
                 _mm_prefetch((const char *)base + (size_t)k * q * gb + o, _MM_HINT_T0);
         }
         for (size_t t = 0; t < q; t++) {
-            for (int k = 0; k < 4; k++) {
+            for (int k = 0; k < MV_R; k++) {
                 g[k] = base + ((size_t)k * q + t) * gb;
                 yr[k] = 8 * (g0 + (size_t)k * q + t);
             }
-            gk(4, 1, is_q4, 1, g, yr, nb, a, 0, y, 0, MV_PF_BYTES, end);
+            gk(MV_R, 1, is_q4, 1, g, yr, nb, a, 0, y, 0, MV_PF_BYTES, end);
         }
     }
-    for (size_t t = g0 + 4 * q; t < g1; t++) {
+    for (size_t t = g0 + MV_R * q; t < g1; t++) {
         const uint8_t *g[1] = {w->pack + t * gb}, *end[1] = {w->pack + g1 * gb};
         size_t yr[1] = {8 * t};
         gk(1, 1, is_q4, 1, g, yr, nb, a, 0, y, 0, MV_PF_BYTES, end);
@@ -253,7 +257,7 @@ static ALWAYS_INLINE void mv_groups(const kern_mat *w, size_t g0, size_t g1, con
  *    tile is prefetched.
  */
 #define G_TILE 2
-#define G_C 4
+#define G_C 4 /* 3..6 and 2 groups x 2..3 rows measured within noise of it (bench-kern -n 64) */
 #define A_BLOCK_BYTES ((size_t)192 << 10)
 
 static ALWAYS_INLINE void mm_tile(const int C, const int is_q4, const int pf, const kern_mat *w,
