@@ -340,10 +340,6 @@ void kern_matmul_multi(pool *p, const kern_mat *const *w, float *const *y, size_
         j.w[k] = w[k];
         j.y[k] = y[k];
         j.mm[k] = mm_fn(im, w[k]->type);
-        if (n == 1 && w[k]->type == TENSOR_Q8_0 && im->mv_q8_0)
-            j.mm[k] = im->mv_q8_0;
-        if (n == 1 && w[k]->type == TENSOR_Q4_0 && im->mv_q4_0)
-            j.mm[k] = im->mv_q4_0;
         if (n == 1 && w[k]->type == TENSOR_Q4_K && im->mv_q4_K)
             j.mm[k] = im->mv_q4_K;
         ASSERT(j.mm[k] != NULL);

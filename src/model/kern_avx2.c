@@ -349,7 +349,7 @@ static ALWAYS_INLINE void tile_q6_K(const int C, const kern_mat *w, size_t r, co
     }
     for (size_t b = 0; b < nb; b++) {
         const uint8_t *blk = row + b * 210;
-        if (C == 1) { // decode's matvec: fetch ~3 KiB ahead (see mv_q8)
+        if (C == 1) { // decode's matvec: fetch ~3 KiB ahead (as kern_q8_avx2.c does)
 #pragma GCC unroll 4
             for (int o = 0; o < 256; o += 64)
                 _mm_prefetch((const char *)blk + 16 * 210 + o, _MM_HINT_T0);

@@ -140,9 +140,9 @@ typedef void (*kern_quant_fn)(const float *x, uint8_t *dst, size_t cols);
 typedef struct kern_impl {
     const char *name;
     kern_mm_fn mm_f32, mm_f16, mm_bf16, mm_q8_0, mm_q4_0, mm_q4_K, mm_q6_K;
-    /* n == 1 (decode) over a whole chunk of rows, when the table has one;
-     * otherwise kern.c calls mm_* with n = 1. Bitwise the same results. */
-    kern_mm_fn mv_q8_0, mv_q4_0, mv_q4_K;
+    /* n == 1 (decode) of Q4_K over a whole chunk of rows, when the table has one;
+     * otherwise kern.c calls mm_q4_K with n = 1. Bitwise the same results. */
+    kern_mm_fn mv_q4_K;
     kern_quant_fn quant_q8, quant_q8K;
     void (*rmsnorm)(float *y, const float *x, const float *w, size_t n, float eps);
     void (*softmax)(float *x, size_t n);
