@@ -4,7 +4,7 @@
 # the cache the earlier chunks filled), over all layers of a model shape, one
 # thread. Two ways, alternated in one process so the machine's load hits both:
 #   group  attn_group per (token, KV head): the forward pass before attn_span
-#   span   attn_span per (tile of ceil(24 / group) tokens, KV head), as
+#   span   attn_span per (tile of ceil(48 / group) tokens, KV head), as
 #          llama.c's attention() calls it now
 # and checks that both give the same bits. Prints the median CPU time (of REPS
 # rounds, CLOCK_PROCESS_CPUTIME_ID) per prompt token and the ratio.
@@ -60,7 +60,10 @@ int main(int argc, char **argv)
     int reps = (int)strtol(argv[8], NULL, 10);
     (void)argv[9];
     const size_t bt = 16, kvd = nkv * hd, dim = nkv * grp * hd;
-    const size_t tile = (24 + grp - 1) / grp;
+    const char *te = getenv("TILE"); // tokens per tile; default as llama.c picks them
+    size_t tile = te ? strtoul(te, NULL, 10) : 0;
+    if (tile == 0)
+        tile = (48 + grp - 1) / grp;
     if (P == 0 || C == 0 || reps < 1 || (q8 && kvd % 32))
         return 2;
     size_t rowb = q8 ? kvd / 32 * sizeof(tensor_block_q8_0) : kvd * 2;

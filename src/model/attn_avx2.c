@@ -10,6 +10,7 @@
  */
 #include <immintrin.h>
 #include <math.h>
+#include <stdint.h>
 #include <string.h>
 
 #include "model/attn_int.h"
@@ -278,6 +279,7 @@ static ALWAYS_INLINE void span_scores8(const float *qh, const float *kf, size_t 
 {
     __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0,
            a7 = a0;
+    _Pragma("GCC unroll 16")
     for (size_t d = 0; d < hd; d += 8) {
         __m256 qv = _mm256_loadu_ps(qh + d);
         a0 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(kf + 0 * hd + d), a0);
@@ -316,6 +318,7 @@ static ALWAYS_INLINE void span_accum_chunk(const size_t NC, const float *vf, siz
     _Pragma("GCC unroll 8")
     for (size_t c = 0; c < NC; c++)
         acc[c] = from ? _mm256_loadu_ps(from + d0 + 8 * c) : _mm256_setzero_ps();
+    _Pragma("GCC unroll 4")
     for (size_t t = 0; t < cnt; t++) {
         __m256 w = _mm256_broadcast_ss(p + t);
         const float *v = vf + t * hd + d0;
@@ -334,7 +337,7 @@ static ALWAYS_INLINE void span_accum_chunk(const size_t NC, const float *vf, siz
 }
 
 /* A query head's output over one piece of a run (see span_accum_chunk). */
-static void span_accum(const float *vf, size_t hd, const float *p, size_t cnt, const float *from,
+static ALWAYS_INLINE void span_accum(const float *vf, size_t hd, const float *p, size_t cnt, const float *from,
                        float *part, float *out, bool to_part, bool first_run)
 {
     size_t d0 = 0;
@@ -352,15 +355,250 @@ static void span_accum(const float *vf, size_t hd, const float *p, size_t cnt, c
     }
 }
 
-/* Elements [off, off + hd) of a K or V row as f32, as load8 gives them. */
-static void convert_row(bool q8, const uint8_t *row, size_t off, size_t hd, float *dst)
+/*
+ * span_scores8 for two query heads qa, qb and 4 positions (kf rows 0..3): each
+ * K vector loaded once for both (6 loads per 8 FMAs instead of 9). The lane
+ * reduction is the same tree, one head per 128-bit half: da[p], db[p].
+ */
+static ALWAYS_INLINE void span_scores4x2(const float *qa, const float *qb, const float *kf,
+                                         size_t hd, __m256 vscale, float *da, float *db)
 {
-    if (q8)
+    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, b0 = a0, b1 = a0, b2 = a0,
+           b3 = a0;
+    _Pragma("GCC unroll 16")
+    for (size_t d = 0; d < hd; d += 8) {
+        __m256 qva = _mm256_loadu_ps(qa + d), qvb = _mm256_loadu_ps(qb + d);
+        __m256 k = _mm256_loadu_ps(kf + 0 * hd + d);
+        a0 = _mm256_fmadd_ps(qva, k, a0);
+        b0 = _mm256_fmadd_ps(qvb, k, b0);
+        k = _mm256_loadu_ps(kf + 1 * hd + d);
+        a1 = _mm256_fmadd_ps(qva, k, a1);
+        b1 = _mm256_fmadd_ps(qvb, k, b1);
+        k = _mm256_loadu_ps(kf + 2 * hd + d);
+        a2 = _mm256_fmadd_ps(qva, k, a2);
+        b2 = _mm256_fmadd_ps(qvb, k, b2);
+        k = _mm256_loadu_ps(kf + 3 * hd + d);
+        a3 = _mm256_fmadd_ps(qva, k, a3);
+        b3 = _mm256_fmadd_ps(qvb, k, b3);
+    }
+    // u_p = [a_p lanes l + (l+4) | b_p lanes l + (l+4)], l = 0..3
+    __m256 u0 = _mm256_add_ps(_mm256_permute2f128_ps(a0, b0, 0x20),
+                              _mm256_permute2f128_ps(a0, b0, 0x31));
+    __m256 u1 = _mm256_add_ps(_mm256_permute2f128_ps(a1, b1, 0x20),
+                              _mm256_permute2f128_ps(a1, b1, 0x31));
+    __m256 u2 = _mm256_add_ps(_mm256_permute2f128_ps(a2, b2, 0x20),
+                              _mm256_permute2f128_ps(a2, b2, 0x31));
+    __m256 u3 = _mm256_add_ps(_mm256_permute2f128_ps(a3, b3, 0x20),
+                              _mm256_permute2f128_ps(a3, b3, 0x31));
+    __m256 s = _mm256_mul_ps(_mm256_hadd_ps(_mm256_hadd_ps(u0, u1), _mm256_hadd_ps(u2, u3)),
+                             vscale);
+    _mm_storeu_ps(da, _mm256_castps256_ps128(s));
+    _mm_storeu_ps(db, _mm256_extractf128_ps(s, 1));
+}
+
+/*
+ * span_accum_chunk for two query heads over the same cnt positions (NC <= 4
+ * vectors each): each V vector loaded once for both. The ends (to_part,
+ * first_run) are the same for both heads.
+ */
+static ALWAYS_INLINE void span_accum_chunk2(const size_t NC, const float *vf, size_t hd,
+                                            size_t d0, const float *pa, const float *pb,
+                                            size_t cnt, const float *froma, const float *fromb,
+                                            float *parta, float *partb, float *outa, float *outb,
+                                            bool to_part, bool first_run)
+{
+    __m256 a[4], b[4];
+    _Pragma("GCC unroll 4")
+    for (size_t c = 0; c < NC; c++) {
+        a[c] = froma ? _mm256_loadu_ps(froma + d0 + 8 * c) : _mm256_setzero_ps();
+        b[c] = fromb ? _mm256_loadu_ps(fromb + d0 + 8 * c) : _mm256_setzero_ps();
+    }
+    _Pragma("GCC unroll 4")
+    for (size_t t = 0; t < cnt; t++) {
+        __m256 wa = _mm256_broadcast_ss(pa + t), wb = _mm256_broadcast_ss(pb + t);
+        const float *v = vf + t * hd + d0;
+        _Pragma("GCC unroll 4")
+        for (size_t c = 0; c < NC; c++) {
+            __m256 vv = _mm256_loadu_ps(v + 8 * c);
+            a[c] = _mm256_fmadd_ps(wa, vv, a[c]);
+            b[c] = _mm256_fmadd_ps(wb, vv, b[c]);
+        }
+    }
+    _Pragma("GCC unroll 4")
+    for (size_t c = 0; c < NC; c++) {
+        float *oa = (to_part ? parta : outa) + d0 + 8 * c;
+        float *ob = (to_part ? partb : outb) + d0 + 8 * c;
+        if (to_part || first_run) {
+            _mm256_storeu_ps(oa, a[c]);
+            _mm256_storeu_ps(ob, b[c]);
+        } else {
+            _mm256_storeu_ps(oa, _mm256_add_ps(_mm256_loadu_ps(oa), a[c]));
+            _mm256_storeu_ps(ob, _mm256_add_ps(_mm256_loadu_ps(ob), b[c]));
+        }
+    }
+}
+
+/* span_accum for two query heads with the same cnt and ends. */
+static ALWAYS_INLINE void span_accum2(const float *vf, size_t hd, const float *pa, const float *pb, size_t cnt,
+                        const float *froma, const float *fromb, float *parta, float *partb,
+                        float *outa, float *outb, bool to_part, bool first_run)
+{
+    size_t d0 = 0;
+    for (; d0 + 32 <= hd; d0 += 32)
+        span_accum_chunk2(4, vf, hd, d0, pa, pb, cnt, froma, fromb, parta, partb, outa, outb,
+                          to_part, first_run);
+    switch ((hd - d0) / 8) {
+    case 0: break;
+    case 1:
+        span_accum_chunk2(1, vf, hd, d0, pa, pb, cnt, froma, fromb, parta, partb, outa, outb,
+                          to_part, first_run);
+        break;
+    case 2:
+        span_accum_chunk2(2, vf, hd, d0, pa, pb, cnt, froma, fromb, parta, partb, outa, outb,
+                          to_part, first_run);
+        break;
+    default:
+        span_accum_chunk2(3, vf, hd, d0, pa, pb, cnt, froma, fromb, parta, partb, outa, outb,
+                          to_part, first_run);
+        break;
+    }
+}
+
+/* Elements [off, off + hd) of a K or V row as f32, as load8 gives them. */
+static ALWAYS_INLINE void convert_row(bool q8, const uint8_t *row, size_t off, size_t hd, float *dst)
+{
+    if (q8) {
+        _Pragma("GCC unroll 16")
         for (size_t d = 0; d < hd; d += 8)
             _mm256_storeu_ps(dst + d, load8(true, row, off + d));
-    else
+    } else {
+        _Pragma("GCC unroll 16")
         for (size_t d = 0; d < hd; d += 8)
             _mm256_storeu_ps(dst + d, load8(false, row, off + d));
+    }
+}
+
+/* Positions ahead attn_span requests the K and V rows it converts. */
+#define SPAN_PREFETCH_POS 8
+
+/* attn_span_avx2's work for a multiple-of-8 head size hd, instantiated for the
+ * common constant sizes (loops over hd unrolled) and the cache type q8. */
+static ALWAYS_INLINE void span_body(const size_t hd, const bool q8, const attn_kv *kv,
+                                    const int32_t *blocks, size_t pos0, size_t n_tok, size_t off,
+                                    const float *q, size_t q_stride, size_t n_q, float *out,
+                                    size_t out_stride, float *scratch)
+{
+    const size_t n_last = pos0 + n_tok; // positions the last token sees
+    const size_t stride = (n_last + 7) & ~(size_t)7;
+    float *sc = scratch;                      // (n_tok, n_q, stride): row of (i, h)
+    // K and V tiles on a 64-byte boundary: no vector load of them splits a line
+    float *kf = sc + n_tok * n_q * stride;    // (8, hd) K rows of one tile
+    kf += (64 - (uintptr_t)kf % 64) % 64 / sizeof *kf;
+    float *vf = kf + 8 * hd;                  // (ATTN_SPAN_VROWS, hd) V rows
+    float *part = vf + ATTN_SPAN_VROWS * hd;  // (n_tok, n_q, hd) chains of a long run
+    const float scale = 1.0f / sqrtf((float)hd);
+    const __m256 vscale = _mm256_set1_ps(scale);
+
+    /* Scores, 8 positions at a time: token i needs positions < pos0 + i + 1,
+     * so a tile starting at jb concerns tokens i >= jb - pos0. Scores of
+     * positions past a token's own (the tile's diagonal, or the zero rows
+     * past n_last) land in its row's padding and are never read. */
+    /* The rows are requested SPAN_PREFETCH_POS positions before they are
+     * converted (the table scatters blocks, so the hardware does not). */
+    const size_t head_bytes = q8 ? 0 : hd * 2;
+    attn_rows it, ahead;
+    attn_rows_init(&it, kv, kv->k, blocks, 0);
+    attn_rows_init(&ahead, kv, kv->k, blocks, 0);
+    for (size_t r = 0; r < SPAN_PREFETCH_POS && r < n_last; r++) {
+        if (r)
+            attn_rows_next(&ahead);
+        prefetch_row(ahead.row, off, head_bytes, q8, hd);
+    }
+    for (size_t jb = 0; jb < n_last; jb += 8) {
+        size_t nb = n_last - jb < 8 ? n_last - jb : 8;
+        for (size_t r = 0; r < nb; r++) {
+            if (jb + r)
+                attn_rows_next(&it);
+            if (jb + r + SPAN_PREFETCH_POS < n_last) {
+                attn_rows_next(&ahead);
+                prefetch_row(ahead.row, off, head_bytes, q8, hd);
+            }
+            convert_row(q8, it.row, off, hd, kf + r * hd);
+        }
+        if (nb < 8)
+            memset(kf + nb * hd, 0, (8 - nb) * hd * sizeof *kf);
+        /* The (token, head) rows f = i * n_q + h concerned, two at a time. */
+        size_t f = (jb > pos0 ? jb - pos0 : 0) * n_q, f_end = n_tok * n_q;
+        for (; f + 2 <= f_end; f += 2) {
+            const float *qa = q + f / n_q * q_stride + f % n_q * hd;
+            const float *qb = q + (f + 1) / n_q * q_stride + (f + 1) % n_q * hd;
+            float *da = sc + f * stride + jb, *db = da + stride;
+            span_scores4x2(qa, qb, kf, hd, vscale, da, db);
+            span_scores4x2(qa, qb, kf + 4 * hd, hd, vscale, da + 4, db + 4);
+        }
+        if (f < f_end)
+            span_scores8(q + f / n_q * q_stride + f % n_q * hd, kf, hd, vscale,
+                         sc + f * stride + jb);
+    }
+    for (size_t i = 0; i < n_tok; i++)
+        for (size_t h = 0; h < n_q; h++)
+            kern_softmax(sc + (i * n_q + h) * stride, pos0 + i + 1);
+
+    /* Weighted V sums, run by run (attn_run_len: the runs attn_group adds),
+     * each run in pieces of at most ATTN_SPAN_VROWS converted rows; a chain
+     * that spans pieces waits in part. */
+    const size_t run = attn_run_len(kv);
+    attn_rows_init(&it, kv, kv->v, blocks, 0);
+    attn_rows_init(&ahead, kv, kv->v, blocks, 0);
+    for (size_t r = 0; r < SPAN_PREFETCH_POS && r < n_last; r++) {
+        if (r)
+            attn_rows_next(&ahead);
+        prefetch_row(ahead.row, off, head_bytes, q8, hd);
+    }
+    for (size_t j0 = 0; j0 < n_last; j0 += run) {
+        size_t run_end = n_last - j0 < run ? n_last : j0 + run;
+        for (size_t pc = j0; pc < run_end; pc += ATTN_SPAN_VROWS) {
+            size_t pe = run_end - pc < ATTN_SPAN_VROWS ? run_end : pc + ATTN_SPAN_VROWS;
+            for (size_t r = pc; r < pe; r++) {
+                if (r)
+                    attn_rows_next(&it);
+                if (r + SPAN_PREFETCH_POS < n_last) {
+                    attn_rows_next(&ahead);
+                    prefetch_row(ahead.row, off, head_bytes, q8, hd);
+                }
+                convert_row(q8, it.row, off, hd, vf + (r - pc) * hd);
+            }
+            /* The (token, head) rows f = i * n_q + h concerned, two at a time
+             * when their tokens use as many positions of the piece and both
+             * chains end (or go on) alike: all but the diagonal's. */
+            size_t f = (pc > pos0 ? pc - pos0 : 0) * n_q, f_end = n_tok * n_q;
+            while (f < f_end) {
+                size_t ia = f / n_q, ha = f % n_q;
+                size_t n_a = pos0 + ia + 1;                  // token ia's positions
+                size_t end_a = n_a < pe ? n_a : pe;          // its last of the piece + 1
+                bool to_part = end_a < (n_a < run_end ? n_a : run_end); // goes on after pe
+                float *pa = part + f * hd, *oa = out + ia * out_stride + ha * hd;
+                const float *wa = sc + f * stride + pc;
+                if (f + 1 < f_end) {
+                    size_t ib = (f + 1) / n_q, hb = (f + 1) % n_q;
+                    size_t n_b = pos0 + ib + 1;
+                    size_t end_b = n_b < pe ? n_b : pe;
+                    bool to_part_b = end_b < (n_b < run_end ? n_b : run_end);
+                    if (end_b == end_a && to_part_b == to_part) {
+                        float *pb = pa + hd;
+                        span_accum2(vf, hd, wa, wa + stride, end_a - pc, pc == j0 ? NULL : pa,
+                                    pc == j0 ? NULL : pb, pa, pb, oa,
+                                    out + ib * out_stride + hb * hd, to_part, j0 == 0);
+                        f += 2;
+                        continue;
+                    }
+                }
+                span_accum(vf, hd, wa, end_a - pc, pc == j0 ? NULL : pa, pa, oa, to_part,
+                           j0 == 0);
+                f++;
+            }
+        }
+    }
 }
 
 void attn_span_avx2(const attn_kv *kv, const int32_t *blocks, size_t pos0, size_t n_tok,
@@ -373,66 +611,13 @@ void attn_span_avx2(const attn_kv *kv, const int32_t *blocks, size_t pos0, size_
                             out + i * out_stride, scratch);
         return;
     }
-    const bool q8 = kv->is_q8;
-    const size_t n_last = pos0 + n_tok; // positions the last token sees
-    const size_t stride = (n_last + 7) & ~(size_t)7;
-    float *sc = scratch;                      // (n_tok, n_q, stride): row of (i, h)
-    float *kf = sc + n_tok * n_q * stride;    // (8, hd) K rows of one tile
-    float *vf = kf + 8 * hd;                  // (ATTN_SPAN_VROWS, hd) V rows
-    float *part = vf + ATTN_SPAN_VROWS * hd;  // (n_tok, n_q, hd) chains of a long run
-    const float scale = 1.0f / sqrtf((float)hd);
-    const __m256 vscale = _mm256_set1_ps(scale);
-
-    /* Scores, 8 positions at a time: token i needs positions < pos0 + i + 1,
-     * so a tile starting at jb concerns tokens i >= jb - pos0. Scores of
-     * positions past a token's own (the tile's diagonal, or the zero rows
-     * past n_last) land in its row's padding and are never read. */
-    attn_rows it;
-    attn_rows_init(&it, kv, kv->k, blocks, 0);
-    for (size_t jb = 0; jb < n_last; jb += 8) {
-        size_t nb = n_last - jb < 8 ? n_last - jb : 8;
-        for (size_t r = 0; r < nb; r++) {
-            if (jb + r)
-                attn_rows_next(&it);
-            convert_row(q8, it.row, off, hd, kf + r * hd);
-        }
-        if (nb < 8)
-            memset(kf + nb * hd, 0, (8 - nb) * hd * sizeof *kf);
-        for (size_t i = jb > pos0 ? jb - pos0 : 0; i < n_tok; i++)
-            for (size_t h = 0; h < n_q; h++)
-                span_scores8(q + i * q_stride + h * hd, kf, hd, vscale,
-                             sc + (i * n_q + h) * stride + jb);
-    }
-    for (size_t i = 0; i < n_tok; i++)
-        for (size_t h = 0; h < n_q; h++)
-            kern_softmax(sc + (i * n_q + h) * stride, pos0 + i + 1);
-
-    /* Weighted V sums, run by run (attn_run_len: the runs attn_group adds),
-     * each run in pieces of at most ATTN_SPAN_VROWS converted rows; a chain
-     * that spans pieces waits in part. */
-    const size_t run = attn_run_len(kv);
-    attn_rows_init(&it, kv, kv->v, blocks, 0);
-    for (size_t j0 = 0; j0 < n_last; j0 += run) {
-        size_t run_end = n_last - j0 < run ? n_last : j0 + run;
-        for (size_t pc = j0; pc < run_end; pc += ATTN_SPAN_VROWS) {
-            size_t pe = run_end - pc < ATTN_SPAN_VROWS ? run_end : pc + ATTN_SPAN_VROWS;
-            for (size_t r = pc; r < pe; r++) {
-                if (r)
-                    attn_rows_next(&it);
-                convert_row(q8, it.row, off, hd, vf + (r - pc) * hd);
-            }
-            for (size_t i = pc > pos0 ? pc - pos0 : 0; i < n_tok; i++) {
-                size_t n_i = pos0 + i + 1;             // token i's positions
-                size_t end_i = n_i < pe ? n_i : pe;    // its last position of the piece + 1
-                size_t run_end_i = n_i < run_end ? n_i : run_end;
-                bool to_part = end_i < run_end_i;      // its chain goes on in the next piece
-                for (size_t h = 0; h < n_q; h++) {
-                    float *ph = part + (i * n_q + h) * hd;
-                    span_accum(vf, hd, sc + (i * n_q + h) * stride + pc, end_i - pc,
-                               pc == j0 ? NULL : ph, ph, out + i * out_stride + h * hd,
-                               to_part, j0 == 0);
-                }
-            }
-        }
-    }
+#define SPAN_BODY(HD, Q8) \
+    span_body(HD, Q8, kv, blocks, pos0, n_tok, off, q, q_stride, n_q, out, out_stride, scratch)
+    if (hd == 64)
+        kv->is_q8 ? SPAN_BODY(64, true) : SPAN_BODY(64, false);
+    else if (hd == 128)
+        kv->is_q8 ? SPAN_BODY(128, true) : SPAN_BODY(128, false);
+    else
+        kv->is_q8 ? SPAN_BODY(hd, true) : SPAN_BODY(hd, false);
+#undef SPAN_BODY
 }
