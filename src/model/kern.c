@@ -121,14 +121,14 @@ static void pack_group(const kern_mat *m, size_t g, uint8_t *dst)
 {
     const bool q4 = m->type == TENSOR_Q4_0;
     const size_t nb = m->cols / 32, bb = q4 ? 18 : 34, qb = KERN_PACK_QB(q4);
-    uint8_t *qs = dst + KERN_PACK_D_BYTES(nb);
+    const size_t bs = KERN_PACK_BS(qb);
     for (size_t r = 0; r < 8; r++) {
         const uint8_t *row = (const uint8_t *)m->data + (8 * g + r) * m->row_bytes;
         for (size_t b = 0; b < nb; b++) {
             const uint8_t *blk = row + b * bb;
-            memcpy(dst + 16 * b + 2 * r, blk, 2);
+            memcpy(dst + b * bs + qb + 2 * r, blk, 2);
             for (size_t k = 0; k < qb / 32; k++)
-                memcpy(qs + b * qb + 32 * k + 4 * r, blk + 2 + 4 * k, 4);
+                memcpy(dst + b * bs + 32 * k + 4 * r, blk + 2 + 4 * k, 4);
         }
     }
 }
@@ -139,8 +139,10 @@ int kern_mat_pack(kern_mat *m)
         return 0;
     const size_t nb = m->cols / 32, qb = KERN_PACK_QB(m->type == TENSOR_Q4_0);
     size_t groups = m->rows / 8, gbytes, total;
-    if (!size_mul_ok(nb, qb, &gbytes) || !size_add_ok(gbytes, KERN_PACK_D_BYTES(nb), &gbytes) ||
-        !size_mul_ok(gbytes, groups, &total))
+    if (!size_mul_ok(nb, KERN_PACK_BS(qb), &gbytes) || !size_add_ok(gbytes, 63, &gbytes))
+        return ERR_OVERFLOW;
+    gbytes &= ~(size_t)63; // each group 64-aligned
+    if (!size_mul_ok(gbytes, groups, &total))
         return ERR_OVERFLOW;
     void *p = mmap(NULL, total, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (p == MAP_FAILED)

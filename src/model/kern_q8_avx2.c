@@ -96,7 +96,7 @@ static ALWAYS_INLINE void gk(const int R, const int C, const int is_q4, const in
                              const kern_act *a, size_t i, float *y, size_t ldy, size_t pf_off,
                              const uint8_t *const *pf_end)
 {
-    const size_t qb = KERN_PACK_QB(is_q4), dby = KERN_PACK_D_BYTES(nb);
+    const size_t qb = KERN_PACK_QB(is_q4), bs = KERN_PACK_BS(qb);
     const __m256i ones = _mm256_set1_epi16(1), m4 = _mm256_set1_epi8(0x0f);
     const int8_t *xq[8];
     const float *xd[8];
@@ -115,14 +115,14 @@ static ALWAYS_INLINE void gk(const int R, const int C, const int is_q4, const in
             acc[k][c] = _mm256_setzero_ps();
     for (size_t b = 0; b < nb; b++) {
         __m256i s[4][8];
-        const size_t qo = dby + b * qb;
+        const size_t qo = b * bs;
         if (pf) {
 #pragma GCC unroll 4
             for (int k = 0; k < R; k++) {
                 const uint8_t *p = g[k] + qo + pf_off;
                 if (p < pf_end[k]) // the block's lines ahead, stopping at the stream's end
 #pragma GCC unroll 4
-                    for (size_t l = 0; l < qb; l += 64)
+                    for (size_t l = 0; l < bs; l += 64)
                         _mm_prefetch((const char *)p + l, _MM_HINT_T0);
             }
         }
@@ -138,7 +138,7 @@ static ALWAYS_INLINE void gk(const int R, const int C, const int is_q4, const in
                 __m256i lo[4], hi[4];
 #pragma GCC unroll 4
                 for (int k = 0; k < R; k++) {
-                    __m256i p = _mm256_load_si256((const __m256i *)(g[k] + qo + 32 * j));
+                    __m256i p = _mm256_loadu_si256((const __m256i *)(g[k] + qo + 32 * j));
                     lo[k] = _mm256_and_si256(p, m4);
                     hi[k] = _mm256_and_si256(_mm256_srli_epi16(p, 4), m4);
                 }
@@ -171,7 +171,7 @@ static ALWAYS_INLINE void gk(const int R, const int C, const int is_q4, const in
                 __m256i wv[4], aw[4];
 #pragma GCC unroll 4
                 for (int k = 0; k < R; k++) {
-                    wv[k] = _mm256_load_si256((const __m256i *)(g[k] + qo + 32 * j));
+                    wv[k] = _mm256_loadu_si256((const __m256i *)(g[k] + qo + 32 * j));
                     aw[k] = _mm256_sign_epi8(wv[k], wv[k]);
                 }
 #pragma GCC unroll 8
@@ -187,7 +187,7 @@ static ALWAYS_INLINE void gk(const int R, const int C, const int is_q4, const in
         }
 #pragma GCC unroll 4
         for (int k = 0; k < R; k++) {
-            __m256 dw = _mm256_cvtph_ps(_mm_load_si128((const __m128i *)(g[k] + 16 * b)));
+            __m256 dw = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(g[k] + qo + qb)));
 #pragma GCC unroll 8
             for (int c = 0; c < C; c++)
                 acc[k][c] = _mm256_fmadd_ps(_mm256_mul_ps(dw, _mm256_broadcast_ss(xd[c] + b)),
