@@ -113,8 +113,8 @@ size_t attn_span_scratch_floats(size_t n_tok, size_t n_q, size_t n_pos_max, size
     // scores (n_tok, n_q, stride) + K tile (8, hd) + V rows (ATTN_SPAN_VROWS, hd)
     // + partial sums (n_tok, n_q, hd) + 16 to align the tiles to 64 bytes
     size_t stride, heads, a, b, c, n;
-    if (!size_add_ok(n_pos_max, 7, &stride) || !size_mul_ok(n_tok, n_q, &heads) ||
-        !size_mul_ok(heads, stride & ~(size_t)7, &a) ||
+    if (!size_add_ok(n_pos_max, 7 + ATTN_SPAN_ROW_PAD, &stride) ||
+        !size_mul_ok(n_tok, n_q, &heads) || !size_mul_ok(heads, stride & ~(size_t)7, &a) ||
         !size_mul_ok(8 + ATTN_SPAN_VROWS, head_dim, &b) || !size_mul_ok(heads, head_dim, &c) ||
         !size_add_ok(a, b, &n) || !size_add_ok(n, c, &n) || !size_add_ok(n, 16, &n))
         return SIZE_MAX;

@@ -72,7 +72,7 @@ void attn_group(const attn_kv *kv, const int32_t *blocks, size_t n_pos, size_t o
 /*
  * Floats of scratch attn_span needs for n_tok query tokens of n_q heads whose
  * last token sees n_pos_max positions (pos0 + n_tok): the scores (n_tok, n_q,
- * n_pos_max rounded up to 8), one K tile (8, head_dim), ATTN_SPAN_VROWS V rows,
+ * n_pos_max rounded up to 8 plus a pad), one K tile (8, head_dim), ATTN_SPAN_VROWS V rows,
  * the partial sums (n_tok, n_q, head_dim) and 16 to align the tiles. At least
  * attn_scratch_floats(n_q, n_pos_max, head_dim). SIZE_MAX on overflow.
  */

@@ -489,7 +489,7 @@ static ALWAYS_INLINE void span_body(const size_t hd, const bool q8, const attn_k
                                     size_t out_stride, float *scratch)
 {
     const size_t n_last = pos0 + n_tok; // positions the last token sees
-    const size_t stride = (n_last + 7) & ~(size_t)7;
+    const size_t stride = ((n_last + 7) & ~(size_t)7) + ATTN_SPAN_ROW_PAD;
     float *sc = scratch;                      // (n_tok, n_q, stride): row of (i, h)
     // K and V tiles on a 64-byte boundary: no vector load of them splits a line
     float *kf = sc + n_tok * n_q * stride;    // (8, hd) K rows of one tile

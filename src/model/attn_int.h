@@ -62,3 +62,9 @@ void attn_group_avx2(const attn_kv *kv, const int32_t *blocks, size_t n_pos, siz
 void attn_span_avx2(const attn_kv *kv, const int32_t *blocks, size_t pos0, size_t n_tok,
                     size_t off, size_t head_dim, const float *q, size_t q_stride, size_t n_q,
                     float *out, size_t out_stride, float *scratch);
+
+/* Floats added to each scores row of attn_span (its stride is the positions
+ * rounded up to 8, plus this): rows a multiple of 4 KiB apart would all fall
+ * in the same few L1 sets, and the 8-position score tiles written to 48 rows
+ * would then evict each other. */
+#define ATTN_SPAN_ROW_PAD 16
