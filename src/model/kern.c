@@ -128,7 +128,12 @@ static void pack_group(const kern_mat *m, size_t g, uint8_t *dst)
             const uint8_t *blk = row + b * bb;
             memcpy(dst + b * bs + qb + 2 * r, blk, 2);
             for (size_t k = 0; k < qb / 32; k++)
-                memcpy(dst + b * bs + 32 * k + 4 * r, blk + 2 + 4 * k, 4);
+            {
+                uint8_t *o = dst + b * bs + 32 * k + 4 * r;
+                memcpy(o, blk + 2 + 4 * k, 4);
+                for (size_t e = 0; e < 4 && !q4; e++)
+                    o[e] ^= 0x80; // Q8_0: u = w + 128, two unsigned nibbles
+            }
         }
     }
 }

@@ -117,8 +117,9 @@ static inline const int32_t *kern_act_sb(const kern_act *a, size_t i)
  * at pack + g * pack_group_bytes (64-aligned) and holds its nb = cols/32 blocks
  * one after the other, KERN_PACK_BS bytes each (one sequential stream):
  *   qs, KERN_PACK_QB bytes: byte 32k + 4r + e is byte 4k + e of row 8g+r's
- *       block qs, k < 8 (Q8_0: element 4k+e) or k < 4 (Q4_0: its low nibble is
- *       element 4k+e, its high nibble element 16+4k+e);
+ *       block qs, k < 8 (Q8_0: element 4k+e, stored as w + 128 = w ^ 0x80, an
+ *       unsigned byte: two unsigned nibbles for maddubs) or k < 4 (Q4_0: its low
+ *       nibble is element 4k+e, its high nibble element 16+4k+e);
  *   then uint16 d[8] (f16): the 8 rows' scales of the block.
  * So one 32-byte vector holds 4 consecutive elements of each of the 8 rows.
  * (The scales in a separate array at the group's start made decode ~15% slower:

@@ -11,13 +11,18 @@
  *
  * PACKED GROUPS (kern_mat_pack, layout in kern_int.h): one vector of a group
  * block holds 4 consecutive elements of each of 8 weight rows. Broadcasting
- * the activation's 4 matching bytes to all lanes, one maddubs (+ madd) gives
- * the 8 rows' partial sums in the 8 int32 lanes; summing the block's 8 (Q8_0)
- * or 4 x 2 (Q4_0) vectors gives the 8 rows' S_b in one vector, and ONE
- * convert, multiply and fma serve 8 (row, activation row) pairs. Integer
- * ranges: maddubs's pair sums are at most 2*128*127 (Q8_0, |w| <= 128 unsigned
- * against |x| <= 127) or 2*15*127 (Q4_0 nibbles); Q4_0 adds its 8 maddubs
- * results in int16 (<= 30480) before one madd, Q8_0 widens each with madd.
+ * the activation's 4 matching bytes to all lanes, one maddubs gives the 8
+ * rows' partial sums; summed over the block's vectors they give the 8 rows'
+ * S_b in one vector, and ONE convert, multiply and fma serve 8 (row,
+ * activation row) pairs. maddubs wants one unsigned operand: Q4_0 has
+ * unsigned nibbles q (w = q - 8), and Q8_0 is packed as u = w + 128 = 16h + l,
+ * two unsigned nibbles, so w·x = 16 (h·x) + l·x - 128 x. Each maddubs pair sum
+ * is then at most 2*15*127 = 3810 and the 8 of a block add up in int16
+ * (<= 30480) before one madd widens them: per pair and 32 elements that is
+ * 1 (Q4_0) or 2 (Q8_0) maddubs on Zen 3's two multiply pipes (which also run
+ * vpsignb and vpmaddwd: measured 2 per cycle in all), instead of the sign
+ * trick's sign + maddubs + madd. The -8 / -128 offsets are one subtraction
+ * of the activation's per-block sum (kern_act_sb: 8 * sum of x) per block.
  *
  * Rows outside whole packed groups of [r0, r1) (an unpacked matrix, the rows
  * after the last group, a range that splits a group) run row by row
@@ -29,6 +34,12 @@
 
 #include "model/kern_int.h"
 #include "model/simd_avx2.h"
+
+/*
+ * Keeps an integer accumulation a chain: without it GCC reassociates the sums
+ * of a block into a tree, computing all products first, and spills them.
+ */
+#define CHAIN(v) __asm__("" : "+x"(v))
 
 /* The 4 bytes at p in all 8 lanes (one broadcast load). */
 static ALWAYS_INLINE __m256i bcast4(const int8_t *p)
@@ -150,6 +161,7 @@ static ALWAYS_INLINE void gk(const int R, const int C, const int is_q4, const in
                     for (int k = 0; k < R; k++) {
                         s16[k][c] = _mm256_add_epi16(s16[k][c], _mm256_maddubs_epi16(lo[k], xl));
                         s16[k][c] = _mm256_add_epi16(s16[k][c], _mm256_maddubs_epi16(hi[k], xh));
+                        CHAIN(s16[k][c]);
                     }
                 }
             }
@@ -161,28 +173,44 @@ static ALWAYS_INLINE void gk(const int R, const int C, const int is_q4, const in
                     s[k][c] = _mm256_sub_epi32(_mm256_madd_epi16(s16[k][c], ones), corr);
             }
         } else {
+            // u = w + 128 = 16 * h + l (nibbles): w·x = 16 * (h·x) + l·x - 128 * x
+            __m256i sl[4][8], sh[4][8];
 #pragma GCC unroll 4
             for (int k = 0; k < R; k++)
 #pragma GCC unroll 8
                 for (int c = 0; c < C; c++)
-                    s[k][c] = _mm256_setzero_si256();
+                    sl[k][c] = sh[k][c] = _mm256_setzero_si256();
 #pragma GCC unroll 8
             for (int j = 0; j < 8; j++) {
-                __m256i wv[4], aw[4];
+                __m256i lo[4], hi[4];
 #pragma GCC unroll 4
                 for (int k = 0; k < R; k++) {
-                    wv[k] = _mm256_loadu_si256((const __m256i *)(g[k] + qo + 32 * j));
-                    aw[k] = _mm256_sign_epi8(wv[k], wv[k]);
+                    __m256i p = _mm256_loadu_si256((const __m256i *)(g[k] + qo + 32 * j));
+                    lo[k] = _mm256_and_si256(p, m4);
+                    hi[k] = _mm256_and_si256(_mm256_srli_epi16(p, 4), m4);
                 }
 #pragma GCC unroll 8
                 for (int c = 0; c < C; c++) {
                     __m256i xb = bcast4(xq[c] + 32 * b + 4 * j);
 #pragma GCC unroll 4
                     for (int k = 0; k < R; k++) {
-                        __m256i p = _mm256_maddubs_epi16(aw[k], _mm256_sign_epi8(xb, wv[k]));
-                        s[k][c] = _mm256_add_epi32(s[k][c], _mm256_madd_epi16(p, ones));
+                        sl[k][c] = _mm256_add_epi16(sl[k][c], _mm256_maddubs_epi16(lo[k], xb));
+                        sh[k][c] = _mm256_add_epi16(sh[k][c], _mm256_maddubs_epi16(hi[k], xb));
+                        CHAIN(sl[k][c]);
+                        CHAIN(sh[k][c]);
                     }
                 }
+            }
+            const __m256i sixteen = _mm256_set1_epi16(16);
+#pragma GCC unroll 8
+            for (int c = 0; c < C; c++) {
+                __m256i corr = _mm256_set1_epi32(16 * xs[c][b]); // 128 * (sum of the block's x)
+#pragma GCC unroll 4
+                for (int k = 0; k < R; k++)
+                    s[k][c] = _mm256_sub_epi32(
+                        _mm256_add_epi32(_mm256_madd_epi16(sh[k][c], sixteen),
+                                         _mm256_madd_epi16(sl[k][c], ones)),
+                        corr);
             }
         }
 #pragma GCC unroll 4
@@ -209,13 +237,13 @@ static ALWAYS_INLINE void gk(const int R, const int C, const int is_q4, const in
  * software prefetch runs MV_PF_BYTES ahead in each (the hardware one alone
  * does not run far enough ahead to keep a core busy) and never past the
  * stretch's end. The first MV_PF_BYTES of every stretch are fetched up front.
- * bench-kern -t 1 --type q8_0 (2048 columns, 256 MiB, 4 runs each, a noisy
- * machine): 2 streams ~9.5 GB/s, 4 streams ~8.1, 1 stream ~8.7; prefetching
- * into L2 instead (T1) ~8.8 with 2 streams, 3 or 12 KiB ahead no different.
+ * 1-thread smollm-135m Q8_0 decode (bench-model -t 1, 3 alternated rounds on
+ * a noisy machine): 3 streams 81 tok/s, 2 and 4 streams 74-75; prefetching
+ * into L2 instead (T1), or 3 or 12 KiB ahead, no better.
  */
 #define MV_PF_BYTES ((size_t)6144)
 
-#define MV_R 2
+#define MV_R 3
 static ALWAYS_INLINE void mv_groups(const kern_mat *w, size_t g0, size_t g1, const kern_act *a,
                                     float *y, const int is_q4)
 {
@@ -257,7 +285,7 @@ static ALWAYS_INLINE void mv_groups(const kern_mat *w, size_t g0, size_t g1, con
  *    tile is prefetched.
  */
 #define G_TILE 2
-#define G_C 4 /* 3..6 and 2 groups x 2..3 rows measured within noise of it (bench-kern -n 64) */
+#define G_C 4 /* 3: ~10% slower; 5, 6 and 2 groups x 2..3 rows: within noise (bench-kern -n 64) */
 #define A_BLOCK_BYTES ((size_t)192 << 10)
 
 static ALWAYS_INLINE void mm_tile(const int C, const int is_q4, const int pf, const kern_mat *w,
