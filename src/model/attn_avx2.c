@@ -527,18 +527,23 @@ static ALWAYS_INLINE void span_body(const size_t hd, const bool q8, const attn_k
         }
         if (nb < 8)
             memset(kf + nb * hd, 0, (8 - nb) * hd * sizeof *kf);
-        /* The (token, head) rows f = i * n_q + h concerned, two at a time. */
-        size_t f = (jb > pos0 ? jb - pos0 : 0) * n_q, f_end = n_tok * n_q;
+        /* The (token, head) rows f = i * n_q + h concerned, two at a time;
+         * (i, h) walked along with f (no division per row). */
+        size_t i = jb > pos0 ? jb - pos0 : 0, h = 0;
+        size_t f = i * n_q, f_end = n_tok * n_q;
         for (; f + 2 <= f_end; f += 2) {
-            const float *qa = q + f / n_q * q_stride + f % n_q * hd;
-            const float *qb = q + (f + 1) / n_q * q_stride + (f + 1) % n_q * hd;
+            const float *qa = q + i * q_stride + h * hd;
+            if (++h == n_q)
+                h = 0, i++;
+            const float *qb = q + i * q_stride + h * hd;
+            if (++h == n_q)
+                h = 0, i++;
             float *da = sc + f * stride + jb, *db = da + stride;
             span_scores4x2(qa, qb, kf, hd, vscale, da, db);
             span_scores4x2(qa, qb, kf + 4 * hd, hd, vscale, da + 4, db + 4);
         }
         if (f < f_end)
-            span_scores8(q + f / n_q * q_stride + f % n_q * hd, kf, hd, vscale,
-                         sc + f * stride + jb);
+            span_scores8(q + i * q_stride + h * hd, kf, hd, vscale, sc + f * stride + jb);
     }
     for (size_t i = 0; i < n_tok; i++)
         for (size_t h = 0; h < n_q; h++)
@@ -571,16 +576,18 @@ static ALWAYS_INLINE void span_body(const size_t hd, const bool q8, const attn_k
             /* The (token, head) rows f = i * n_q + h concerned, two at a time
              * when their tokens use as many positions of the piece and both
              * chains end (or go on) alike: all but the diagonal's. */
-            size_t f = (pc > pos0 ? pc - pos0 : 0) * n_q, f_end = n_tok * n_q;
+            size_t ia = pc > pos0 ? pc - pos0 : 0, ha = 0; // (token, head) of row f
+            size_t f = ia * n_q, f_end = n_tok * n_q;
             while (f < f_end) {
-                size_t ia = f / n_q, ha = f % n_q;
                 size_t n_a = pos0 + ia + 1;                  // token ia's positions
                 size_t end_a = n_a < pe ? n_a : pe;          // its last of the piece + 1
                 bool to_part = end_a < (n_a < run_end ? n_a : run_end); // goes on after pe
                 float *pa = part + f * hd, *oa = out + ia * out_stride + ha * hd;
                 const float *wa = sc + f * stride + pc;
+                size_t ib = ia, hb = ha + 1; // row f + 1
+                if (hb == n_q)
+                    hb = 0, ib++;
                 if (f + 1 < f_end) {
-                    size_t ib = (f + 1) / n_q, hb = (f + 1) % n_q;
                     size_t n_b = pos0 + ib + 1;
                     size_t end_b = n_b < pe ? n_b : pe;
                     bool to_part_b = end_b < (n_b < run_end ? n_b : run_end);
@@ -590,12 +597,16 @@ static ALWAYS_INLINE void span_body(const size_t hd, const bool q8, const attn_k
                                     pc == j0 ? NULL : pb, pa, pb, oa,
                                     out + ib * out_stride + hb * hd, to_part, j0 == 0);
                         f += 2;
+                        ia = ib, ha = hb + 1;
+                        if (ha == n_q)
+                            ha = 0, ia++;
                         continue;
                     }
                 }
                 span_accum(vf, hd, wa, end_a - pc, pc == j0 ? NULL : pa, pa, oa, to_part,
                            j0 == 0);
                 f++;
+                ia = ib, ha = hb;
             }
         }
     }
