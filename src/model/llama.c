@@ -633,6 +633,8 @@ struct llama_ctx {
     size_t scores_floats; // attn_span_scratch_floats(tile_tokens, group, max_ctx, head_dim)
     size_t tile_tokens; // query tokens of one sequence per attention item
     attn_tile *tiles;   // (max_batch_tokens) attention items of a step, heaviest first
+    size_t n_tiles;     // tiles of this step
+    uint64_t attn_work; // positions attended by this step's tokens, summed
     size_t n_threads;   // participants of cfg.pool
     void *mm_scratch;   // kern_matmul's quantized activations, for the largest case
     size_t mm_scratch_bytes;
@@ -987,10 +989,21 @@ static int tile_cmp(const void *a, const void *b)
  * neither on the split nor on the tiling (a prefill chunked by other traffic
  * gets the same bits).
  */
-static void attention(llama_ctx *c, const llama_kv *kv, size_t l, const llama_span *spans,
-                      size_t n)
+static void attention(llama_ctx *c, const llama_kv *kv, size_t l, const llama_span *spans)
 {
     attn_job j = {c, attn_view(kv, l), spans};
+    // multiply-adds: 2 * dim per (token, position); chunks of at least
+    // ATTN_CHUNK_WORK_MIN of them (a hand-off costs ~1 us)
+    size_t items = c->n_tiles * c->m->hp.n_kv_head;
+    uint64_t per_item = 2 * (uint64_t)c->m->hp.dim * c->attn_work / items + 1;
+    size_t min_items = (size_t)(ATTN_CHUNK_WORK_MIN / per_item) + 1;
+    pool_for_min(c->cfg.pool, items, 1, min_items, attention_items, &j);
+}
+
+/* Cuts the step's n tokens into attention tiles (the same for every layer),
+ * heaviest first, with the total positions attended. */
+static void plan_tiles(llama_ctx *c, size_t n)
+{
     size_t n_tiles = 0;
     uint64_t work = 0; // positions attended over all tokens
     for (size_t t = 0; t < n;) {
@@ -1004,12 +1017,8 @@ static void attention(llama_ctx *c, const llama_kv *kv, size_t l, const llama_sp
         t = e;
     }
     qsort(c->tiles, n_tiles, sizeof *c->tiles, tile_cmp);
-    // multiply-adds: 2 * dim per (token, position); chunks of at least
-    // ATTN_CHUNK_WORK_MIN of them (a hand-off costs ~1 us)
-    size_t items = n_tiles * c->m->hp.n_kv_head;
-    uint64_t per_item = 2 * (uint64_t)c->m->hp.dim * work / items + 1;
-    size_t min_items = (size_t)(ATTN_CHUNK_WORK_MIN / per_item) + 1;
-    pool_for_min(c->cfg.pool, items, 1, min_items, attention_items, &j);
+    c->n_tiles = n_tiles;
+    c->attn_work = work;
 }
 
 /* Checks the spans and lays out tok/pos/span per token. Returns the token count. */
@@ -1080,6 +1089,7 @@ static int forward(llama_ctx *c, llama_kv *kv, const llama_span *spans, size_t n
                               m->tok_embd.data + (size_t)c->tok[t] * m->tok_embd.row_bytes,
                               c->x + t * dim, dim);
     rope_tables(c, B);
+    plan_tiles(c, B);
 
     // xb (B, dim) = the first layer's attention norm; later layers get theirs
     // from the previous layer's last residual add
@@ -1094,7 +1104,7 @@ static int forward(llama_ctx *c, llama_kv *kv, const llama_span *spans, size_t n
         }
         // biases, RoPE, K/V rows into the cache
         rows(c, B, (rows_job){.op = ROWS_QKV, .L = L, .kv = kv, .l = l, .spans = spans});
-        attention(c, kv, l, spans, B);
+        attention(c, kv, l, spans);
         matmul(c, &L->wo, c->att, B, c->xb2);  // (B, dim)
         // x += xb2; xb = ffn norm of x
         rows(c, B, (rows_job){.op = ROWS_ADD_NORM, .g = L->ffn_norm});
