@@ -122,17 +122,17 @@ static void pack_group(const kern_mat *m, size_t g, uint8_t *dst)
     const bool q4 = m->type == TENSOR_Q4_0;
     const size_t nb = m->cols / 32, bb = q4 ? 18 : 34, qb = KERN_PACK_QB(q4);
     const size_t bs = KERN_PACK_BS(qb);
+    const uint32_t flip = q4 ? 0 : 0x80808080u; // Q8_0: u = w + 128 = w ^ 0x80, two nibbles
     for (size_t r = 0; r < 8; r++) {
         const uint8_t *row = (const uint8_t *)m->data + (8 * g + r) * m->row_bytes;
         for (size_t b = 0; b < nb; b++) {
             const uint8_t *blk = row + b * bb;
             memcpy(dst + b * bs + qb + 2 * r, blk, 2);
-            for (size_t k = 0; k < qb / 32; k++)
-            {
-                uint8_t *o = dst + b * bs + 32 * k + 4 * r;
-                memcpy(o, blk + 2 + 4 * k, 4);
-                for (size_t e = 0; e < 4 && !q4; e++)
-                    o[e] ^= 0x80; // Q8_0: u = w + 128, two unsigned nibbles
+            for (size_t k = 0; k < qb / 32; k++) {
+                uint32_t v;
+                memcpy(&v, blk + 2 + 4 * k, 4);
+                v ^= flip;
+                memcpy(dst + b * bs + 32 * k + 4 * r, &v, 4);
             }
         }
     }

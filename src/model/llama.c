@@ -355,6 +355,26 @@ static int unpack_one(kern_mat *k)
     return 0;
 }
 
+/*
+ * kern_mat_pack and then drop the mapped pages of the rows the packed copy now
+ * serves: the model's mapping is gguf_open's read-only private file mapping, so
+ * MADV_DONTNEED only unmaps them (a later read, e.g. an embedding lookup of a
+ * tied output, faults them back from the page cache) and the process does not
+ * hold every packed matrix twice (tinyllama-1.1b Q8_0: 2.2 -> 1.2 GB resident).
+ */
+static int pack_one(kern_mat *k)
+{
+    int rc = kern_mat_pack(k);
+    if (rc < 0 || !k->pack)
+        return rc;
+    uintptr_t pg = 4096, lo = (uintptr_t)k->data, hi = lo + k->pack_groups * 8 * k->row_bytes;
+    lo = (lo + pg - 1) & ~(pg - 1); // whole pages inside the packed rows only
+    hi &= ~(pg - 1);
+    if (hi > lo)
+        (void)madvise((void *)lo, hi - lo, MADV_DONTNEED);
+    return 0;
+}
+
 static void model_free(model *m)
 {
     if (!m)
@@ -382,7 +402,7 @@ int model_load(const char *path, model **out, err_msg *e)
     if ((rc = load_tensors(m, e)) < 0)
         goto fail;
     // the AVX2 Q8_0/Q4_0 kernels' layout (kern_mat_pack); the results do not change
-    if ((rc = each_mat(m, kern_mat_pack)) < 0) {
+    if ((rc = each_mat(m, pack_one)) < 0) {
         err_set(e, rc, "model: out of memory for the packed weights");
         goto fail;
     }
