@@ -355,6 +355,11 @@ static ALWAYS_INLINE void span_accum(const float *vf, size_t hd, const float *p,
     }
 }
 
+/* Makes the compiler load v into a register once instead of folding the load
+ * into each FMA that uses it (two loads of the same vector per K row and head
+ * pair: the load ports, not the FMAs, bounded the score pass). */
+#define KEEP_IN_REG(v) __asm__("" : "+x"(v))
+
 /*
  * span_scores8 for two query heads qa, qb and 4 positions (kf rows 0..3): each
  * K vector loaded once for both (6 loads per 8 FMAs instead of 9). The lane
@@ -369,15 +374,19 @@ static ALWAYS_INLINE void span_scores4x2(const float *qa, const float *qb, const
     for (size_t d = 0; d < hd; d += 8) {
         __m256 qva = _mm256_loadu_ps(qa + d), qvb = _mm256_loadu_ps(qb + d);
         __m256 k = _mm256_loadu_ps(kf + 0 * hd + d);
+        KEEP_IN_REG(k);
         a0 = _mm256_fmadd_ps(qva, k, a0);
         b0 = _mm256_fmadd_ps(qvb, k, b0);
         k = _mm256_loadu_ps(kf + 1 * hd + d);
+        KEEP_IN_REG(k);
         a1 = _mm256_fmadd_ps(qva, k, a1);
         b1 = _mm256_fmadd_ps(qvb, k, b1);
         k = _mm256_loadu_ps(kf + 2 * hd + d);
+        KEEP_IN_REG(k);
         a2 = _mm256_fmadd_ps(qva, k, a2);
         b2 = _mm256_fmadd_ps(qvb, k, b2);
         k = _mm256_loadu_ps(kf + 3 * hd + d);
+        KEEP_IN_REG(k);
         a3 = _mm256_fmadd_ps(qva, k, a3);
         b3 = _mm256_fmadd_ps(qvb, k, b3);
     }
