@@ -137,80 +137,55 @@ static ALWAYS_INLINE void gk(const int R, const int C, const int is_q4, const in
                         _mm_prefetch((const char *)p + l, _MM_HINT_T0);
             }
         }
-        if (is_q4) {
-            __m256i s16[4][8];
+        // Q4_0: vector j < 4 holds elements 4j.. (low nibbles) and 16+4j.. (high),
+        // all summed in sl. Q8_0: u = w + 128 = 16 h + l, vector j < 8 holds
+        // elements 4j..4j+3 in both nibbles: w·x = 16 (h·x) + l·x - 128 x, the
+        // h sums in sh.
+        __m256i sl[4][8], sh[4][8];
 #pragma GCC unroll 4
-            for (int k = 0; k < R; k++)
+        for (int k = 0; k < R; k++)
 #pragma GCC unroll 8
-                for (int c = 0; c < C; c++)
-                    s16[k][c] = _mm256_setzero_si256();
-#pragma GCC unroll 4
-            for (int j = 0; j < 4; j++) {
-                __m256i lo[4], hi[4];
-#pragma GCC unroll 4
-                for (int k = 0; k < R; k++) {
-                    __m256i p = _mm256_loadu_si256((const __m256i *)(g[k] + qo + 32 * j));
-                    lo[k] = _mm256_and_si256(p, m4);
-                    hi[k] = _mm256_and_si256(_mm256_srli_epi16(p, 4), m4);
-                }
+            for (int c = 0; c < C; c++)
+                sl[k][c] = sh[k][c] = _mm256_setzero_si256();
+        const int nj = is_q4 ? 4 : 8;
 #pragma GCC unroll 8
-                for (int c = 0; c < C; c++) {
-                    __m256i xl = bcast4(xq[c] + 32 * b + 4 * j);
-                    __m256i xh = bcast4(xq[c] + 32 * b + 16 + 4 * j);
+        for (int j = 0; j < nj; j++) {
+            __m256i lo[4], hi[4];
 #pragma GCC unroll 4
-                    for (int k = 0; k < R; k++) {
-                        s16[k][c] = _mm256_add_epi16(s16[k][c], _mm256_maddubs_epi16(lo[k], xl));
-                        s16[k][c] = _mm256_add_epi16(s16[k][c], _mm256_maddubs_epi16(hi[k], xh));
-                        CHAIN(s16[k][c]);
-                    }
-                }
+            for (int k = 0; k < R; k++) {
+                __m256i p = _mm256_loadu_si256((const __m256i *)(g[k] + qo + 32 * j));
+                lo[k] = _mm256_and_si256(p, m4);
+                hi[k] = _mm256_and_si256(_mm256_srli_epi16(p, 4), m4);
             }
 #pragma GCC unroll 8
             for (int c = 0; c < C; c++) {
-                __m256i corr = _mm256_set1_epi32(xs[c][b]); // 8 * (sum of the block's x)
-#pragma GCC unroll 4
-                for (int k = 0; k < R; k++)
-                    s[k][c] = _mm256_sub_epi32(_mm256_madd_epi16(s16[k][c], ones), corr);
-            }
-        } else {
-            // u = w + 128 = 16 * h + l (nibbles): w·x = 16 * (h·x) + l·x - 128 * x
-            __m256i sl[4][8], sh[4][8];
-#pragma GCC unroll 4
-            for (int k = 0; k < R; k++)
-#pragma GCC unroll 8
-                for (int c = 0; c < C; c++)
-                    sl[k][c] = sh[k][c] = _mm256_setzero_si256();
-#pragma GCC unroll 8
-            for (int j = 0; j < 8; j++) {
-                __m256i lo[4], hi[4];
+                __m256i xl = bcast4(xq[c] + 32 * b + 4 * j);
+                __m256i xh = is_q4 ? bcast4(xq[c] + 32 * b + 16 + 4 * j) : xl;
 #pragma GCC unroll 4
                 for (int k = 0; k < R; k++) {
-                    __m256i p = _mm256_loadu_si256((const __m256i *)(g[k] + qo + 32 * j));
-                    lo[k] = _mm256_and_si256(p, m4);
-                    hi[k] = _mm256_and_si256(_mm256_srli_epi16(p, 4), m4);
-                }
-#pragma GCC unroll 8
-                for (int c = 0; c < C; c++) {
-                    __m256i xb = bcast4(xq[c] + 32 * b + 4 * j);
-#pragma GCC unroll 4
-                    for (int k = 0; k < R; k++) {
-                        sl[k][c] = _mm256_add_epi16(sl[k][c], _mm256_maddubs_epi16(lo[k], xb));
-                        sh[k][c] = _mm256_add_epi16(sh[k][c], _mm256_maddubs_epi16(hi[k], xb));
+                    sl[k][c] = _mm256_add_epi16(sl[k][c], _mm256_maddubs_epi16(lo[k], xl));
+                    CHAIN(sl[k][c]);
+                    __m256i ph = _mm256_maddubs_epi16(hi[k], xh);
+                    if (is_q4) {
+                        sl[k][c] = _mm256_add_epi16(sl[k][c], ph);
                         CHAIN(sl[k][c]);
+                    } else {
+                        sh[k][c] = _mm256_add_epi16(sh[k][c], ph);
                         CHAIN(sh[k][c]);
                     }
                 }
             }
-            const __m256i sixteen = _mm256_set1_epi16(16);
+        }
 #pragma GCC unroll 8
-            for (int c = 0; c < C; c++) {
-                __m256i corr = _mm256_set1_epi32(16 * xs[c][b]); // 128 * (sum of the block's x)
+        for (int c = 0; c < C; c++) {
+            // 8 resp. 128 times the sum of the block's x
+            __m256i corr = _mm256_set1_epi32(is_q4 ? xs[c][b] : 16 * xs[c][b]);
 #pragma GCC unroll 4
-                for (int k = 0; k < R; k++)
-                    s[k][c] = _mm256_sub_epi32(
-                        _mm256_add_epi32(_mm256_madd_epi16(sh[k][c], sixteen),
-                                         _mm256_madd_epi16(sl[k][c], ones)),
-                        corr);
+            for (int k = 0; k < R; k++) {
+                __m256i t = _mm256_madd_epi16(sl[k][c], ones);
+                if (!is_q4)
+                    t = _mm256_add_epi32(t, _mm256_madd_epi16(sh[k][c], _mm256_set1_epi16(16)));
+                s[k][c] = _mm256_sub_epi32(t, corr);
             }
         }
 #pragma GCC unroll 4
