@@ -260,6 +260,7 @@ static ALWAYS_INLINE void mv_groups(const kern_mat *w, size_t g0, size_t g1, con
  *    tile is prefetched.
  */
 #define G_TILE 2
+#define PF_TILES 2 /* tiles ahead that the first rows of a block prefetch */
 #define G_C 4 /* 3: ~10% slower; 5, 6 and 2 groups x 2..3 rows: within noise (bench-kern -n 64) */
 #define A_BLOCK_BYTES ((size_t)192 << 10)
 
@@ -271,7 +272,7 @@ static ALWAYS_INLINE void mm_tile(const int C, const int is_q4, const int pf, co
     for (size_t t = gt; t < ge; t++) {
         const uint8_t *g[1] = {w->pack + t * gb}, *end[1] = {pf_end};
         size_t yr[1] = {8 * t};
-        gk(1, C, is_q4, pf, g, yr, nb, a, i, y, ldy, G_TILE * gb, end);
+        gk(1, C, is_q4, pf, g, yr, nb, a, i, y, ldy, PF_TILES * G_TILE * gb, end);
     }
 }
 
@@ -301,6 +302,12 @@ static ALWAYS_INLINE void mm_groups(const kern_mat *w, size_t g0, size_t g1, con
     size_t mc = A_BLOCK_BYTES / a->q_stride / G_C * G_C;
     mc = mc < G_C ? G_C : mc;
     const uint8_t *end = w->pack + g1 * w->pack_group_bytes;
+    // the first PF_TILES tiles now: the in-loop prefetch runs that far ahead
+    const uint8_t *first = w->pack + g0 * w->pack_group_bytes;
+    size_t ahead = PF_TILES * G_TILE * w->pack_group_bytes;
+    ahead = ahead < (size_t)(end - first) ? ahead : (size_t)(end - first);
+    for (size_t o = 0; o < ahead; o += 64)
+        _mm_prefetch((const char *)first + o, _MM_HINT_T0);
     for (size_t i0 = 0; i0 < n; i0 += mc) {
         size_t i1 = i0 + mc < n ? i0 + mc : n;
         for (size_t gt = g0; gt < g1; gt += G_TILE) {
