@@ -261,17 +261,11 @@ static int each_mat(bert_model *m, int (*fn)(kern_mat *))
     return rc;
 }
 
-static int unpack_one(kern_mat *k)
-{
-    kern_mat_unpack(k);
-    return 0;
-}
-
 static void bert_free(bert_model *m)
 {
     if (!m)
         return;
-    (void)each_mat(m, unpack_one);
+    (void)each_mat(m, kern_mat_unpack);
     tok_vocab_free(m->vocab);
     free(m->layers);
     free(m->vecs);

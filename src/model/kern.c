@@ -162,13 +162,14 @@ int kern_mat_pack(kern_mat *m)
     return 0;
 }
 
-void kern_mat_unpack(kern_mat *m)
+int kern_mat_unpack(kern_mat *m)
 {
     if (!m->pack)
-        return;
+        return 0;
     munmap((void *)(uintptr_t)m->pack, m->pack_bytes);
     m->pack = NULL;
     m->pack_groups = m->pack_group_bytes = m->pack_bytes = 0;
+    return 0;
 }
 
 /* Bytes of one quantized activation row, a multiple of 64; 0 for float types. */

@@ -81,8 +81,9 @@ int kern_mat_init(kern_mat *m, tensor_type type, size_t rows, size_t cols, const
  */
 int kern_mat_pack(kern_mat *m) MUST_USE;
 
-/* Frees kern_mat_pack's copy (no-op when there is none). */
-void kern_mat_unpack(kern_mat *m);
+/* Frees kern_mat_pack's copy (no-op when there is none). Returns 0, so that it
+ * fits the same callbacks as kern_mat_pack (the model loaders' each_mat). */
+int kern_mat_unpack(kern_mat *m);
 
 /*
  * Scratch bytes kern_matmul needs for n activation rows of cols elements with

@@ -349,12 +349,6 @@ static int each_mat(model *m, int (*fn)(kern_mat *))
     return rc;
 }
 
-static int unpack_one(kern_mat *k)
-{
-    kern_mat_unpack(k);
-    return 0;
-}
-
 /*
  * kern_mat_pack and then drop the mapped pages of the rows the packed copy now
  * serves: the model's mapping is gguf_open's read-only private file mapping, so
@@ -379,7 +373,7 @@ static void model_free(model *m)
 {
     if (!m)
         return;
-    (void)each_mat(m, unpack_one);
+    (void)each_mat(m, kern_mat_unpack);
     free(m->layers);
     free(m->vecs);
     gguf_close(m->f);
