@@ -264,6 +264,26 @@ void attn_group_avx2(const attn_kv *kv, const int32_t *blocks, size_t n_pos, siz
 
 /* ------------------------------------------------------------------ attn_span */
 
+
+/*
+ * The hsum8 trees of 8 accumulators at once, in the lanes
+ * [p0 p1 p2 p3 | q0 q1 q2 q3] for the pairs (p0, q0) .. (p3, q3): u_k = [p_k lanes
+ * l + (l+4) | q_k lanes l + (l+4)], l = 0..3, then two horizontal adds, which is
+ * ((a0+a4)+(a1+a5))+((a2+a6)+(a3+a7)) for every accumulator, as hsum8.
+ */
+static ALWAYS_INLINE __m256 hsum8_x8(__m256 p0, __m256 q0, __m256 p1, __m256 q1, __m256 p2,
+                                     __m256 q2, __m256 p3, __m256 q3)
+{
+    __m256 u0 = _mm256_add_ps(_mm256_permute2f128_ps(p0, q0, 0x20),
+                              _mm256_permute2f128_ps(p0, q0, 0x31));
+    __m256 u1 = _mm256_add_ps(_mm256_permute2f128_ps(p1, q1, 0x20),
+                              _mm256_permute2f128_ps(p1, q1, 0x31));
+    __m256 u2 = _mm256_add_ps(_mm256_permute2f128_ps(p2, q2, 0x20),
+                              _mm256_permute2f128_ps(p2, q2, 0x31));
+    __m256 u3 = _mm256_add_ps(_mm256_permute2f128_ps(p3, q3, 0x20),
+                              _mm256_permute2f128_ps(p3, q3, 0x31));
+    return _mm256_hadd_ps(_mm256_hadd_ps(u0, u1), _mm256_hadd_ps(u2, u3));
+}
 /*
  * Scores of one query head qh against the 8 K rows of a tile kf (8, hd), as
  * f32: dst[p] = hsum8(Σ_d q·k_p) * scale with each position's 8-lane FMA chain
@@ -291,16 +311,7 @@ static ALWAYS_INLINE void span_scores8(const float *qh, const float *kf, size_t 
         a6 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(kf + 6 * hd + d), a6);
         a7 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(kf + 7 * hd + d), a7);
     }
-    __m256 u04 = _mm256_add_ps(_mm256_permute2f128_ps(a0, a4, 0x20),
-                               _mm256_permute2f128_ps(a0, a4, 0x31));
-    __m256 u15 = _mm256_add_ps(_mm256_permute2f128_ps(a1, a5, 0x20),
-                               _mm256_permute2f128_ps(a1, a5, 0x31));
-    __m256 u26 = _mm256_add_ps(_mm256_permute2f128_ps(a2, a6, 0x20),
-                               _mm256_permute2f128_ps(a2, a6, 0x31));
-    __m256 u37 = _mm256_add_ps(_mm256_permute2f128_ps(a3, a7, 0x20),
-                               _mm256_permute2f128_ps(a3, a7, 0x31));
-    __m256 s = _mm256_hadd_ps(_mm256_hadd_ps(u04, u15), _mm256_hadd_ps(u26, u37));
-    _mm256_storeu_ps(dst, _mm256_mul_ps(s, vscale));
+    _mm256_storeu_ps(dst, _mm256_mul_ps(hsum8_x8(a0, a4, a1, a5, a2, a6, a3, a7), vscale));
 }
 
 /*
@@ -390,17 +401,7 @@ static ALWAYS_INLINE void span_scores4x2(const float *qa, const float *qb, const
         a3 = _mm256_fmadd_ps(qva, k, a3);
         b3 = _mm256_fmadd_ps(qvb, k, b3);
     }
-    // u_p = [a_p lanes l + (l+4) | b_p lanes l + (l+4)], l = 0..3
-    __m256 u0 = _mm256_add_ps(_mm256_permute2f128_ps(a0, b0, 0x20),
-                              _mm256_permute2f128_ps(a0, b0, 0x31));
-    __m256 u1 = _mm256_add_ps(_mm256_permute2f128_ps(a1, b1, 0x20),
-                              _mm256_permute2f128_ps(a1, b1, 0x31));
-    __m256 u2 = _mm256_add_ps(_mm256_permute2f128_ps(a2, b2, 0x20),
-                              _mm256_permute2f128_ps(a2, b2, 0x31));
-    __m256 u3 = _mm256_add_ps(_mm256_permute2f128_ps(a3, b3, 0x20),
-                              _mm256_permute2f128_ps(a3, b3, 0x31));
-    __m256 s = _mm256_mul_ps(_mm256_hadd_ps(_mm256_hadd_ps(u0, u1), _mm256_hadd_ps(u2, u3)),
-                             vscale);
+    __m256 s = _mm256_mul_ps(hsum8_x8(a0, b0, a1, b1, a2, b2, a3, b3), vscale);
     _mm_storeu_ps(da, _mm256_castps256_ps128(s));
     _mm_storeu_ps(db, _mm256_extractf128_ps(s, 1));
 }
