@@ -264,7 +264,6 @@ void attn_group_avx2(const attn_kv *kv, const int32_t *blocks, size_t n_pos, siz
 
 /* ------------------------------------------------------------------ attn_span */
 
-
 /*
  * The hsum8 trees of 8 accumulators at once, in the lanes
  * [p0 p1 p2 p3 | q0 q1 q2 q3] for the pairs (p0, q0) .. (p3, q3): u_k = [p_k lanes
