@@ -33,21 +33,9 @@ cat >"$tmp/attn_prefill.c" <<'C'
 #include <time.h>
 
 #include "model/attn.h"
+#include "bench_cpu.h"
 #include "model/kern.h"
 #include "model/tensor.h"
-
-static double cpu_s(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t);
-    return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
-}
-
-static int cmp_d(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
 
 int main(int argc, char **argv)
 {
@@ -129,8 +117,8 @@ int main(int argc, char **argv)
         fprintf(stderr, "attn_prefill: attn_span and attn_group outputs differ\n");
         return 1;
     }
-    qsort(tg, (size_t)reps, sizeof *tg, cmp_d);
-    qsort(ts, (size_t)reps, sizeof *ts, cmp_d);
+    qsort(tg, (size_t)reps, sizeof *tg, cmpd);
+    qsort(ts, (size_t)reps, sizeof *ts, cmpd);
     double mg = tg[reps / 2], ms = ts[reps / 2];
     printf("%s, %s KV, %zu prompt tokens in chunks of %zu, %zu layers, one thread, "
            "median of %d (%s):\n", argv[9], q8 ? "q8_0" : "f16", P, C, L, reps, kern_simd_name());
@@ -141,7 +129,7 @@ int main(int argc, char **argv)
     return 0;
 }
 C
-cc -O2 -I"$here/src" "$tmp/attn_prefill.c" "$build/src/model/libferry_model.a" \
+cc -O2 -I"$here/src" -I"$here/bench" "$tmp/attn_prefill.c" "$build/src/model/libferry_model.a" \
     "$build/src/base/libferry_base.a" -lm -lpthread -o "$tmp/attn_prefill"
 echo "load average $(cut -d' ' -f1-3 /proc/loadavg)"
 # shellcheck disable=SC2086

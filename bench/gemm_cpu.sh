@@ -36,21 +36,9 @@ cat >"$tmp/gemm.c" <<'C'
 #include <time.h>
 
 #include "base/pool.h"
+#include "bench_cpu.h"
 #include "model/kern.h"
 #include "model/tensor.h"
-
-static double cpu_s(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t);
-    return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
-}
-
-static int cmpd(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
 
 typedef struct shape {
     const char *name;
@@ -117,7 +105,7 @@ int main(int argc, char **argv)
         for (size_t i = 0; i < n * cols; i++)
             x[i] = (float)rand() / (float)RAND_MAX - 0.5f;
         kern_mat m;
-        if (kern_mat_init(&m, t, rows, cols, w))
+        if (kern_mat_init(&m, t, rows, cols, w) || kern_mat_pack(&m)) // as the model loaders do
             return 1;
         size_t sb = kern_scratch_bytes(t, cols, n);
         void *s = aligned_alloc(64, (sb + 63) / 64 * 64);
@@ -125,6 +113,7 @@ int main(int argc, char **argv)
         printf("%s %.3f\n", sh[k].name, macs / c * 1e-9);
         macs_all += weight[k] * macs;
         cpu_all += weight[k] * c;
+        kern_mat_unpack(&m);
         free(w);
         free(x);
         free(y);
@@ -139,7 +128,7 @@ builds=("$build")
 [[ -n $base ]] && builds=("$base" "$build")
 tag_of() { if [[ $1 == "$base" ]]; then echo before; else echo after; fi; }
 for b in "${builds[@]}"; do
-    cc -O2 -std=c11 -I"$src/src" "$tmp/gemm.c" "$b/src/model/libferry_model.a" \
+    cc -O2 -std=c11 -I"$src/src" -I"$src/bench" "$tmp/gemm.c" "$b/src/model/libferry_model.a" \
         "$b/src/base/libferry_base.a" -lm -lpthread -o "$tmp/gemm_$(tag_of "$b")"
 done
 echo "# $(date -u +%FT%TZ) load average $(cut -d' ' -f1-3 /proc/loadavg); $threads thread(s)," \

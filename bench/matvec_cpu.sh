@@ -3,8 +3,8 @@
 #
 # For each weight type: a 2048-column matrix of HOT KiB (fits L2: the kernel's
 # compute cost) and of COLD KiB (far past L3: weights stream from memory, as in
-# decode), kern_matmul with n = 1 on the calling thread, timed with the thread's
-# CPU clock (CLOCK_THREAD_CPUTIME_ID), median of 7 batches. CPU time is the
+# decode), kern_matmul with n = 1 on the calling thread (the only thread), timed
+# with the process CPU clock, median of 7 batches. CPU time is the
 # figure that holds up on a shared machine; wall-clock GB/s does not.
 # Links the built static libraries, so build first (cmake --build build).
 # Usage: bench/matvec_cpu.sh [BUILD_DIR] [TYPES] [HOT_KIB] [COLD_KIB]
@@ -23,21 +23,9 @@ cat >"$tmp/mv.c" <<'C'
 #include <string.h>
 #include <time.h>
 
+#include "bench_cpu.h"
 #include "model/kern.h"
 #include "model/tensor.h"
-
-static double cpu_s(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t);
-    return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
-}
-
-static int cmpd(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
 
 int main(int argc, char **argv)
 {
@@ -65,7 +53,7 @@ int main(int argc, char **argv)
     for (size_t i = 0; i < cols; i++)
         x[i] = (float)rand() / (float)RAND_MAX - 0.5f;
     kern_mat m;
-    if (kern_mat_init(&m, t, rows, cols, w))
+    if (kern_mat_init(&m, t, rows, cols, w) || kern_mat_pack(&m)) // as the model loaders do
         return 1;
     size_t sb = kern_scratch_bytes(t, cols, 1);
     void *s = malloc(sb);
@@ -82,10 +70,11 @@ int main(int argc, char **argv)
     printf("%-5s %8zu KiB  %6.2f GB/s per CPU-second  %5.2f ns per 32 weights  [%s]\n", tn,
            bytes / 1024, (double)bytes / v[3] * 1e-9, v[3] * 1e9 / ((double)rows * cols / 32.0),
            kern_simd_name());
+    kern_mat_unpack(&m);
     return 0;
 }
 C
-cc -O2 -std=c11 -I"$src/src" "$tmp/mv.c" "$build/src/model/libferry_model.a" \
+cc -O2 -std=c11 -I"$src/src" -I"$src/bench" "$tmp/mv.c" "$build/src/model/libferry_model.a" \
     "$build/src/base/libferry_base.a" -lm -lpthread -o "$tmp/mv"
 echo "# $(date -u +%FT%TZ) load average $(cut -d' ' -f1-3 /proc/loadavg)"
 for t in $types; do

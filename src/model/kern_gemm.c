@@ -74,7 +74,7 @@ static void quant_rows(void *arg, size_t begin, size_t end, int tid)
             continue;
         }
         uint8_t *panel = j->q + (i / KERN_GEMM_COLS) * KERN_GEMM_COLS * j->q_stride;
-        ASSERT(j->fmt == FMT_Q8K); // no Q8 panel kernels: kern_gemm_impl.q8_0/q4_0 are NULL
+        ASSERT(j->fmt == FMT_Q8K); // no Q8 panel kernels (kern_gemm_impl)
         pack_q8K(j->quant, xr, j->cols, panel, i % KERN_GEMM_COLS);
     }
 }
@@ -138,11 +138,9 @@ static void pick(const kern_impl *im, const kern_gemm_impl *gi, tensor_type t, k
         break;
     case TENSOR_Q8_0:
         *mm = im->mm_q8_0;
-        *gemm = gi->q8_0;
         break;
     case TENSOR_Q4_0:
         *mm = im->mm_q4_0;
-        *gemm = gi->q4_0;
         break;
     case TENSOR_Q4_K:
         *mm = im->mm_q4_K;
@@ -350,8 +348,6 @@ static void s_gemm_q6_K(const kern_mat *w, size_t r0, size_t r1, const uint8_t *
 }
 
 const kern_gemm_impl kern_gemm_scalar = {
-    .q8_0 = NULL, // Q8_0/Q4_0: one float per pair (kern_int.h), kern.c's s_mm_* are enough
-    .q4_0 = NULL,
     .q4_K = s_gemm_q4_K,
     .q6_K = s_gemm_q6_K,
 };

@@ -52,7 +52,7 @@ typedef void (*kern_gemm_fn)(const kern_mat *w, size_t r0, size_t r1, const uint
                              float *y, size_t ldy);
 
 typedef struct kern_gemm_impl {
-    kern_gemm_fn q8_0, q4_0, q4_K, q6_K;
+    kern_gemm_fn q4_K, q6_K; // Q8_0/Q4_0 have no panel kernel: kern_q8_avx2.c packs the weights
 } kern_gemm_impl;
 
 extern const kern_gemm_impl kern_gemm_scalar;

@@ -187,8 +187,6 @@ static void v_gemm_q4_K(const kern_mat *w, size_t r0, size_t r1, const uint8_t *
  * instance of gemm_qk (is_q6) is not in the table until it beats the tile.
  */
 const kern_gemm_impl kern_gemm_avx2 = {
-    .q8_0 = NULL,
-    .q4_0 = NULL,
     .q4_K = v_gemm_q4_K,
     .q6_K = NULL,
 };

@@ -144,7 +144,7 @@ def read_all(c, timeout=10):
             if not d:
                 break
             out += d
-    except (socket.timeout, ConnectionResetError):
+    except OSError:  # socket.timeout, a reset, or another end of the connection
         pass
     return out
 

@@ -7,7 +7,7 @@ import socket
 import threading
 import time
 
-from ferryserver import Server, error_of
+from ferryserver import Server, error_of, read_all
 
 
 def check(cond, what):
@@ -136,16 +136,7 @@ def bad_chunked(s):
             c.sendall(chunk)
     except OSError:
         pass
-    c.settimeout(5)
-    out = b""
-    try:
-        while True:
-            d = c.recv(65536)
-            if not d:
-                break
-            out += d
-    except OSError:
-        pass
+    out = read_all(c, 5)
     c.close()
     check(status_of(out) == 413, "oversized chunked body: %r" % out[:200])
     error_of(out.split(b"\r\n\r\n", 1)[1])
