@@ -44,14 +44,7 @@ int main(int argc, char **argv)
     float *x = malloc(cols * 4), *y = malloc(rows * 4);
     if (!w || !x || !y)
         return 1;
-    srand(1);
-    for (size_t r = 0; r < rows; r++) {
-        for (size_t i = 0; i < cols; i++)
-            x[i] = ((float)rand() / (float)RAND_MAX - 0.5f) * 0.04f;
-        tensor_quantize_row(t, x, w + r * rb, cols);
-    }
-    for (size_t i = 0; i < cols; i++)
-        x[i] = (float)rand() / (float)RAND_MAX - 0.5f;
+    bench_weights(t, rows, cols, rb, w, x, 1);
     kern_mat m;
     if (kern_mat_init(&m, t, rows, cols, w) || kern_mat_pack(&m)) // as the model loaders do
         return 1;
