@@ -68,13 +68,24 @@ static ALWAYS_INLINE float elem1(bool is_q8, const uint8_t *row, size_t e)
  * smollm shape from a 256 MiB pool: 28-33 ms per step on one thread without,
  * 15-16 ms with; 12-15 ms on huge pages). */
 #define ATTN_PREFETCH_POS 4
+#ifndef PF_WHOLE_ROW
+#define PF_WHOLE_ROW 1
+#endif
 
 /* Requests the cache lines of one KV head's elements [off, off + hd) of a row. */
 static ALWAYS_INLINE void prefetch_row(const uint8_t *row, size_t off, size_t head_bytes, bool q8,
-                                       size_t hd)
+                                       size_t hd, size_t whole)
 {
     const uint8_t *a, *z;
-    if (q8) {
+    if (off == 0 && whole) {
+        /* KV head 0 requests the whole row, every KV head's part of it: the
+         * callers (llama.c's attention items, tile-major) run a token's KV
+         * heads one after the other on the same thread, so heads 1.. then
+         * read their parts from L2 instead of each walking the scattered
+         * blocks from DRAM again (one sequential pass over the row's lines) */
+        a = row;
+        z = row + whole;
+    } else if (q8) {
         a = row + off / TENSOR_QK * sizeof(tensor_block_q8_0);
         z = row + (off + hd + TENSOR_QK - 1) / TENSOR_QK * sizeof(tensor_block_q8_0);
     } else {
@@ -108,8 +119,8 @@ static ALWAYS_INLINE void scores_pass(const bool q8, const size_t G, const attn_
         for (size_t j = 0; j < ATTN_PREFETCH_POS; j++) {
             if (j)
                 attn_rows_next(&ak), attn_rows_next(&av);
-            prefetch_row(ak.row, off, head_bytes, q8, hd);
-            prefetch_row(av.row, off, head_bytes, q8, hd);
+            prefetch_row(ak.row, off, head_bytes, q8, hd, PF_WHOLE_ROW ? kv->row_bytes : 0);
+            prefetch_row(av.row, off, head_bytes, q8, hd, PF_WHOLE_ROW ? kv->row_bytes : 0);
         }
     }
     for (size_t j = 0; j < n_pos; j++) {
@@ -117,8 +128,8 @@ static ALWAYS_INLINE void scores_pass(const bool q8, const size_t G, const attn_
             attn_rows_next(&it);
         if (pf && j + ATTN_PREFETCH_POS < n_pos) {
             attn_rows_next(&ak), attn_rows_next(&av);
-            prefetch_row(ak.row, off, head_bytes, q8, hd);
-            prefetch_row(av.row, off, head_bytes, q8, hd);
+            prefetch_row(ak.row, off, head_bytes, q8, hd, PF_WHOLE_ROW ? kv->row_bytes : 0);
+            prefetch_row(av.row, off, head_bytes, q8, hd, PF_WHOLE_ROW ? kv->row_bytes : 0);
         }
         __m256 acc[ATTN_HEADS_PER_PASS];
         _Pragma("GCC unroll 4")
@@ -521,7 +532,7 @@ static ALWAYS_INLINE void span_body(const size_t hd, const bool q8, const attn_k
     for (size_t r = 0; r < SPAN_PREFETCH_POS && r < n_last; r++) {
         if (r)
             attn_rows_next(&ahead);
-        prefetch_row(ahead.row, off, head_bytes, q8, hd);
+        prefetch_row(ahead.row, off, head_bytes, q8, hd, 0);
     }
     for (size_t jb = 0; jb < n_last; jb += 8) {
         size_t nb = n_last - jb < 8 ? n_last - jb : 8;
@@ -530,7 +541,7 @@ static ALWAYS_INLINE void span_body(const size_t hd, const bool q8, const attn_k
                 attn_rows_next(&it);
             if (jb + r + SPAN_PREFETCH_POS < n_last) {
                 attn_rows_next(&ahead);
-                prefetch_row(ahead.row, off, head_bytes, q8, hd);
+                prefetch_row(ahead.row, off, head_bytes, q8, hd, 0);
             }
             convert_row(q8, it.row, off, hd, kf + r * hd);
         }
@@ -567,7 +578,7 @@ static ALWAYS_INLINE void span_body(const size_t hd, const bool q8, const attn_k
     for (size_t r = 0; r < SPAN_PREFETCH_POS && r < n_last; r++) {
         if (r)
             attn_rows_next(&ahead);
-        prefetch_row(ahead.row, off, head_bytes, q8, hd);
+        prefetch_row(ahead.row, off, head_bytes, q8, hd, 0);
     }
     for (size_t j0 = 0; j0 < n_last; j0 += run) {
         size_t run_end = n_last - j0 < run ? n_last : j0 + run;
@@ -578,7 +589,7 @@ static ALWAYS_INLINE void span_body(const size_t hd, const bool q8, const attn_k
                     attn_rows_next(&it);
                 if (r + SPAN_PREFETCH_POS < n_last) {
                     attn_rows_next(&ahead);
-                    prefetch_row(ahead.row, off, head_bytes, q8, hd);
+                    prefetch_row(ahead.row, off, head_bytes, q8, hd, 0);
                 }
                 convert_row(q8, it.row, off, hd, vf + (r - pc) * hd);
             }
