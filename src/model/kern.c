@@ -338,8 +338,10 @@ void kern_matmul_multi(pool *p, const kern_mat *const *w, float *const *y, size_
         j.quant = f == ACT_Q8 ? im->quant_q8 : im->quant_q8K;
         j.q = qbase[f];
         j.q_stride = qstride[f];
-        // at least ~16k elements per chunk: a single row is quicker to quantize than to hand out
-        pool_for_min(p, n, 1, ((size_t)16 << 10) / j.cols + 1, quant_rows, &j);
+        // at least ~4k elements per chunk (~3 us): a single row is quicker to quantize
+        // than to hand out, but a batched decode's 16 rows of 576 (~7 us alone,
+        // ~120 times a step) are worth two threads
+        pool_for_min(p, n, 1, ((size_t)4 << 10) / j.cols + 1, quant_rows, &j);
     }
     (void)left;
     j.row0[0] = 0;

@@ -1011,7 +1011,11 @@ static void attention(llama_ctx *c, const llama_kv *kv, size_t l, const llama_sp
     size_t items = c->n_tiles * c->m->hp.n_kv_head;
     uint64_t per_item = 2 * (uint64_t)c->m->hp.dim * c->attn_work / items + 1;
     size_t min_items = (size_t)(ATTN_CHUNK_WORK_MIN / per_item) + 1;
-    pool_for_min(c->cfg.pool, items, 1, min_items, attention_items, &j);
+    // with several tiles, whole tiles per chunk: a token's KV heads then run
+    // back to back on one thread (attn_avx2's first KV head prefetches the
+    // whole K/V rows for the others); a lone tile's heads are still split
+    size_t grain = c->n_tiles >= 4 ? c->m->hp.n_kv_head : 1;
+    pool_for_min(c->cfg.pool, items, grain, min_items, attention_items, &j);
 }
 
 /* Cuts the step's n tokens into attention tiles (the same for every layer),
