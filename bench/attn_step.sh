@@ -15,82 +15,34 @@ s=${2:-16} p=${3:-128} reps=${4:-40}
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 cat >"$tmp/attn_step.c" <<'C'
-#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <sys/mman.h>
-#include <time.h>
 
-#include "model/attn.h"
-
-static double now_s(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
-}
+#include "attn_step.h"
 
 int main(int argc, char **argv)
 {
+    (void)argc;
     size_t S = strtoul(argv[1], NULL, 10), P = strtoul(argv[2], NULL, 10);
     int reps = (int)strtol(argv[3], NULL, 10);
-    const size_t L = 30, nkv = 3, hd = 64, grp = 3, bt = 16, dim = nkv * grp * hd;
-    size_t rowb = nkv * hd * 2, nblk = ((size_t)256 << 20) / (rowb * 2 * L * bt);
-    size_t nb = (P + bt - 1) / bt, layer = nblk * bt * rowb;
-    if (S * nb > nblk || P == 0 || reps < 1)
-        return 2;
-    uint8_t *k = mmap(NULL, layer * L, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    uint8_t *v = mmap(NULL, layer * L, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (k == MAP_FAILED || v == MAP_FAILED)
-        return 1;
-    if (!getenv("NOHUGE")) {
-        madvise(k, layer * L, MADV_HUGEPAGE);
-        madvise(v, layer * L, MADV_HUGEPAGE);
-    }
-    for (size_t i = 0; i < layer * L / 2; i++) { // small f16 values
-        ((uint16_t *)(void *)k)[i] = (uint16_t)(0x3000 | (i & 0x3ff));
-        ((uint16_t *)(void *)v)[i] = (uint16_t)(0x2c00 | (i & 0x1ff));
-    }
-    int32_t *perm = malloc(nblk * sizeof *perm);
-    float *q = malloc(S * dim * sizeof *q), *out = malloc(S * dim * sizeof *out);
-    float *scr = malloc(attn_scratch_floats(grp, P, hd) * sizeof *scr);
-    if (!perm || !q || !out || !scr)
-        return 1;
-    srand(1);
-    for (size_t i = 0; i < nblk; i++)
-        perm[i] = (int32_t)i;
-    for (size_t i = nblk - 1; i > 0; i--) {
-        size_t j = (size_t)rand() % (i + 1);
-        int32_t t = perm[i];
-        perm[i] = perm[j];
-        perm[j] = t;
-    }
-    for (size_t i = 0; i < S * dim; i++)
-        q[i] = (float)((i * 7919) % 1000) / 1000.0f - 0.5f;
+    attn_step a;
+    int rc = attn_step_make(&a, S, P);
+    if (rc || reps < 1)
+        return rc ? rc : 2;
     double best = 1e30;
     for (int r = 0; r < reps; r++) {
-        double t0 = now_s();
-        for (size_t l = 0; l < L; l++) {
-            size_t ll = getenv("HOT") ? 0 : l;
-            attn_kv akv = {.k = k + ll * layer, .v = v + ll * layer, .row_bytes = rowb,
-                           .block_tokens = bt, .is_q8 = false};
-            for (size_t s = 0; s < S; s++)
-                for (size_t g = 0; g < nkv; g++)
-                    attn_group(&akv, perm + s * nb, P, g * hd, hd, q + s * dim + g * grp * hd,
-                               grp, out + s * dim + g * grp * hd, scr);
-        }
-        double t = now_s() - t0;
+        double t = attn_step_run(&a, attn_group, getenv("HOT") != NULL);
         if (t < best)
             best = t;
     }
-    double mb = (double)(S * P * L * rowb * 2) / 1e6;
+    double mb = (double)(S * P * a.L * a.rowb * 2) / 1e6;
     printf("attention of one decode step, %zu sequences x %zu positions x %zu layers: best of "
            "%d %.2f ms (one thread), %.1f MB of K/V read, %.2f GB/s%s\n",
-           S, P, L, reps, best * 1e3, mb, mb / 1e3 / best, getenv("HOT") ? " (HOT: cached)" : "");
+           S, P, a.L, reps, best * 1e3, mb, mb / 1e3 / best, getenv("HOT") ? " (HOT: cached)" : "");
     return 0;
 }
 C
-cc -O2 -I"$here/src" "$tmp/attn_step.c" "$build/src/model/libferry_model.a" \
+cc -O2 -I"$here/src" -I"$here/bench" "$tmp/attn_step.c" "$build/src/model/libferry_model.a" \
     "$build/src/base/libferry_base.a" -lm -lpthread -o "$tmp/attn_step"
 echo "load average $(cut -d' ' -f1-3 /proc/loadavg)"
 "$tmp/attn_step" "$s" "$p" "$reps"
