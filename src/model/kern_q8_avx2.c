@@ -278,11 +278,11 @@ static ALWAYS_INLINE void mv_groups(const kern_mat *w, size_t g0, size_t g1, con
  *    the tile being computed, spread evenly over all the passes of a tile
  *    (pf_step bytes per block of every pass). Prefetching the next tiles
  *    into L1 during the first pass only, as before, left the first pass
- *    waiting with few activation rows (batched decode: 4 passes at n = 16):
- *    1.03-1.04x on the matmuls of a smollm-135m step at n = 16, one and two
- *    threads (paired runs, /tmp harness alternating the two kernels step by
- *    step). 8 or 32 KiB ahead, L1 instead of L2, 1 or 4 groups per tile:
- *    within +-2.5% of this.
+ *    waiting with few activation rows (batched decode: 4 passes at n = 16).
+ *    With gk's shorter Q8_0 correction, 1.06-1.07x on the matmuls of a
+ *    smollm-135m step at n = 16, one and two threads (bench/kern_pair.sh mm:
+ *    the two kernels alternated step by step in one process). 8 or 32 KiB
+ *    ahead, L1 instead of L2, 1 or 4 groups per tile: within +-2.5% of this.
  */
 #define G_TILE 2
 #define G_C 4 /* 3: ~10% slower; 5, 6 and 2 groups x 2..3 rows: within noise (bench-kern -n 64) */
