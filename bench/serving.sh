@@ -102,7 +102,7 @@ done
 import glob, http.client, json, random, statistics, sys, threading, time, urllib.parse
 tmp, url, conc, runs = sys.argv[1], sys.argv[2], [int(c) for c in sys.argv[3].split()], int(sys.argv[4])
 LLAMA_CPP = {1: 61, 4: 82, 8: 96, 16: 100}
-rows, each_run = {}, {}
+rows = {}
 print("%5s %6s %10s %16s %10s %10s %7s %12s %10s" % (
     "conc", "reqs", "gen tok/s", "(runs)", "TTFT p50", "TTFT p99", "prompt", "CPU ms/tok",
     "llama.cpp"))
@@ -119,14 +119,13 @@ for c in conc:
         out_toks = pts[-1]["tokens"]["output"]
         cpu.append(1e3 * (b - a) / out_toks if out_toks else None)
     each = [p["output_tokens_per_s"] or 0 for p in pts]
-    each_run[c] = each
     tps = statistics.median(each)
     # TTFT is null when no chunk carried content: printed as n/a, never as 0
     p50 = med(p["ttft_ms"]["p50"] for p in pts) / 1e3
     p99 = med(p["ttft_ms"]["p99"] for p in pts) / 1e3
     ok = sum(p["requests"]["ok"] for p in pts)
     prompt = sum(p["tokens"]["input"] for p in pts) / max(1, ok)
-    rows[c] = (tps, p50, p99)
+    rows[c] = (tps, p50, p99, each)
     ref = LLAMA_CPP.get(c)
     sec = lambda v: "n/a" if v != v else "%.2fs" % v
     print("%5d %6d %10.1f %16s %10s %10s %7.0f %12.1f %10s" % (
@@ -138,7 +137,7 @@ for c in conc:
             print("      %d failed: %s" % (p["requests"]["failed"], p["errors"]))
 if 1 in rows and 16 in rows and rows[1][0] > 0:
     # the ratio round by round (both points of a round ran back to back), median
-    per = [b / a for a, b in zip(each_run[1], each_run[16]) if a > 0]
+    per = [b / a for a, b in zip(rows[1][3], rows[16][3]) if a > 0]
     s = statistics.median(per) if per else rows[16][0] / rows[1][0]
     print("goal c16 >= 4x c1:            %.2fx  %s  (per round: %s)" % (
         s, "met" if s >= 4 else "NOT met", " ".join("%.2f" % x for x in per)))

@@ -68,21 +68,14 @@ static ALWAYS_INLINE float elem1(bool is_q8, const uint8_t *row, size_t e)
  * smollm shape from a 256 MiB pool: 28-33 ms per step on one thread without,
  * 15-16 ms with; 12-15 ms on huge pages). */
 #define ATTN_PREFETCH_POS 4
-#ifndef PF_WHOLE_ROW
-#define PF_WHOLE_ROW 1
-#endif
 
-/* Requests the cache lines of one KV head's elements [off, off + hd) of a row. */
+/* Requests the cache lines of one KV head's elements [off, off + hd) of a row,
+ * or, with whole > 0, the row's first whole bytes (every KV head's part). */
 static ALWAYS_INLINE void prefetch_row(const uint8_t *row, size_t off, size_t head_bytes, bool q8,
                                        size_t hd, size_t whole)
 {
     const uint8_t *a, *z;
-    if (off == 0 && whole) {
-        /* KV head 0 requests the whole row, every KV head's part of it: the
-         * callers (llama.c's attention items, tile-major) run a token's KV
-         * heads one after the other on the same thread, so heads 1.. then
-         * read their parts from L2 instead of each walking the scattered
-         * blocks from DRAM again (one sequential pass over the row's lines) */
+    if (whole) {
         a = row;
         z = row + whole;
     } else if (q8) {
@@ -111,6 +104,11 @@ static ALWAYS_INLINE void scores_pass(const bool q8, const size_t G, const attn_
      * not run ahead, and a decode step reads most of them from DRAM. */
     const bool pf = h0 == 0 && n_pos > ATTN_PREFETCH_POS;
     const size_t head_bytes = q8 ? 0 : hd * 2;
+    /* KV head 0 requests the whole rows: the callers (llama.c's attention
+     * items, tile-major, whole tiles per pool chunk) run a token's KV heads one
+     * after the other on the same thread, so heads 1.. read their parts from
+     * L2 instead of each walking the scattered blocks from DRAM again. */
+    const size_t whole = off == 0 ? kv->row_bytes : 0;
     attn_rows ak = {0}, av = {0};
     if (pf) {
         // the first positions now, then one position ahead per position scored
@@ -119,8 +117,8 @@ static ALWAYS_INLINE void scores_pass(const bool q8, const size_t G, const attn_
         for (size_t j = 0; j < ATTN_PREFETCH_POS; j++) {
             if (j)
                 attn_rows_next(&ak), attn_rows_next(&av);
-            prefetch_row(ak.row, off, head_bytes, q8, hd, PF_WHOLE_ROW ? kv->row_bytes : 0);
-            prefetch_row(av.row, off, head_bytes, q8, hd, PF_WHOLE_ROW ? kv->row_bytes : 0);
+            prefetch_row(ak.row, off, head_bytes, q8, hd, whole);
+            prefetch_row(av.row, off, head_bytes, q8, hd, whole);
         }
     }
     for (size_t j = 0; j < n_pos; j++) {
@@ -128,8 +126,8 @@ static ALWAYS_INLINE void scores_pass(const bool q8, const size_t G, const attn_
             attn_rows_next(&it);
         if (pf && j + ATTN_PREFETCH_POS < n_pos) {
             attn_rows_next(&ak), attn_rows_next(&av);
-            prefetch_row(ak.row, off, head_bytes, q8, hd, PF_WHOLE_ROW ? kv->row_bytes : 0);
-            prefetch_row(av.row, off, head_bytes, q8, hd, PF_WHOLE_ROW ? kv->row_bytes : 0);
+            prefetch_row(ak.row, off, head_bytes, q8, hd, whole);
+            prefetch_row(av.row, off, head_bytes, q8, hd, whole);
         }
         __m256 acc[ATTN_HEADS_PER_PASS];
         _Pragma("GCC unroll 4")

@@ -41,7 +41,6 @@
  */
 #define CHAIN(v) __asm__("" : "+x"(v))
 
-
 /* The 4 bytes at p in all 8 lanes (one broadcast load). */
 static ALWAYS_INLINE __m256i bcast4(const int8_t *p)
 {
@@ -105,7 +104,7 @@ static void rows_plain(const kern_mat *w, size_t ra, size_t rb, const kern_act *
  * pf == PF_STREAM advances the stream pointer *pfp by pf_step bytes and
  * requests the lines it passes into L2, not at or past pf_end[0] (batched).
  */
-enum { PF_NONE, PF_AHEAD, PF_STREAM };
+enum { PF_AHEAD = 1, PF_STREAM };
 
 static ALWAYS_INLINE void gk(const int R, const int C, const int is_q4, const int pf,
                              const uint8_t *const *g, const size_t *yr, size_t nb,
