@@ -291,6 +291,10 @@ static void detach(sched *s, sched_handle *h)
     }
 }
 
+static void publish(sched *s);
+
+/* The request's final event goes out after publish: a client that has its
+ * answer reads metrics that count it (its tokens, its finish reason). */
 static void end_done(sched *s, sched_handle *h, sched_finish why)
 {
     detach(s, h);
@@ -302,6 +306,7 @@ static void end_done(sched *s, sched_handle *h, sched_finish why)
         s->st.finished_stop++;
     else
         s->st.finished_length++;
+    publish(s);
     h->sink.on_done(h->sink.ctx, why, &u);
     sched_handle_release(h);
 }
@@ -317,6 +322,7 @@ static void end_error(sched *s, sched_handle *h, int code, const char *msg)
         s->st.finished_cancelled++;
     else
         s->st.finished_error++;
+    publish(s);
     h->sink.on_error(h->sink.ctx, code, msg, &u);
     sched_handle_release(h);
 }
