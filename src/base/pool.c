@@ -63,6 +63,18 @@
 #define CHUNKS_PER_THREAD 4
 /* The job word holds nchunks and next in 16 bits each. */
 #define CHUNKS_MAX 0xffffu
+/*
+ * Guided chunks: each chunk takes 1/(2n) of what is left (at least min_chunk,
+ * in whole grains), so the chunks shrink towards the end of a job and the
+ * participants finish within about one small chunk of each other. Equal
+ * chunks (n x CHUNKS_PER_THREAD of them) left the caller waiting ~5% of a
+ * batched decode step for the last one (211 jobs per smollm-135m step).
+ * Paired, job by job in one process (16-sequence decode steps): 1.03x; one
+ * sequence 1.005-1.015x; 1/(3n) and 1/n both ~1.5% slower than 1/(2n). A job
+ * whose guided chunks would number more than GUIDED_MAX (a huge range in
+ * small grains) uses equal chunks.
+ */
+#define GUIDED_MAX 64
 
 struct pool {
     int n;              /* participants incl. the caller */
@@ -81,6 +93,8 @@ struct pool {
     pool_fn fn;
     void *arg;
     size_t total, chunk;
+    size_t nbounds;                /* 0: chunks of `chunk`; else chunk k is [bounds[k], bounds[k+1]) */
+    size_t bounds[GUIDED_MAX + 1];
 };
 
 typedef struct worker_arg {
@@ -120,10 +134,14 @@ static void run_chunks(pool *p, uint32_t seq, int tid)
         if (!atomic_compare_exchange_weak(&p->word, &w, w + 1))
             continue; /* w was reloaded */
         uint32_t nch = WORD_NCHUNKS(w);
-        size_t begin = (size_t)WORD_NEXT(w) * p->chunk;
-        size_t end = begin + p->chunk;
-        if (end > p->total)
-            end = p->total;
+        size_t begin, end;
+        if (p->nbounds) {
+            begin = p->bounds[WORD_NEXT(w)];
+            end = p->bounds[WORD_NEXT(w) + 1];
+        } else {
+            begin = (size_t)WORD_NEXT(w) * p->chunk;
+            end = begin + p->chunk < p->total ? begin + p->chunk : p->total;
+        }
         p->fn(p->arg, begin, end, tid);
         if (atomic_fetch_add(&p->done, 1) + 1 == nch && atomic_load(&p->caller_sleeping))
             futex_wake(&p->done, 1);
@@ -251,6 +269,19 @@ void pool_for_min(pool *p, size_t total, size_t grain, size_t min_chunk, pool_fn
     p->arg = arg;
     p->total = total;
     p->chunk = chunk;
+    p->nbounds = 0;
+    size_t b = 0, k = 0, div = 2 * (size_t)p->n;
+    p->bounds[0] = 0;
+    while (b < total && k < GUIDED_MAX) {
+        size_t rem = total - b, c = (rem + div - 1) / div;
+        c = (MAX(c, min_chunk) + grain - 1) / grain * grain;
+        b += c + min_chunk > rem ? rem : c; // no last chunk under min_chunk
+        p->bounds[++k] = b;
+    }
+    if (b == total && k > 1) {
+        p->nbounds = k;
+        nch = (uint32_t)k;
+    }
     uint32_t seq = ++p->seq;
     if (seq == 0) /* 0 is what a fresh worker has seen */
         seq = ++p->seq;

@@ -54,9 +54,11 @@ void pool_free(pool *p);
 int pool_threads(const pool *p);
 
 /*
- * Runs fn over [0, total) in chunks of about total/(4*threads) rounded up to a
- * multiple of grain (grain 0 counts as 1), on all participants, and returns
- * when all chunks are done. total == 0 returns at once. p == NULL runs fn
+ * Runs fn over [0, total) in chunks that are multiples of grain (grain 0
+ * counts as 1) and shrink towards the end (each about 1/(2*threads) of what
+ * is left, so the participants finish together; equal chunks of about
+ * total/(4*threads) when that would take more than 64), on all participants,
+ * and returns when all chunks are done. total == 0 returns at once. p == NULL runs fn
  * once over the whole range on the calling thread.
  */
 void pool_for(pool *p, size_t total, size_t grain, pool_fn fn, void *arg);
