@@ -101,6 +101,74 @@ static void test_greedy_fast_path(void **state)
     sample_scratch_free(sc);
 }
 
+/* The same at vocabulary sizes with whole 64-logit blocks and a tail (the
+ * blocked argmax): the maximum in a block, in the tail, tied across blocks and
+ * the tail, only NaN and -inf, a lone +inf; the fast and the general path. */
+static void test_greedy_large_vocab(void **state)
+{
+    (void)state;
+    const int32_t sizes[] = {1, 63, 64, 65, 200, 49152, 49155};
+    uint32_t x = 777;
+    for (size_t si = 0; si < sizeof sizes / sizeof *sizes; si++) {
+        int32_t n = sizes[si];
+        sample_params p = sample_params_default();
+        p.temperature = 0;
+        sample_seq *fast = NULL, *slow = NULL;
+        sample_scratch *sc = NULL;
+        err_msg e;
+        assert_int_equal(sample_seq_new(&p, n, &fast, &e), 0);
+        sample_bias zero[] = {{0, 0.0f}};
+        p.bias = zero;
+        p.n_bias = 1;
+        assert_int_equal(sample_seq_new(&p, n, &slow, &e), 0);
+        assert_int_equal(sample_scratch_new(n, &sc), 0);
+        float *l = malloc((size_t)n * sizeof *l);
+        assert_non_null(l);
+        for (int trial = 0; trial < 60; trial++) {
+            int kind = trial % 6;
+            for (int32_t t = 0; t < n; t++) {
+                x = x * 1103515245u + 12345u;
+                l[t] = kind == 4 ? ((x >> 16) & 1 ? NAN : -INFINITY)
+                                 : (float)((x >> 16) % 1000) / 100.0f - 5.0f;
+            }
+            x = x * 1103515245u + 12345u;
+            int32_t at = (int32_t)((x >> 8) % (uint32_t)n);
+            if (kind == 1)
+                l[at] = 50.0f; // one clear maximum anywhere
+            else if (kind == 2) {
+                l[at] = 50.0f; // tied: the lower index wins
+                l[n - 1] = 50.0f;
+            } else if (kind == 3)
+                l[at] = INFINITY;
+            else if (kind == 5)
+                l[at] = NAN;
+            int32_t want = -1;
+            float wv = -INFINITY;
+            for (int32_t t = 0; t < n; t++) {
+                float v = isnan(l[t]) ? -INFINITY : l[t];
+                if (v > wv) {
+                    want = t;
+                    wv = v;
+                }
+            }
+            sample_result a, b;
+            int ra = sample_next(fast, sc, l, &a), rb = sample_next(slow, sc, l, &b);
+            assert_int_equal(ra, rb);
+            if (want < 0) {
+                assert_int_equal(ra, ERR_INVAL);
+                continue;
+            }
+            assert_int_equal(ra, 0);
+            assert_int_equal(a.token, want);
+            assert_int_equal(b.token, want);
+        }
+        free(l);
+        sample_seq_free(fast);
+        sample_seq_free(slow);
+        sample_scratch_free(sc);
+    }
+}
+
 static void test_bias_and_penalties(void **state)
 {
     (void)state;
@@ -424,6 +492,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_greedy_and_ties),
         cmocka_unit_test(test_greedy_fast_path),
+        cmocka_unit_test(test_greedy_large_vocab),
         cmocka_unit_test(test_bias_and_penalties),
         cmocka_unit_test(test_seed_reproducible_and_distribution),
         cmocka_unit_test(test_top_k_top_p_min_p),
