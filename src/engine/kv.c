@@ -42,13 +42,19 @@ struct kv_cache {
     int32_t *ht_val;    // (ht_cap) block id, NIL = empty slot
     size_t ht_mask;     // ht_cap - 1, ht_cap a power of two >= 2 * n_blocks
 
+    uint64_t *ch_key;   // (ht_cap) parent chained hash
+    int32_t *ch_val;    // (ht_cap) the latest published block with that parent, NIL = empty
+
+    kv_copy *copies;    // (max_seqs) block copies pending for the next forward step
+    size_t n_copies;
+
     kv_seq *seqs;       // (max_seqs)
     int32_t *seq_free;  // (max_seqs) stack of closed slots
     size_t n_seq_free;
 
     size_t n_used;      // blocks with ref > 0
     size_t n_filled;    // sum of fill over blocks with ref > 0 (fragmentation in O(1))
-    uint64_t queries_tokens, hits_tokens, evictions;
+    uint64_t queries_tokens, hits_tokens, evictions, block_copies;
 };
 
 /* ---------------------------------------------------------------- config -- */
@@ -148,6 +154,9 @@ int kv_cache_new(const kv_config *cfg, kv_cache **out, err_msg *e)
     kv->lru_next = xcalloc(n_blocks, sizeof *kv->lru_next, &ok);
     kv->ht_key = xcalloc(ht_cap, sizeof *kv->ht_key, &ok);
     kv->ht_val = xcalloc(ht_cap, sizeof *kv->ht_val, &ok);
+    kv->ch_key = xcalloc(ht_cap, sizeof *kv->ch_key, &ok);
+    kv->ch_val = xcalloc(ht_cap, sizeof *kv->ch_val, &ok);
+    kv->copies = xcalloc(cfg->max_seqs, sizeof *kv->copies, &ok);
     kv->seqs = xcalloc(cfg->max_seqs, sizeof *kv->seqs, &ok);
     kv->seq_free = xcalloc(cfg->max_seqs, sizeof *kv->seq_free, &ok);
     if (ok) {
@@ -164,7 +173,7 @@ int kv_cache_new(const kv_config *cfg, kv_cache **out, err_msg *e)
     kv->n_free = n_blocks;
     kv->lru_head = kv->lru_tail = NIL;
     for (size_t i = 0; i < ht_cap; i++)
-        kv->ht_val[i] = NIL;
+        kv->ht_val[i] = kv->ch_val[i] = NIL;
     for (size_t i = 0; i < cfg->max_seqs; i++)
         kv->seq_free[i] = (int32_t)(cfg->max_seqs - 1 - i);
     kv->n_seq_free = cfg->max_seqs;
@@ -190,6 +199,9 @@ void kv_cache_free(kv_cache *kv)
     free(kv->lru_next);
     free(kv->ht_key);
     free(kv->ht_val);
+    free(kv->ch_key);
+    free(kv->ch_val);
+    free(kv->copies);
     free(kv->seqs);
     free(kv->seq_free);
     free(kv);
@@ -260,8 +272,25 @@ static void ht_insert(kv_cache *kv, uint64_t key, int32_t b)
     kv->ht_val[i] = b;
 }
 
-/* Removes the entry of block b (keyed by kv->hash[b]); backward-shift delete
- * keeps every other key reachable from its home slot without tombstones. */
+/* Empties slot hole of an open-addressing table (keys, vals, mask) by
+ * backward shift, so every other key stays reachable from its home slot
+ * without tombstones. */
+static void oa_delete(uint64_t *keys, int32_t *vals, size_t mask, size_t hole)
+{
+    for (size_t j = (hole + 1) & mask; vals[j] != NIL; j = (j + 1) & mask) {
+        size_t home = (size_t)keys[j] & mask;
+        /* Move j into the hole unless its home lies cyclically in (hole, j]. */
+        bool home_between = hole <= j ? (home > hole && home <= j) : (home > hole || home <= j);
+        if (!home_between) {
+            keys[hole] = keys[j];
+            vals[hole] = vals[j];
+            hole = j;
+        }
+    }
+    vals[hole] = NIL;
+}
+
+/* Removes the entry of block b (keyed by kv->hash[b]). */
 static void ht_remove(kv_cache *kv, int32_t b)
 {
     size_t i = ht_slot(kv, kv->hash[b]);
@@ -269,18 +298,36 @@ static void ht_remove(kv_cache *kv, int32_t b)
         ASSERT(kv->ht_val[i] != NIL);
         i = (i + 1) & kv->ht_mask;
     }
-    size_t hole = i;
-    for (size_t j = (hole + 1) & kv->ht_mask; kv->ht_val[j] != NIL; j = (j + 1) & kv->ht_mask) {
-        size_t home = ht_slot(kv, kv->ht_key[j]);
-        /* Move j into the hole unless its home lies cyclically in (hole, j]. */
-        bool home_between = hole <= j ? (home > hole && home <= j) : (home > hole || home <= j);
-        if (!home_between) {
-            kv->ht_key[hole] = kv->ht_key[j];
-            kv->ht_val[hole] = kv->ht_val[j];
-            hole = j;
-        }
-    }
-    kv->ht_val[hole] = NIL;
+    oa_delete(kv->ht_key, kv->ht_val, kv->ht_mask, i);
+}
+
+/*
+ * The child index: parent chained hash -> the block published last with that
+ * parent. It finds the block that continued a cached prefix when the next
+ * prompt shares only part of it (or all of it but the last token, which must
+ * be computed): kv_seq_match_prefix copies the block's matching tokens.
+ */
+static size_t ch_slot_of(const kv_cache *kv, uint64_t parent)
+{
+    size_t i = ht_slot(kv, parent);
+    while (kv->ch_val[i] != NIL && kv->ch_key[i] != parent)
+        i = (i + 1) & kv->ht_mask;
+    return i;
+}
+
+static void ch_put(kv_cache *kv, uint64_t parent, int32_t b)
+{
+    size_t i = ch_slot_of(kv, parent);
+    kv->ch_key[i] = parent;
+    kv->ch_val[i] = b;
+}
+
+/* Drops b from the child index if it is its parent's entry. */
+static void ch_forget(kv_cache *kv, int32_t b)
+{
+    size_t i = ch_slot_of(kv, kv->parent[b]);
+    if (kv->ch_val[i] == b)
+        oa_delete(kv->ch_key, kv->ch_val, kv->ht_mask, i);
 }
 
 /* ------------------------------------------------------------------ LRU -- */
@@ -352,6 +399,7 @@ static int32_t block_take(kv_cache *kv)
         ASSERT(b != NIL);
         lru_unlink(kv, b);
         ht_remove(kv, b);
+        ch_forget(kv, b);
         kv->is_hashed[b] = 0;
         kv->evictions++;
     }
@@ -407,7 +455,51 @@ size_t kv_seq_match_prefix(kv_cache *kv, int32_t id, const int32_t *prompt, size
     }
     s->n_tokens = i * kv->bt;
     s->tail_hash = h;
+    /* The block that continued this prefix last time may share more of the
+     * prompt (all of the next block but the last token, when the prompt was
+     * seen whole before): its matching tokens are copied into a new block of
+     * ours, since ours will go on differently. Copying a block costs far less
+     * than computing one token. */
+    size_t want = n - 1 - s->n_tokens;
+    want = want < kv->bt ? want : kv->bt;
+    if (want == 0 || s->n_blocks >= kv->max_blocks)
+        return s->n_tokens;
+    int32_t c = kv->ch_val[ch_slot_of(kv, h)];
+    if (c == NIL)
+        return s->n_tokens;
+    const int32_t *ct = kv->toks + (size_t)c * kv->bt, *pt = prompt + s->n_tokens;
+    size_t m = 0;
+    while (m < want && ct[m] == pt[m])
+        m++;
+    if (m == 0)
+        return s->n_tokens;
+    block_ref(kv, c); // held until the copy is done: not evicted for the new block
+    if (kv_blocks_available(kv) == 0) {
+        block_unref(kv, c);
+        return s->n_tokens;
+    }
+    int32_t d = block_take(kv);
+    memcpy(kv->toks + (size_t)d * kv->bt, pt, m * sizeof *pt);
+    kv->fill[d] = (uint32_t)m;
+    kv->n_filled += m;
+    s->table[s->n_blocks++] = d;
+    s->n_tokens += m;
+    kv->copies[kv->n_copies++] = (kv_copy){.seq = id, .src = c, .dst = d};
+    kv->block_copies++;
     return s->n_tokens;
+}
+
+size_t kv_pending_copies(const kv_cache *kv, const kv_copy **out)
+{
+    *out = kv->copies;
+    return kv->n_copies;
+}
+
+void kv_copies_done(kv_cache *kv)
+{
+    for (size_t i = 0; i < kv->n_copies; i++)
+        block_unref(kv, kv->copies[i].src);
+    kv->n_copies = 0;
 }
 
 void kv_note_prefix_query(kv_cache *kv, size_t n_query, size_t n_hit)
@@ -465,6 +557,7 @@ void kv_seq_commit(kv_cache *kv, int32_t id, const int32_t *tokens, size_t n)
             kv->parent[b] = s->tail_hash;
             kv->is_hashed[b] = 1;
             ht_insert(kv, key, b);
+            ch_put(kv, s->tail_hash, b);
         }
         s->tail_hash = key;
     }
@@ -485,6 +578,15 @@ const int32_t *kv_seq_table(const kv_cache *kv, int32_t id, size_t *n_blocks)
 void kv_seq_release(kv_cache *kv, int32_t id)
 {
     kv_seq *s = seq_get(kv, id);
+    /* A copy not done yet would write a block this sequence no longer holds. */
+    for (size_t i = 0; i < kv->n_copies;) {
+        if (kv->copies[i].seq == id) {
+            block_unref(kv, kv->copies[i].src);
+            kv->copies[i] = kv->copies[--kv->n_copies];
+        } else {
+            i++;
+        }
+    }
     /* Last block first: the LRU then evicts a sequence's tail before the
      * prefix that other requests are likelier to share. */
     for (size_t i = s->n_blocks; i-- > 0;)
@@ -511,6 +613,7 @@ void kv_get_stats(const kv_cache *kv, kv_stats *out)
     out->queries_tokens = kv->queries_tokens;
     out->hits_tokens = kv->hits_tokens;
     out->evictions = kv->evictions;
+    out->block_copies = kv->block_copies;
 }
 
 double kv_usage_ratio(const kv_cache *kv)

@@ -16,6 +16,9 @@
  *     refcount 0 that are in the prefix cache; the head is evicted first;
  *   - prefix hash table (open addressing, linear probing, backward-shift
  *     delete): chained hash -> block id;
+ *   - child index (open addressing, same size): parent chained hash -> the
+ *     block published last with that parent;
+ *   - pending block copies (at most one per sequence slot);
  *   - per sequence slot: block table (int32 block ids), committed tokens, the
  *     hash of its last full block.
  *
@@ -30,7 +33,9 @@
  *   - a block is in exactly one of: free stack, LRU list, referenced
  *     (refcount > 0);
  *   - only full blocks are hashed, and a full block is never written again, so
- *     sharing a block between sequences needs no copy-on-write;
+ *     sharing a block between sequences needs no copy-on-write; reusing the
+ *     first tokens of a cached block (kv_seq_match_prefix's child index:
+ *     parent hash -> the block published last after it) copies them;
  *   - a sequence's block table covers at least its committed tokens.
  *
  * Thread: a kv_cache belongs to one scheduler thread; nothing here locks.
@@ -69,7 +74,14 @@ typedef struct kv_stats {
     uint64_t queries_tokens;  // prompt tokens looked up in the prefix cache
     uint64_t hits_tokens;     // of which found cached
     uint64_t evictions;       // cached blocks evicted to make room
+    uint64_t block_copies;    // blocks copied to reuse part of a cached block
 } kv_stats;
+
+/* A KV block copy the forward pass must do before it reads the sequence. */
+typedef struct kv_copy {
+    int32_t seq;      // the sequence slot that gets dst
+    int32_t src, dst; // block ids
+} kv_copy;
 
 typedef struct kv_cache kv_cache;
 
@@ -117,12 +129,26 @@ int kv_seq_open(kv_cache *kv, int32_t *out_id) MUST_USE;
 /*
  * For an empty sequence about to prefill prompt[0..n): takes a reference on
  * every cached block of the longest cached full-block prefix, leaving at least
- * one prompt token to compute (its logits are needed). Returns the number of
- * prompt tokens now present (a multiple of block_tokens; 0 when nothing hit),
- * which the caller skips computing. Never fails. Does not count: the caller
- * calls kv_note_prefix_query once the sequence is really admitted.
+ * one prompt token to compute (its logits are needed). Then, if the block
+ * published last after that prefix (by any sequence) starts with more of the
+ * prompt, its matching tokens (at most up to the last prompt token) are taken
+ * too: a new block of the sequence gets them, and the K/V bytes must be copied
+ * (kv_pending_copies) before a forward step reads the sequence. Returns the
+ * number of prompt tokens now present (0 when nothing hit), which the caller
+ * skips computing. Never fails. Does not count: the caller calls
+ * kv_note_prefix_query once the sequence is really admitted.
  */
 size_t kv_seq_match_prefix(kv_cache *kv, int32_t id, const int32_t *prompt, size_t n);
+
+/*
+ * The block copies kv_seq_match_prefix asked for since the last
+ * kv_copies_done (*out borrowed until then): the caller copies the K/V of
+ * every src block to its dst block, then calls kv_copies_done, which drops the
+ * references that kept the sources from being evicted meanwhile. Releasing a
+ * sequence cancels its pending copy.
+ */
+size_t kv_pending_copies(const kv_cache *kv, const kv_copy **out);
+void kv_copies_done(kv_cache *kv);
 
 /* Adds a lookup of n_query prompt tokens of which n_hit were cached to the
  * queries_tokens / hits_tokens counters. */

@@ -474,6 +474,16 @@ static bool step(sched *s)
     reap(s);
     int rc = sched_plan_step(&s->L, s->kv, &s->lim, &s->plan);
     s->st.preemptions += s->plan.n_preempted;
+    /* Admitted prompts that reuse the first tokens of a cached block get them
+     * copied into a block of their own before the forward pass reads them. */
+    const kv_copy *cp;
+    size_t n_cp = kv_pending_copies(s->kv, &cp);
+    for (size_t i = 0; i < n_cp; i++) {
+        int crc = llama_kv_copy_block(s->lkv, cp[i].dst, cp[i].src);
+        ASSERT(crc == 0); // both pools have the same number of blocks
+        (void)crc;
+    }
+    kv_copies_done(s->kv);
     for (size_t i = 0; i < s->plan.n_exhausted; i++) {
         sched_handle *h = s->plan.exhausted[i]->owner;
         sched_delta d = {.token = -1, .text = s->out};

@@ -2,7 +2,10 @@
 """Prefix cache through the server: a repeated system prompt is found in the
 cache (ferry_prefix_cache_hits_total moves, usage reports cached_tokens), and an
 answer computed over cached blocks is the same, token and logprob, as the one a
-cold server computes from scratch.
+cold server computes from scratch. The shared prefix is reused up to the first
+token that differs, inside a block too (those tokens are copied from the cached
+block into one of the request's own), and a repeated request computes only its
+last prompt token.
 """
 import os
 import shutil
@@ -15,7 +18,9 @@ SYSTEM = "You are a careful assistant. " + words(80, seed=3)
 
 
 def chat(user):
-    return {"model": "tiny", "temperature": 0, "max_tokens": 12, "ignore_eos": True,
+    # 16 tokens out: the block holding the end of the prompt always fills up (and is
+    # published) while the answer is generated, whatever the prompt's length
+    return {"model": "tiny", "temperature": 0, "max_tokens": 16, "ignore_eos": True,
             "logprobs": True,
             "messages": [{"role": "system", "content": SYSTEM},
                          {"role": "user", "content": user}]}
@@ -46,11 +51,18 @@ def main():
         r2 = complete(srv, chat("second question " + words(5, 2)), "/v1/chat/completions")
         h2 = metric(srv, "ferry_prefix_cache_hits_total", model="tiny")
         cached = r2["usage"]["prompt_tokens_details"]["cached_tokens"]
-        # the shared system prompt: several whole 16-token blocks
-        assert cached >= 64 and cached % 16 == 0, r2["usage"]
+        # the shared system prompt and the template up to "first" / "second": whole
+        # 16-token blocks and the first tokens of the next one
+        assert 64 <= cached < r2["usage"]["prompt_tokens"], r2["usage"]
         assert h2 - h1 == cached, (h1, h2, cached)
         print("repeated system prompt: %d of %d prompt tokens from the prefix cache" % (
             cached, r2["usage"]["prompt_tokens"]))
+
+        # the first request again: all but its last prompt token come from the cache
+        # (the last one's logits start the answer), and the answer is the same
+        r4 = complete(srv, chat("first question " + words(5, 1)), "/v1/chat/completions")
+        assert r4["usage"]["prompt_tokens_details"]["cached_tokens"] == n_prompt - 1, r4["usage"]
+        assert answer(r4) == answer(r1), "a repeated request answered differently"
 
         # the same request on a cold server computes everything: same answer
         cold = Server("--model", "tiny=" + path)

@@ -184,21 +184,48 @@ static void test_prefix_reuse(void **state)
     assert_int_not_equal(tb[2], a2); // the partial block is never shared
     check_accounting(kv);
 
-    /* A prompt of exactly two full blocks reuses only one: the last token
-     * must be computed for its logits. */
+    /* A prompt of exactly two full blocks shares only the first: the last
+     * token must be computed for its logits. The other 15 tokens of the second
+     * block are copied from A's (the block published after the first one) into
+     * a block of C's own; closing C before the copy is done cancels it. */
     int32_t c;
+    const kv_copy *cp;
     assert_int_equal(kv_seq_open(kv, &c), 0);
-    assert_int_equal(kv_seq_match_prefix(kv, c, p, 32), 16);
+    assert_int_equal(kv_seq_match_prefix(kv, c, p, 32), 31);
+    size_t nc;
+    const int32_t *tc = kv_seq_table(kv, c, &nc);
+    assert_int_equal(nc, 2);
+    assert_int_equal(tc[0], a0);
+    assert_int_not_equal(tc[1], a1);
+    assert_int_equal(kv_pending_copies(kv, &cp), 1);
+    assert_int_equal(cp[0].seq, c);
+    assert_int_equal(cp[0].src, a1);
+    assert_int_equal(cp[0].dst, tc[1]);
+    kv_stats cs;
+    kv_get_stats(kv, &cs);
+    assert_true(cs.block_copies == 1);
+    check_accounting(kv);
     kv_seq_close(kv, c);
+    assert_int_equal(kv_pending_copies(kv, &cp), 0);
+    check_accounting(kv);
 
-    /* Chaining: the same second block after a different first block misses. */
+    /* Chaining: the same second block after a different first block misses;
+     * the first block's tokens before the difference are copied. */
     int32_t r[40];
     memcpy(r, p, 40 * sizeof *r);
     r[3] = -7;
     int32_t d;
     assert_int_equal(kv_seq_open(kv, &d), 0);
-    assert_int_equal(kv_seq_match_prefix(kv, d, r, 40), 0);
+    assert_int_equal(kv_seq_match_prefix(kv, d, r, 40), 3);
+    const int32_t *td = kv_seq_table(kv, d, &nc);
+    assert_int_equal(nc, 1);
+    assert_int_not_equal(td[0], a0);
+    assert_int_equal(kv_pending_copies(kv, &cp), 1);
+    assert_int_equal(cp[0].src, a0);
+    kv_copies_done(kv);
+    assert_int_equal(kv_pending_copies(kv, &cp), 0);
     kv_seq_close(kv, d);
+    check_accounting(kv);
 
     /* After both finish, the blocks stay cached (idle) and are found again. */
     kv_seq_close(kv, a);
@@ -420,8 +447,33 @@ static void check_fragmentation(const kv_cache *kv, const int32_t *ids, const bo
     assert_true(kv_fragmentation(kv) == want);
 }
 
-/* Random opens, prefix matches, growth, releases and closes on a small pool
- * against the accounting invariant, exercising hash-table deletes. */
+/* What the forward pass would have written in each of the 24 blocks' slots
+ * (the token at that position), and the scheduler's copies. */
+static int32_t shadow[24][BT];
+
+static void shadow_commit(kv_cache *kv, int32_t id, const int32_t *toks, size_t n)
+{
+    size_t len = kv_seq_len(kv, id), nb;
+    const int32_t *t = kv_seq_table(kv, id, &nb);
+    for (size_t i = 0; i < n; i++)
+        shadow[t[(len + i) / BT]][(len + i) % BT] = toks[i];
+    kv_seq_commit(kv, id, toks, n);
+}
+
+static void shadow_copies(kv_cache *kv)
+{
+    const kv_copy *cp;
+    size_t n = kv_pending_copies(kv, &cp);
+    for (size_t i = 0; i < n; i++)
+        memcpy(shadow[cp[i].dst], shadow[cp[i].src], sizeof shadow[0]);
+    kv_copies_done(kv);
+}
+
+/* Random opens, prefix matches (with the copies they ask for, done before the
+ * sequences are read, or cancelled by a close), growth, releases and closes on
+ * a small pool against the accounting invariant, exercising hash-table and
+ * child-index deletes; every sequence must read its own tokens at every
+ * position it holds. */
 static void test_random_ops(void **state)
 {
     (void)state;
@@ -431,9 +483,19 @@ static void test_random_ops(void **state)
     int32_t prompts[4][128];
     for (int p = 0; p < 4; p++)
         for (int i = 0; i < 128; i++)
-            prompts[p][i] = (i < 48) ? i : p * 1000 + i; // 3 shared blocks
+            prompts[p][i] = (i < 40) ? i : p * 1000 + i; // 2.5 shared blocks
     size_t which[6] = {0};
+    uint64_t partial = 0;
     for (int step = 0; step < 4000; step++) {
+        shadow_copies(kv);
+        for (int q = 0; q < 6; q++) {
+            if (!open[q])
+                continue;
+            size_t nb, len = kv_seq_len(kv, ids[q]);
+            const int32_t *t = kv_seq_table(kv, ids[q], &nb);
+            for (size_t i = 0; i < len; i++)
+                assert_int_equal(shadow[t[i / BT]][i % BT], prompts[which[q]][i]);
+        }
         int s = (int)(rnd() % 6);
         if (!open[s]) {
             assert_int_equal(kv_seq_open(kv, &ids[s]), 0);
@@ -441,7 +503,13 @@ static void test_random_ops(void **state)
             which[s] = rnd() % 4;
             size_t n = 1 + rnd() % 128;
             size_t hit = kv_seq_match_prefix(kv, ids[s], prompts[which[s]], n);
-            assert_true(hit % BT == 0 && hit < n);
+            assert_true(hit < n);
+            partial += hit % BT != 0;
+            if (rnd() % 8 == 0) { // closed before the step that would copy
+                kv_seq_close(kv, ids[s]);
+                open[s] = false;
+                check_accounting(kv);
+            }
             continue;
         }
         size_t len = kv_seq_len(kv, ids[s]);
@@ -452,7 +520,7 @@ static void test_random_ops(void **state)
                 n = 20;
             int rc = kv_seq_reserve(kv, ids[s], len + n);
             if (rc == 0)
-                kv_seq_commit(kv, ids[s], prompts[which[s]] + len, n);
+                shadow_commit(kv, ids[s], prompts[which[s]] + len, n);
             else
                 assert_int_equal(rc, ERR_NOMEM);
         } else if (op < 8) {
@@ -470,6 +538,7 @@ static void test_random_ops(void **state)
         if (open[s])
             kv_seq_close(kv, ids[s]);
     check_accounting(kv);
+    assert_true(partial > 100); // the copies were exercised
     kv_cache_free(kv);
 }
 
