@@ -10,6 +10,7 @@
  */
 #include "model/llama.h"
 
+#include <errno.h>
 #include <math.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -491,12 +492,24 @@ int llama_kv_new(const model *m, size_t n_blocks, size_t block_tokens, llama_kv 
  * has 64 Ki page-table entries). The advice is only that: with THP off nothing
  * changes. NULL when out of memory.
  */
+/*
+ * The KV pool, on huge pages where the kernel has them, and faulted in now: a
+ * lazily touched pool zeroed 2 MiB pages in the middle of decode steps (a
+ * block spans every layer's region, so a fresh block could fault dozens; ~1%
+ * of a serving run's CPU until the pool had been cycled once), and memory the
+ * machine cannot give shows up here, at load, instead of as an OOM kill while
+ * requests run.
+ */
 static uint8_t *kv_mem_alloc(size_t n)
 {
     void *p = mmap(NULL, n, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (p == MAP_FAILED)
         return NULL;
     (void)madvise(p, n, MADV_HUGEPAGE);
+    if (madvise(p, n, MADV_POPULATE_WRITE) != 0 && errno == ENOMEM) {
+        munmap(p, n); // (EINVAL: a kernel before 5.14; the pool faults in lazily)
+        return NULL;
+    }
     return p;
 }
 
