@@ -18,11 +18,17 @@
  * unsigned nibbles q (w = q - 8), and Q8_0 is packed as u = w + 128 = 16h + l,
  * two unsigned nibbles, so w·x = 16 (h·x) + l·x - 128 x. Each maddubs pair sum
  * is then at most 2*15*127 = 3810 and the 8 of a block add up in int16
- * (<= 30480) before one madd widens them: per pair and 32 elements that is
- * 1 (Q4_0) or 2 (Q8_0) maddubs on Zen 3's two multiply pipes (which also run
- * vpsignb and vpmaddwd: measured 2 per cycle in all), instead of the sign
- * trick's sign + maddubs + madd. The -8 / -128 offsets are one subtraction
- * of the activation's per-block sum (kern_act_sb: 8 * sum of x) per block.
+ * (<= 30480) before one madd widens them. The -8 / -128 offsets are one
+ * subtraction of the activation's per-block sum (kern_act_sb: 8 * sum of x)
+ * per block. That is how decode (both types) and batched Q4_0 run.
+ *
+ * Batched Q8_0 (gks) uses the sign trick instead: w = u ^ 0x80, and
+ * maddubs(|w|, sign(x, w)) per 4 elements of the 8 rows, widened by madd and
+ * added in int32: one maddubs instead of two per 32 elements, no nibble
+ * masks, no offset correction. It issues more multiply-pipe operations (sign,
+ * maddubs, madd against two maddubs) but fewer in all, and measured faster on
+ * every batch size (bench/kern_pair.sh mm, paired: n = 16 1.13-1.17x on two
+ * threads, 1.14x on one; n = 4 1.06x, 64 1.12x, 256 1.22x).
  *
  * Rows outside whole packed groups of [r0, r1) (an unpacked matrix, the rows
  * after the last group, a range that splits a group) run row by row
@@ -222,6 +228,62 @@ static ALWAYS_INLINE void gk(const int R, const int C, const int is_q4, const in
 }
 
 /*
+ * Batched Q8_0, one packed group x C activation rows, by the sign trick:
+ * w = u ^ 0x80 (the pack's unsigned byte back to signed), then per 4 elements
+ * of the 8 rows maddubs(|w|, sign(x, w)) = pair sums of w·x (|w·x| pairs <=
+ * 2*128*127 = 32512: no saturation), widened at once by madd with ones and
+ * added in int32. No nibbles, no offset correction.
+ */
+static ALWAYS_INLINE void gks(const int C, const uint8_t *gp, size_t yr, size_t nb,
+                              const kern_act *a, size_t i, float *y, size_t ldy,
+                              const uint8_t *pf_end, const uint8_t **pfp, size_t pf_step)
+{
+    const uint8_t *pq = *pfp;
+    const size_t qb = KERN_PACK_QB(0), bs = KERN_PACK_BS(qb);
+    const __m256i ones = _mm256_set1_epi16(1), m80 = _mm256_set1_epi8((char)0x80);
+    const int8_t *xq[8];
+    const float *xd[8];
+    __m256 acc[8];
+#pragma GCC unroll 8
+    for (int c = 0; c < C; c++) {
+        xq[c] = kern_act_qs(a, i + (size_t)c);
+        xd[c] = kern_act_d(a, i + (size_t)c);
+        acc[c] = _mm256_setzero_ps();
+    }
+    for (size_t b = 0; b < nb; b++) {
+        const size_t qo = b * bs;
+        const uint8_t *nq = pq + pf_step;
+        for (uintptr_t l = ((uintptr_t)pq | 63) + 1; l <= (uintptr_t)nq && l < (uintptr_t)pf_end;
+             l += 64)
+            _mm_prefetch((const char *)l, _MM_HINT_T1);
+        pq = nq;
+        __m256i si[8];
+#pragma GCC unroll 8
+        for (int j = 0; j < 8; j++) {
+            __m256i w = _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)(gp + qo + 32 * j)), m80);
+            __m256i aw = _mm256_abs_epi8(w);
+#pragma GCC unroll 8
+            for (int c = 0; c < C; c++) {
+                __m256i p = _mm256_madd_epi16(
+                    _mm256_maddubs_epi16(aw, _mm256_sign_epi8(bcast4(xq[c] + 32 * b + 4 * j), w)),
+                    ones);
+                si[c] = j == 0 ? p : _mm256_add_epi32(si[c], p);
+                CHAIN(si[c]);
+            }
+        }
+        __m256 dw = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(gp + qo + qb)));
+#pragma GCC unroll 8
+        for (int c = 0; c < C; c++)
+            acc[c] = _mm256_fmadd_ps(_mm256_mul_ps(dw, _mm256_broadcast_ss(xd[c] + b)),
+                                     _mm256_cvtepi32_ps(si[c]), acc[c]);
+    }
+#pragma GCC unroll 8
+    for (int c = 0; c < C; c++)
+        _mm256_storeu_ps(y + (i + (size_t)c) * ldy + yr, acc[c]);
+    *pfp = pq;
+}
+
+/*
  * Decode (n = 1) over packed groups [g0, g1): MV_R SEQUENTIAL STREAMS. The
  * groups are cut into MV_R stretches and each pass computes one group of
  * every stretch, so each stream walks its stretch front to back (two fma
@@ -284,7 +346,10 @@ static ALWAYS_INLINE void mv_groups(const kern_mat *w, size_t g0, size_t g1, con
  *    ahead, L1 instead of L2, 1 or 4 groups per tile: within +-2.5% of this.
  */
 #define G_TILE 2
-#define G_C 4 /* 3: ~10% slower; 5, 6 and 2 groups x 2..3 rows: within noise (bench-kern -n 64) */
+/* G_C 3: ~10% slower; 5, 6 and 2 groups x 2..3 rows: within noise (bench-kern -n 64). With
+ * gks (fewer registers per row) 6 and 8 rows measured 0.99x and 0.97x, G_TILE 1 and 4 1.00x
+ * and 0.98x (kern_pair, n = 16). */
+#define G_C 4
 #define A_BLOCK_BYTES ((size_t)192 << 10)
 #define ST_DIST ((size_t)16 << 10)
 
@@ -293,6 +358,11 @@ static ALWAYS_INLINE void mm_tile(const int C, const int is_q4, const kern_mat *
                                   const uint8_t *const *end, const uint8_t **pfp, size_t pf_step)
 {
     const size_t gb = w->pack_group_bytes, nb = w->cols / 32;
+    if (!is_q4) {
+        for (size_t t = gt; t < ge; t++)
+            gks(C, w->pack + t * gb, 8 * t, nb, a, i, y, ldy, end[0], pfp, pf_step);
+        return;
+    }
     for (size_t t = gt; t < ge; t++) {
         const uint8_t *g[1] = {w->pack + t * gb};
         size_t yr[1] = {8 * t};
