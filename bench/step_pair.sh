@@ -25,6 +25,7 @@ cat >"$tmp/step.c" <<'C'
 
 #include "base/err.h"
 #include "base/pool.h"
+#include "bench_cpu.h"
 #include "model/llama.h"
 
 static double now(void)
@@ -32,12 +33,6 @@ static double now(void)
     struct timespec t;
     clock_gettime(CLOCK_MONOTONIC, &t);
     return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
-}
-
-static int cmpd(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
 }
 
 static void die(const char *what, const err_msg *e)
@@ -124,7 +119,7 @@ int main(int argc, char **argv)
     return 0;
 }
 C
-cc -O2 -std=gnu11 -D_GNU_SOURCE -I"$here/src" "$tmp/step.c" "$build/src/model/libferry_model.a" \
+cc -O2 -std=gnu11 -D_GNU_SOURCE -I"$here/src" -I"$here/bench" "$tmp/step.c" "$build/src/model/libferry_model.a" \
     "$build/src/base/libferry_base.a" -lm -lpthread -o "$tmp/step"
 echo "# $(date -u +%FT%TZ) load average $(cut -d' ' -f1-3 /proc/loadavg); $model, S=$S," \
     "${THREADS:-2} thread(s)"

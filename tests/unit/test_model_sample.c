@@ -55,6 +55,32 @@ static void test_greedy_and_ties(void **state)
     sample_scratch_free(sc);
 }
 
+/* Both paths on one row of n logits against a plain scan: the first index of
+ * the largest (NaN read as -inf), or ERR_INVAL when nothing is above -inf. */
+static void check_greedy(sample_seq *fast, sample_seq *slow, sample_scratch *sc, const float *l,
+                         int32_t n)
+{
+    int32_t want = -1;
+    float wv = -INFINITY;
+    for (int32_t t = 0; t < n; t++) {
+        float v = isnan(l[t]) ? -INFINITY : l[t];
+        if (v > wv) {
+            want = t;
+            wv = v;
+        }
+    }
+    sample_result a, b;
+    int ra = sample_next(fast, sc, l, &a), rb = sample_next(slow, sc, l, &b);
+    assert_int_equal(ra, rb);
+    if (want < 0) {
+        assert_int_equal(ra, ERR_INVAL);
+        return;
+    }
+    assert_int_equal(ra, 0);
+    assert_int_equal(a.token, want);
+    assert_int_equal(b.token, want);
+}
+
 /* Temperature 0 without bias or penalties reads the logits in place (one
  * pass); with a zero bias the general path (scrubbed copy, then argmax) runs.
  * Both must pick the first index of the largest logit, NaN read as -inf, and
@@ -74,27 +100,11 @@ static void test_greedy_fast_path(void **state)
     uint32_t x = 12345;
     for (int trial = 0; trial < 20000; trial++) {
         float l[V];
-        int32_t want = -1;
-        float wv = -INFINITY;
         for (int t = 0; t < V; t++) {
             x = x * 1103515245u + 12345u;
             l[t] = pool[(x >> 16) % (sizeof pool / sizeof *pool)];
-            float v = isnan(l[t]) ? -INFINITY : l[t];
-            if (want < 0 ? v > -INFINITY : v > wv) {
-                want = t;
-                wv = v;
-            }
         }
-        sample_result a, b;
-        int ra = sample_next(fast, sc, l, &a), rb = sample_next(slow, sc, l, &b);
-        assert_int_equal(ra, rb);
-        if (want < 0) {
-            assert_int_equal(ra, ERR_INVAL);
-            continue;
-        }
-        assert_int_equal(ra, 0);
-        assert_int_equal(a.token, want);
-        assert_int_equal(b.token, want);
+        check_greedy(fast, slow, sc, l, V);
     }
     sample_seq_free(fast);
     sample_seq_free(slow);
@@ -142,25 +152,7 @@ static void test_greedy_large_vocab(void **state)
                 l[at] = INFINITY;
             else if (kind == 5)
                 l[at] = NAN;
-            int32_t want = -1;
-            float wv = -INFINITY;
-            for (int32_t t = 0; t < n; t++) {
-                float v = isnan(l[t]) ? -INFINITY : l[t];
-                if (v > wv) {
-                    want = t;
-                    wv = v;
-                }
-            }
-            sample_result a, b;
-            int ra = sample_next(fast, sc, l, &a), rb = sample_next(slow, sc, l, &b);
-            assert_int_equal(ra, rb);
-            if (want < 0) {
-                assert_int_equal(ra, ERR_INVAL);
-                continue;
-            }
-            assert_int_equal(ra, 0);
-            assert_int_equal(a.token, want);
-            assert_int_equal(b.token, want);
+            check_greedy(fast, slow, sc, l, n);
         }
         free(l);
         sample_seq_free(fast);
