@@ -10,6 +10,13 @@
 
 #define NIL (-1)
 
+/* What a block's cached[] says: where the prefix cache knows it from. */
+enum {
+    NOT_CACHED = 0,   // private, or free
+    CACHED_FULL,      // full: in the prefix table (and maybe the child index)
+    CACHED_PARTIAL,   // a released sequence's partial last block: in the child index only
+};
+
 typedef struct kv_seq {
     bool is_open;
     size_t n_tokens;   // committed tokens
@@ -26,9 +33,9 @@ struct kv_cache {
 
     int32_t *ref;        // (n_blocks) reference counts
     uint32_t *fill;      // (n_blocks) token slots written
-    uint8_t *is_hashed;  // (n_blocks) in the prefix table
-    uint64_t *hash;      // (n_blocks) chained hash, valid when is_hashed
-    uint64_t *parent;    // (n_blocks) parent chained hash, valid when is_hashed
+    uint8_t *cached;     // (n_blocks) NOT_CACHED, CACHED_FULL or CACHED_PARTIAL
+    uint64_t *hash;      // (n_blocks) chained hash, valid when CACHED_FULL
+    uint64_t *parent;    // (n_blocks) parent chained hash, valid when cached
     int32_t *toks;       // (n_blocks, bt) token ids written in each block
 
     int32_t *free_stack; // (n_blocks)
@@ -145,7 +152,7 @@ int kv_cache_new(const kv_config *cfg, kv_cache **out, err_msg *e)
     }
     kv->ref = xcalloc(n_blocks, sizeof *kv->ref, &ok);
     kv->fill = xcalloc(n_blocks, sizeof *kv->fill, &ok);
-    kv->is_hashed = xcalloc(n_blocks, sizeof *kv->is_hashed, &ok);
+    kv->cached = xcalloc(n_blocks, sizeof *kv->cached, &ok);
     kv->hash = xcalloc(n_blocks, sizeof *kv->hash, &ok);
     kv->parent = xcalloc(n_blocks, sizeof *kv->parent, &ok);
     kv->toks = xcalloc(ntoks, sizeof *kv->toks, &ok);
@@ -190,7 +197,7 @@ void kv_cache_free(kv_cache *kv)
             free(kv->seqs[i].table);
     free(kv->ref);
     free(kv->fill);
-    free(kv->is_hashed);
+    free(kv->cached);
     free(kv->hash);
     free(kv->parent);
     free(kv->toks);
@@ -315,9 +322,23 @@ static size_t ch_slot_of(const kv_cache *kv, uint64_t parent)
     return i;
 }
 
+static void lru_unlink(kv_cache *kv, int32_t b);
+
+/* Makes b its parent's child. A partial block it replaces can no longer be
+ * found: it leaves the cache (to the free stack now, or when its last
+ * reference goes). */
 static void ch_put(kv_cache *kv, uint64_t parent, int32_t b)
 {
     size_t i = ch_slot_of(kv, parent);
+    int32_t old = kv->ch_val[i];
+    if (old != NIL && old != b && kv->cached[old] == CACHED_PARTIAL) {
+        kv->cached[old] = NOT_CACHED;
+        if (kv->ref[old] == 0) {
+            lru_unlink(kv, old);
+            kv->fill[old] = 0;
+            kv->free_stack[kv->n_free++] = old;
+        }
+    }
     kv->ch_key[i] = parent;
     kv->ch_val[i] = b;
 }
@@ -365,7 +386,7 @@ static void block_ref(kv_cache *kv, int32_t b)
     if (kv->ref[b] == 0) {
         /* A referenced block is never on the free stack, so a 0-ref block taken
          * by reference is an idle cached one. */
-        ASSERT(kv->is_hashed[b]);
+        ASSERT(kv->cached[b] != NOT_CACHED);
         lru_unlink(kv, b);
         kv->n_used++;
         kv->n_filled += kv->fill[b];
@@ -380,7 +401,7 @@ static void block_unref(kv_cache *kv, int32_t b)
         return;
     kv->n_used--;
     kv->n_filled -= kv->fill[b];
-    if (kv->is_hashed[b]) {
+    if (kv->cached[b] != NOT_CACHED) {
         lru_push_tail(kv, b);
     } else {
         kv->fill[b] = 0;
@@ -398,9 +419,10 @@ static int32_t block_take(kv_cache *kv)
         b = kv->lru_head;
         ASSERT(b != NIL);
         lru_unlink(kv, b);
-        ht_remove(kv, b);
+        if (kv->cached[b] == CACHED_FULL)
+            ht_remove(kv, b);
         ch_forget(kv, b);
-        kv->is_hashed[b] = 0;
+        kv->cached[b] = NOT_CACHED;
         kv->evictions++;
     }
     kv->fill[b] = 0;
@@ -469,6 +491,7 @@ size_t kv_seq_match_prefix(kv_cache *kv, int32_t id, const int32_t *prompt, size
         return s->n_tokens;
     const int32_t *ct = kv->toks + (size_t)c * kv->bt, *pt = prompt + s->n_tokens;
     size_t m = 0;
+    want = want < kv->fill[c] ? want : kv->fill[c]; // a partial child holds fewer
     while (m < want && ct[m] == pt[m])
         m++;
     if (m == 0)
@@ -541,7 +564,7 @@ void kv_seq_commit(kv_cache *kv, int32_t id, const int32_t *tokens, size_t n)
         size_t pos = s->n_tokens++;
         int32_t b = s->table[pos / kv->bt];
         size_t off = pos % kv->bt;
-        ASSERT(kv->ref[b] == 1 && !kv->is_hashed[b] && kv->fill[b] == off);
+        ASSERT(kv->ref[b] == 1 && kv->cached[b] == NOT_CACHED && kv->fill[b] == off);
         kv->toks[(size_t)b * kv->bt + off] = tokens[i];
         kv->fill[b] = (uint32_t)(off + 1);
         kv->n_filled++;
@@ -555,7 +578,7 @@ void kv_seq_commit(kv_cache *kv, int32_t id, const int32_t *tokens, size_t n)
         if (kv->cfg.prefix_cache && ht_find(kv, key, s->tail_hash, t) == NIL) {
             kv->hash[b] = key;
             kv->parent[b] = s->tail_hash;
-            kv->is_hashed[b] = 1;
+            kv->cached[b] = CACHED_FULL;
             ht_insert(kv, key, b);
             ch_put(kv, s->tail_hash, b);
         }
@@ -579,12 +602,26 @@ void kv_seq_release(kv_cache *kv, int32_t id)
 {
     kv_seq *s = seq_get(kv, id);
     /* A copy not done yet would write a block this sequence no longer holds. */
+    bool copy_pending = false;
     for (size_t i = 0; i < kv->n_copies;) {
         if (kv->copies[i].seq == id) {
             block_unref(kv, kv->copies[i].src);
             kv->copies[i] = kv->copies[--kv->n_copies];
+            copy_pending = true;
         } else {
             i++;
+        }
+    }
+    /* A partial last block that only this sequence holds stays cached as its
+     * prefix's child: the next turn of a conversation, or the same prompt again,
+     * copies its first tokens instead of computing them. */
+    if (kv->cfg.prefix_cache && !copy_pending && s->n_tokens > 0) {
+        int32_t b = s->table[(s->n_tokens - 1) / kv->bt]; // its K/V all written
+        if (kv->ref[b] == 1 && kv->cached[b] == NOT_CACHED && kv->fill[b] > 0 &&
+            kv->fill[b] < kv->bt) {
+            kv->cached[b] = CACHED_PARTIAL;
+            kv->parent[b] = s->tail_hash;
+            ch_put(kv, s->tail_hash, b);
         }
     }
     /* Last block first: the LRU then evicts a sequence's tail before the

@@ -17,7 +17,8 @@
  *   - prefix hash table (open addressing, linear probing, backward-shift
  *     delete): chained hash -> block id;
  *   - child index (open addressing, same size): parent chained hash -> the
- *     block published last with that parent;
+ *     block published last with that parent (a full block, or the partial last
+ *     block of a released sequence, kept idle in the LRU for this index only);
  *   - pending block copies (at most one per sequence slot);
  *   - per sequence slot: block table (int32 block ids), committed tokens, the
  *     hash of its last full block.
@@ -192,7 +193,8 @@ const int32_t *kv_seq_table(const kv_cache *kv, int32_t id, size_t *n_blocks);
  * Drops id's references (its tokens and blocks) but keeps the slot open and
  * empty (preemption: the sequence will be recomputed). Full hashed blocks go
  * to the LRU tail, last block first, so a sequence's tail is evicted before
- * its prefix; other blocks go back to the free stack.
+ * its prefix; so does the partial block holding the last token (the child
+ * index finds it); other blocks go back to the free stack.
  */
 void kv_seq_release(kv_cache *kv, int32_t id);
 

@@ -227,23 +227,30 @@ static void test_prefix_reuse(void **state)
     kv_seq_close(kv, d);
     check_accounting(kv);
 
-    /* After both finish, the blocks stay cached (idle) and are found again. */
+    /* After both finish, the blocks stay cached (idle) and are found again:
+     * the full ones, and the partial last blocks as their prefixes' children
+     * (A's p[32,40), B's q[48,50), and D's 3 copied tokens after the root). */
     kv_seq_close(kv, a);
     kv_seq_close(kv, b);
     assert_true(kv_usage_ratio(kv) == 0.0);
     kv_stats st;
     kv_get_stats(kv, &st);
-    assert_int_equal(st.n_cached_idle, 3); // p[0,16), p[16,32), q[32,48)
+    assert_int_equal(st.n_cached_idle, 6); // p[0,16), p[16,32), q[32,48) + 3 partial
     int32_t e2;
     assert_int_equal(kv_seq_open(kv, &e2), 0);
-    assert_int_equal(kv_seq_match_prefix(kv, e2, q, 50), 48);
+    /* three full blocks, and q[48] from B's partial block (q[49] is computed) */
+    assert_int_equal(kv_seq_match_prefix(kv, e2, q, 50), 49);
+    assert_int_equal(kv_pending_copies(kv, &cp), 1);
     kv_get_stats(kv, &st);
-    assert_int_equal(st.n_cached_idle, 0);
-    assert_int_equal(st.n_used, 3);
+    assert_int_equal(st.n_cached_idle, 2);
+    assert_int_equal(st.n_used, 5); // 3 shared, the copy's source (held) and destination
+    kv_copies_done(kv);
+    kv_get_stats(kv, &st);
+    assert_int_equal(st.n_used, 4);
     assert_true(st.hits_tokens == 0);
-    kv_note_prefix_query(kv, 50, 48);
+    kv_note_prefix_query(kv, 50, 49);
     kv_get_stats(kv, &st);
-    assert_true(st.hits_tokens == 48 && st.queries_tokens == 50);
+    assert_true(st.hits_tokens == 49 && st.queries_tokens == 50);
     check_accounting(kv);
     kv_seq_close(kv, e2);
 
@@ -261,7 +268,43 @@ static void test_prefix_reuse(void **state)
     kv_seq_close(kv, f);
     kv_seq_close(kv, g);
     kv_get_stats(kv, &st);
-    assert_int_equal(st.n_cached_idle, 4);
+    assert_int_equal(st.n_cached_idle, 7); // 6 before; s[0,16) took D's place as the root's
+    // child, G's s[16,20) took F's: D's and F's partial blocks went back to the free stack
+    check_accounting(kv);
+    kv_cache_free(kv);
+}
+
+/* A conversation's next turn: the first turn's partial last block (released
+ * with the sequence) is found as its prefix's child, and its tokens are copied;
+ * a preempted sequence's partial block is kept the same way. */
+static void test_partial_block_reuse(void **state)
+{
+    (void)state;
+    kv_cache *kv = pool(16, 4, 4096);
+    int32_t t1[40], a, b;
+    seq_tokens(t1, 40, 7000);
+    assert_int_equal(kv_seq_open(kv, &a), 0);
+    assert_int_equal(kv_seq_match_prefix(kv, a, t1, 20), 0);
+    feed(kv, a, t1, 20); // turn 1: a full block and 4 tokens
+    kv_seq_close(kv, a);
+    kv_stats st;
+    kv_get_stats(kv, &st);
+    assert_int_equal(st.n_cached_idle, 2);
+    /* turn 2 = turn 1 + 20 more tokens: 16 shared, 4 copied, 19 computed */
+    assert_int_equal(kv_seq_open(kv, &b), 0);
+    assert_int_equal(kv_seq_match_prefix(kv, b, t1, 40), 20);
+    const kv_copy *cp;
+    assert_int_equal(kv_pending_copies(kv, &cp), 1);
+    kv_copies_done(kv);
+    assert_int_equal(kv_seq_reserve(kv, b, 40), 0);
+    kv_seq_commit(kv, b, t1 + 20, 20);
+    check_accounting(kv);
+    /* preempted: its partial block [32,40) stays cached, the recompute copies it */
+    kv_seq_release(kv, b);
+    assert_int_equal(kv_seq_match_prefix(kv, b, t1, 40), 39);
+    kv_copies_done(kv);
+    check_accounting(kv);
+    kv_seq_close(kv, b);
     check_accounting(kv);
     kv_cache_free(kv);
 }
@@ -547,7 +590,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_token_bytes),     cmocka_unit_test(test_new_rejects),
         cmocka_unit_test(test_allocator),       cmocka_unit_test(test_check_fits),
-        cmocka_unit_test(test_prefix_reuse),    cmocka_unit_test(test_prefix_cache_off),
+        cmocka_unit_test(test_prefix_reuse),    cmocka_unit_test(test_partial_block_reuse),
+        cmocka_unit_test(test_prefix_cache_off),
         cmocka_unit_test(test_lru_eviction),    cmocka_unit_test(test_preemption_tiny_pool),
         cmocka_unit_test(test_fragmentation),   cmocka_unit_test(test_random_ops),
     };
