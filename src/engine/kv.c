@@ -322,27 +322,6 @@ static size_t ch_slot_of(const kv_cache *kv, uint64_t parent)
     return i;
 }
 
-static void lru_unlink(kv_cache *kv, int32_t b);
-
-/* Makes b its parent's child. A partial block it replaces can no longer be
- * found: it leaves the cache (to the free stack now, or when its last
- * reference goes). */
-static void ch_put(kv_cache *kv, uint64_t parent, int32_t b)
-{
-    size_t i = ch_slot_of(kv, parent);
-    int32_t old = kv->ch_val[i];
-    if (old != NIL && old != b && kv->cached[old] == CACHED_PARTIAL) {
-        kv->cached[old] = NOT_CACHED;
-        if (kv->ref[old] == 0) {
-            lru_unlink(kv, old);
-            kv->fill[old] = 0;
-            kv->free_stack[kv->n_free++] = old;
-        }
-    }
-    kv->ch_key[i] = parent;
-    kv->ch_val[i] = b;
-}
-
 /* Drops b from the child index if it is its parent's entry. */
 static void ch_forget(kv_cache *kv, int32_t b)
 {
@@ -394,6 +373,13 @@ static void block_ref(kv_cache *kv, int32_t b)
     kv->ref[b]++;
 }
 
+/* An unreferenced block that holds nothing worth keeping. */
+static void free_push(kv_cache *kv, int32_t b)
+{
+    kv->fill[b] = 0;
+    kv->free_stack[kv->n_free++] = b;
+}
+
 static void block_unref(kv_cache *kv, int32_t b)
 {
     ASSERT(kv->ref[b] > 0);
@@ -401,13 +387,30 @@ static void block_unref(kv_cache *kv, int32_t b)
         return;
     kv->n_used--;
     kv->n_filled -= kv->fill[b];
-    if (kv->cached[b] != NOT_CACHED) {
+    if (kv->cached[b] != NOT_CACHED)
         lru_push_tail(kv, b);
-    } else {
-        kv->fill[b] = 0;
-        kv->free_stack[kv->n_free++] = b;
-    }
+    else
+        free_push(kv, b);
 }
+
+/* Makes b its parent's child. A partial block it replaces can no longer be
+ * found: it leaves the cache (to the free stack now, or when its last
+ * reference goes). */
+static void ch_put(kv_cache *kv, uint64_t parent, int32_t b)
+{
+    size_t i = ch_slot_of(kv, parent);
+    int32_t old = kv->ch_val[i];
+    if (old != NIL && old != b && kv->cached[old] == CACHED_PARTIAL) {
+        kv->cached[old] = NOT_CACHED;
+        if (kv->ref[old] == 0) {
+            lru_unlink(kv, old);
+            free_push(kv, old);
+        }
+    }
+    kv->ch_key[i] = parent;
+    kv->ch_val[i] = b;
+}
+
 
 /* Takes a block for writing: free stack first, else evicts the LRU head. */
 static int32_t block_take(kv_cache *kv)
@@ -483,7 +486,6 @@ size_t kv_seq_match_prefix(kv_cache *kv, int32_t id, const int32_t *prompt, size
      * ours, since ours will go on differently. Copying a block costs far less
      * than computing one token. */
     size_t want = n - 1 - s->n_tokens;
-    want = want < kv->bt ? want : kv->bt;
     if (want == 0 || s->n_blocks >= kv->max_blocks)
         return s->n_tokens;
     int32_t c = kv->ch_val[ch_slot_of(kv, h)];
@@ -491,7 +493,7 @@ size_t kv_seq_match_prefix(kv_cache *kv, int32_t id, const int32_t *prompt, size
         return s->n_tokens;
     const int32_t *ct = kv->toks + (size_t)c * kv->bt, *pt = prompt + s->n_tokens;
     size_t m = 0;
-    want = want < kv->fill[c] ? want : kv->fill[c]; // a partial child holds fewer
+    want = MIN(want, (size_t)kv->fill[c]); // a block, or fewer: a partial child
     while (m < want && ct[m] == pt[m])
         m++;
     if (m == 0)
@@ -617,8 +619,7 @@ void kv_seq_release(kv_cache *kv, int32_t id)
      * copies its first tokens instead of computing them. */
     if (kv->cfg.prefix_cache && !copy_pending && s->n_tokens > 0) {
         int32_t b = s->table[(s->n_tokens - 1) / kv->bt]; // its K/V all written
-        if (kv->ref[b] == 1 && kv->cached[b] == NOT_CACHED && kv->fill[b] > 0 &&
-            kv->fill[b] < kv->bt) {
+        if (kv->ref[b] == 1 && kv->cached[b] == NOT_CACHED && kv->fill[b] < kv->bt) {
             kv->cached[b] = CACHED_PARTIAL;
             kv->parent[b] = s->tail_hash;
             ch_put(kv, s->tail_hash, b);

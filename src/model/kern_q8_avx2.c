@@ -103,6 +103,17 @@ static void rows_plain(const kern_mat *w, size_t ra, size_t rb, const kern_act *
 
 /* --------------------------------------------------------- packed groups */
 
+/* The batched kernels' weight stream: requests into L2 the lines from past *pq
+ * up to *pq + step (not at or past end), and advances *pq by step. */
+static ALWAYS_INLINE void stream_prefetch(const uint8_t **pq, size_t step, const uint8_t *end)
+{
+    const uint8_t *nq = *pq + step;
+    for (uintptr_t l = ((uintptr_t)*pq | 63) + 1; l <= (uintptr_t)nq && l < (uintptr_t)end;
+         l += 64)
+        _mm_prefetch((const char *)l, _MM_HINT_T1);
+    *pq = nq;
+}
+
 /*
  * R packed groups (bases g[k], output rows yr[k]..yr[k]+7) × C activation rows
  * i..i+C-1, all nb blocks. Prefetch, per block: pf == PF_AHEAD requests each
@@ -138,12 +149,8 @@ static ALWAYS_INLINE void gk(const int R, const int C, const int is_q4, const in
     for (size_t b = 0; b < nb; b++) {
         __m256i s[4][8];
         const size_t qo = b * bs;
-        if (pf == PF_STREAM) { // the lines from past pq up to pq + pf_step
-            const uint8_t *nq = pq + pf_step;
-            for (uintptr_t l = ((uintptr_t)pq | 63) + 1;
-                 l <= (uintptr_t)nq && l < (uintptr_t)pf_end[0]; l += 64)
-                _mm_prefetch((const char *)l, _MM_HINT_T1);
-            pq = nq;
+        if (pf == PF_STREAM) {
+            stream_prefetch(&pq, pf_step, pf_end[0]);
         } else if (pf == PF_AHEAD) {
 #pragma GCC unroll 4
             for (int k = 0; k < R; k++) {
@@ -252,11 +259,7 @@ static ALWAYS_INLINE void gks(const int C, const uint8_t *gp, size_t yr, size_t 
     }
     for (size_t b = 0; b < nb; b++) {
         const size_t qo = b * bs;
-        const uint8_t *nq = pq + pf_step;
-        for (uintptr_t l = ((uintptr_t)pq | 63) + 1; l <= (uintptr_t)nq && l < (uintptr_t)pf_end;
-             l += 64)
-            _mm_prefetch((const char *)l, _MM_HINT_T1);
-        pq = nq;
+        stream_prefetch(&pq, pf_step, pf_end);
         __m256i si[8];
 #pragma GCC unroll 8
         for (int j = 0; j < 8; j++) {

@@ -485,20 +485,16 @@ int llama_kv_new(const model *m, size_t n_blocks, size_t block_tokens, llama_kv 
 /*
  * Zeroed memory for the K/V pool, straight from mmap: page-aligned (so every
  * F16 or Q8_0 row that is a multiple of 64 bytes starts a cache line, and one
- * KV head of a row spans no extra line), touched lazily, and advised to be
- * backed by transparent huge pages. Attention reads a sequence's K/V block by
+ * KV head of a row spans no extra line), advised to be backed by transparent
+ * huge pages, and faulted in now. Attention reads a sequence's K/V block by
  * block from all over the pool: with 4 KiB pages nearly every block is a TLB
  * miss and a page walk whose tables are themselves not cached (a 256 MiB pool
- * has 64 Ki page-table entries). The advice is only that: with THP off nothing
- * changes. NULL when out of memory.
- */
-/*
- * The KV pool, on huge pages where the kernel has them, and faulted in now: a
- * lazily touched pool zeroed 2 MiB pages in the middle of decode steps (a
- * block spans every layer's region, so a fresh block could fault dozens; ~1%
- * of a serving run's CPU until the pool had been cycled once), and memory the
- * machine cannot give shows up here, at load, instead of as an OOM kill while
- * requests run.
+ * has 64 Ki page-table entries); with THP off the advice changes nothing.
+ * Faulting in at creation: a lazily touched pool zeroed 2 MiB pages in the
+ * middle of decode steps (a block spans every layer's region, so a fresh block
+ * could fault dozens; ~1% of a serving run's CPU until the pool had been
+ * cycled once), and memory the machine cannot give shows up here, at load,
+ * instead of as an OOM kill while requests run. NULL when out of memory.
  */
 static uint8_t *kv_mem_alloc(size_t n)
 {

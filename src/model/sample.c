@@ -424,20 +424,15 @@ static bool has_penalties(const sample_seq *s)
 }
 
 /*
- * Temperature 0 with nothing to adjust: the first index of the largest logit,
- * read in place (NaN never compares greater, as the -inf it is read as in the
- * general path), in one pass instead of a copy and a second pass.
- */
-/*
- * The first index of the largest of x[0..n) (NaN never wins; *best = -1 when
- * nothing is above -inf). The maxima of 64-element blocks come from 8
+ * The first index of the largest of x[0..n) (NaN never wins; -1 when nothing
+ * is above -inf). The maxima of 64-element blocks come from 8
  * independent lanes (`a > m ? a : m` compiles to packed max instructions; a
  * running compare-and-branch over the vocabulary took ~30 us a row at 49k
  * tokens, on the scheduler's critical path every step), then the first block
  * holding the overall maximum is searched for its first index of it.
  */
 #define ARGMAX_BLOCK 64
-static void argmax_first(const float *x, int32_t n, int32_t *best)
+static int32_t argmax_first(const float *x, int32_t n)
 {
     float top = -INFINITY;
     int32_t top_block = -1, nb = n / ARGMAX_BLOCK;
@@ -458,23 +453,28 @@ static void argmax_first(const float *x, int32_t n, int32_t *best)
     }
     int32_t from = top_block < 0 ? 0 : top_block * ARGMAX_BLOCK;
     int32_t to = top_block < 0 ? 0 : from + ARGMAX_BLOCK;
-    *best = -1;
+    int32_t best = -1;
     for (int32_t t = from; t < to; t++)
         if (x[t] == top) {
-            *best = t;
+            best = t;
             break;
         }
     for (int32_t t = nb * ARGMAX_BLOCK; t < n; t++) // the tail after the whole blocks
         if (x[t] > top) {
             top = x[t];
-            *best = t;
+            best = t;
         }
+    return best;
 }
 
+/*
+ * Temperature 0 with nothing to adjust: the first index of the largest logit,
+ * read in place (NaN never compares greater, as the -inf it is read as in the
+ * general path), in one pass instead of a copy and a second pass.
+ */
 static int greedy_raw(const sample_seq *s, const float *logits, sample_result *out)
 {
-    int32_t best;
-    argmax_first(logits, s->n_vocab, &best);
+    int32_t best = argmax_first(logits, s->n_vocab);
     if (best < 0)
         return ERR_INVAL;
     out->token = best;
@@ -498,8 +498,7 @@ int sample_next(sample_seq *s, sample_scratch *sc, const float *logits, sample_r
     apply_penalties(s, sc);
 
     if (s->p.temperature == 0.0f) {
-        int32_t best;
-        argmax_first(l, V, &best);
+        int32_t best = argmax_first(l, V);
         if (best < 0)
             return ERR_INVAL;
         out->token = best;
